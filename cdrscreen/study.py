@@ -217,6 +217,8 @@ class Study(BaseModel):
                         msg += f", got {got!r}"
                     row_problems.append(f"field '{fld}': {msg}")
                 rec = None
+            if check_media:
+                row_problems += _check_media(data)
             if rec is not None:
                 if rec.key in seen:
                     row_problems.append(
@@ -225,8 +227,6 @@ class Study(BaseModel):
                     )
                 else:
                     seen[rec.key] = where
-                if check_media:
-                    row_problems += _check_media(rec)
                 if not row_problems:
                     recordings.append(rec)
             problems += [f"{where}: {p}" for p in row_problems]
@@ -306,11 +306,11 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     raise InputError(path, f"unsupported manifest format '{suffix}' (use .csv, .tsv or .yaml)")
 
 
-def _check_media(rec: Recording) -> list[str]:
+def _check_media(data: dict[str, Any]) -> list[str]:
     problems = []
     for field in ("video", "audio", "segments"):
-        p: Path | None = getattr(rec, field)
-        if p is None:
+        p = data.get(field)
+        if not isinstance(p, Path):
             continue
         if not p.exists():
             problems.append(f"field '{field}': file not found: {p}")

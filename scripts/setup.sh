@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent environment setup for cdrscreen.
+#   bash scripts/setup.sh            # runtime (all extras) for the demo
+#   bash scripts/setup.sh --dev      # + test tools and the browser used by report tests
+# Creates ./.venv (or $CDRSCREEN_VENV) with Python 3.11, installs the pinned dependency set,
+# and installs the Debian packages the demo/tests need when they are missing. Re-running
+# reuses everything that is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+[[ "${1:-}" == "--dev" ]] && DEV=1
+VENV="${CDRSCREEN_VENV:-.venv}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+# --- system packages (Debian) -----------------------------------------------------------
+apt_pkgs=(espeak-ng alsa-utils)
+[[ $DEV == 1 ]] && apt_pkgs+=(chromium)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python environment -----------------------------------------------------------------
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "[setup] creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+extras="all"
+[[ $DEV == 1 ]] && extras="all,dev"
+stamp="$VENV/.cdrscreen-install-stamp"
+want="$(cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16) $extras"
+have="$(cat "$stamp" 2>/dev/null || true)"
+# reuse an existing install if it already covers what is asked for
+if [[ "$have" != "$want" && "$have" != "${want% *} all,dev" ]]; then
+  echo "[setup] installing cdrscreen[$extras] into $VENV (first time: a few minutes)"
+  cons=(); [[ -f constraints.txt ]] && cons=(-c constraints.txt)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "${cons[@]}"
+  echo "$want" > "$stamp"
+fi
+# persistent numba JIT cache for librosa (first call compiles once, later runs reuse it)
+mkdir -p "${NUMBA_CACHE_DIR:-$HOME/.cache/cdrscreen/numba}"
+echo "[setup] ready: $VENV ($("$VENV/bin/python" --version))"
