@@ -52,7 +52,7 @@ def _check_labels(labels: np.ndarray | Sequence[int], n_classes: int | None) -> 
 
 
 def _window_counts(onehot: np.ndarray, window: int) -> np.ndarray:
-    """Counts of each class in the window centred on every frame, shape ``(T, K)``."""
+    """Count each class in the window centred on every frame, shape ``(T, K)``."""
     t = onehot.shape[0]
     left, right = (window - 1) // 2, window // 2
     csum = np.vstack([np.zeros((1, onehot.shape[1])), np.cumsum(onehot, axis=0)])
@@ -303,7 +303,7 @@ def expression_timeline(
 
 
 def timeline_segments(timeline: pd.DataFrame) -> pd.DataFrame:
-    """Runs of constant expression in a timeline from :func:`expression_timeline`.
+    """Split a timeline from :func:`expression_timeline` into runs of constant expression.
 
     Returns
     -------
