@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from cdrscreen.cli import ablate, demo, evaluate, extract, info, report
@@ -33,20 +32,20 @@ for _mod in (demo, info, extract, evaluate, ablate, report):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cdrscreen`` script; returns the exit status."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="cdrscreen", standalone_mode=False)
     except CdrscreenError as err:
         for line in str(err).splitlines():
             typer.secho(f"error: {line}", fg="red", err=True)
         return 2
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as err:
+        return int(err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         return 130
-    except click.ClickException as err:
+    except typer.TyperException as err:  # usage errors: unknown verb/option, bad value
         err.show()
-        return err.exit_code
-    return 0
+        return int(getattr(err, "exit_code", 2))
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
