@@ -36,7 +36,7 @@ fi
 extras="all"
 [[ $DEV == 1 ]] && extras="all,dev"
 stamp="$VENV/.cdrscreen-install-stamp"
-want="$(cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16) $extras"
+want="$( { cat pyproject.toml; cat constraints.txt 2>/dev/null || true; } | sha256sum | cut -c1-16) $extras"
 have="$(cat "$stamp" 2>/dev/null || true)"
 # reuse an existing install if it already covers what is asked for
 if [[ "$have" != "$want" && "$have" != "${want% *} all,dev" ]]; then
