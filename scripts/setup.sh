@@ -42,7 +42,9 @@ have="$(cat "$stamp" 2>/dev/null || true)"
 if [[ "$have" != "$want" && "$have" != "${want% *} all,dev" ]]; then
   echo "[setup] installing cdrscreen[$extras] into $VENV (first time: a few minutes)"
   cons=(); [[ -f constraints.txt ]] && cons=(-c constraints.txt)
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "${cons[@]}"
+  # (pip's "Location ... is ignored" notes about local mirrors are noise: filtered out)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "${cons[@]}" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > "$stamp"
 fi
 # persistent numba JIT cache for librosa (first call compiles once, later runs reuse it)
