@@ -1,0 +1,248 @@
+"""Protocol files: a YAML file that fully determines an evaluation run.
+
+Validated with pydantic (``extra="forbid"``): an unknown key is an error that names the
+key and suggests the closest valid one. Every key is documented in ``docs/protocols.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cdrscreen.errors import ConfigError
+
+#: Built-in label schemes: CDR value -> class name (unlisted CDR values are dropped).
+LABEL_SCHEMES: dict[str, dict[float, str]] = {
+    "binary": {0.5: "0.5", 1.0: "1+", 2.0: "1+", 3.0: "1+"},
+    "3class": {0.5: "0.5", 1.0: "1", 2.0: "2"},
+}
+
+#: Metrics computed for every model (subject level).
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
+
+#: Folder holding the protocols shipped with the package.
+PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocols"
+#: The protocol ``cdrscreen demo`` and reports use by default.
+DEFAULT_PROTOCOL = PROTOCOL_DIR / "cdr_binary_loso.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeaturesSpec(_Strict):
+    """Which feature groups (column prefixes) a run uses."""
+
+    groups: list[str] = Field(default_factory=lambda: ["all"], min_length=1)
+    missing_groups: Literal["error", "skip"] = "error"
+
+
+class LabelsSpec(_Strict):
+    """How the label column maps to classes."""
+
+    column: str = "meta__cdr"
+    scheme: Literal["binary", "3class", "custom"] = "binary"
+    mapping: dict[float, str] | None = None
+
+    @model_validator(mode="after")
+    def _mapping_only_for_custom(self) -> LabelsSpec:
+        if self.scheme == "custom" and not self.mapping:
+            raise ValueError("scheme 'custom' needs a 'mapping' (CDR value -> class name)")
+        if self.scheme != "custom" and self.mapping:
+            raise ValueError(f"'mapping' is only used with scheme 'custom', not '{self.scheme}'")
+        return self
+
+    def class_map(self) -> dict[float, str]:
+        """CDR value -> class name for this scheme."""
+        return dict(self.mapping) if self.scheme == "custom" else dict(LABEL_SCHEMES[self.scheme])
+
+    def classes(self) -> list[str]:
+        """Class names in their canonical order (order of first appearance)."""
+        return list(dict.fromkeys(self.class_map().values()))
+
+
+class AugmentationSpec(_Strict):
+    """How augmented rows (flagged by a boolean column) are used."""
+
+    column: str = "meta__augmented"
+    train: bool = True
+    test: bool = False
+
+
+class ModelSpec(_Strict):
+    """One classifier configuration."""
+
+    name: str
+    fusion: Literal["early", "late", "stacking"] = "early"
+    learner: Literal["svm", "logreg", "rf"] = "svm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    select_k: int | None = Field(default=None, ge=1)
+    weights: dict[str, float] | None = None
+    meta_learner: Literal["logreg"] = "logreg"
+    stacking_splits: int = Field(default=3, ge=2)
+    groups: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.weights is not None and self.fusion != "late":
+            raise ValueError("'weights' is only used with fusion 'late'")
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid '{key}' has no values")
+        return self
+
+
+class CVSpec(_Strict):
+    """Outer and inner cross-validation."""
+
+    outer: Literal["loso", "group_kfold"] = "loso"
+    n_splits: int = Field(default=5, ge=2)
+    repeats: int = Field(default=1, ge=1)
+    inner_splits: int = Field(default=3, ge=2)
+    inner_scoring: Literal["accuracy", "balanced_accuracy", "macro_f1"] = "balanced_accuracy"
+
+    @model_validator(mode="after")
+    def _repeats_need_kfold(self) -> CVSpec:
+        if self.repeats > 1 and self.outer == "loso":
+            raise ValueError("'repeats' > 1 needs outer 'group_kfold' (LOSO has only one split)")
+        return self
+
+
+class StatisticsSpec(_Strict):
+    """Uncertainty and significance settings."""
+
+    n_bootstrap: int = Field(default=1000, ge=0)
+    ci: float = Field(default=0.95, gt=0.0, lt=1.0)
+    n_permutations: int = Field(default=1000, ge=0)
+    permutation_metric: Literal["accuracy", "balanced_accuracy", "macro_f1"] = "balanced_accuracy"
+    compare: Literal["mcnemar", "paired_permutation"] = "mcnemar"
+    n_compare_permutations: int = Field(default=1000, ge=0)
+
+
+class AblationSpec(_Strict):
+    """Which feature-group combinations ``ablate`` evaluates."""
+
+    model: str | None = None
+    singles: bool = True
+    leave_one_out: bool = True
+    all_subsets: bool = False
+    n_permutations: int = Field(default=0, ge=0)
+    rank_by: Literal["accuracy", "balanced_accuracy", "macro_f1", "roc_auc"] = "balanced_accuracy"
+
+
+class Protocol(_Strict):
+    """A complete, validated evaluation protocol."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    subject_aggregation: Literal["mean", "median"] = "mean"
+    features: FeaturesSpec = Field(default_factory=FeaturesSpec)
+    labels: LabelsSpec = Field(default_factory=LabelsSpec)
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    models: list[ModelSpec] = Field(min_length=1)
+    cv: CVSpec = Field(default_factory=CVSpec)
+    statistics: StatisticsSpec = Field(default_factory=StatisticsSpec)
+    ablation: AblationSpec = Field(default_factory=AblationSpec)
+
+    @model_validator(mode="after")
+    def _names(self) -> Protocol:
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+        if self.ablation.model is not None and self.ablation.model not in names:
+            close = difflib.get_close_matches(self.ablation.model, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"ablation.model '{self.ablation.model}' is not a model name{hint}")
+        return self
+
+    def to_yaml(self) -> str:
+        """The resolved protocol (defaults filled in) as YAML text."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at ``loc`` (a pydantic error location) inside ``model``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        for _ in range(3):  # unwrap list[...] / Optional[...]
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel) or not args:
+                break
+            ann = args[0]
+        current = ann
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line naming the file, each bad key and (for unknown keys) the close match."""
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            valid = _fields_at(Protocol, loc[:-1])
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f" - did you mean '{close[0]}'?" if close else f" (valid keys: {', '.join(valid)})"
+            problems.append(f"unknown key '{_where(loc)}'{hint}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{_where(loc) or 'protocol'}: {msg}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) -> Protocol:
+    """Load and validate a protocol from a YAML path, a dict, or pass one through.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and every problem (unknown keys with a suggestion).
+    """
+    if isinstance(source, Protocol):
+        return source
+    if isinstance(source, dict):
+        data, where = source, "protocol"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{where}: protocol file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{where}: not valid YAML{line}: {getattr(err, 'problem', err)}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: a protocol must be a YAML mapping of keys to values")
+        data.setdefault("name", path.stem)
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, where)) from None
