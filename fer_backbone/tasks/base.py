@@ -1,16 +1,35 @@
 """The task contract: an FER training method as a small ``nn.Module``.
 
-The one training loop (:mod:`fer_backbone.train`) drives every method through this
+The one training loop (:func:`fer_backbone.train.fit`) drives every method through this
 interface and never branches on which method it runs.
 
-Batches are dicts of tensors. Keys used so far:
+Batches
+-------
+Batches are dicts of tensors, already on the task's device. The loop converts every
+``uint8`` tensor of shape ``(B, 3, H, W)`` to float, normalises it with the run's mean/std
+(and applies the configured batch augmentation to the keys listed in
+``TrainConfig.augment_keys``, default ``["image"]``) before calling the task. Keys used so far:
 
 ``image``  float tensor ``(B, 3, H, W)``, normalised.
 ``label``  long tensor ``(B,)``: the (possibly noisy) training label.
 ``index``  long tensor ``(B,)``: the sample's position in the training set (SLM's per-sample
-           label logits and SCN's relabel write-back are keyed by it).
+           label logits and SCN's relabel table are keyed by it).
+``soft``   float tensor ``(B, K)``: label distribution, when the data set has one.
 ``unlabeled_weak`` / ``unlabeled_strong``  weak / strong views of unlabeled images
            (semi-supervised task).
+
+Step protocol (what the loop does with a task, per batch)
+---------------------------------------------------------
+1. ``out = task(batch)`` under autocast; ``out["loss"]`` is back-propagated, the loop's
+   optimizer (over :meth:`Task.optimizer_parameters`) steps.
+2. ``task.after_optimizer_step(batch, out)``: anything the task updates itself.
+3. Every 0-dim tensor in ``out`` is averaged over the epoch and logged (progress bar,
+   ``metrics.csv``); other entries are for the task's own use in step 2.
+
+Per epoch: ``task.on_epoch_start(epoch, num_epochs)`` first (0-based epoch), then
+``task.epoch_metrics()`` is merged into the epoch's logged row. Checkpoints store
+``task.state_dict()`` (parameters *and* buffers, e.g. SLM label logits, SCN relabels) plus
+``task.extra_state()`` for non-tensor or optimizer state a task owns.
 """
 
 from __future__ import annotations
@@ -29,9 +48,34 @@ class Task(nn.Module, ABC):
     from :meth:`forward` (one training step), and predict class logits in :meth:`predict`.
     Anything a task updates itself (SLM's label logits, a student network in
     teacher/student training) is excluded from :meth:`optimizer_parameters`.
+
+    Parameters
+    ----------
+    num_classes : int
+        ``K``.
+    num_train : int
+        Size of the training set (the range of ``batch["index"]``); tasks with per-sample
+        state size it by this.
     """
 
     name: ClassVar[str]
+
+    def __init__(self, num_classes: int, num_train: int = 0) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.num_train = int(num_train)
+
+    @classmethod
+    def from_config(cls, *, backbone: dict[str, Any], num_classes: int, num_train: int,
+                    **params: Any) -> Task:
+        """Build the task from a backbone spec (``Backbone`` keyword arguments) and params.
+
+        The default builds one :class:`~fer_backbone.models.Backbone`; tasks needing more
+        networks (teacher + student) override this.
+        """
+        from fer_backbone.models import Backbone
+
+        return cls(Backbone(**backbone), num_classes=num_classes, num_train=num_train, **params)
 
     @abstractmethod
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -50,7 +94,18 @@ class Task(nn.Module, ABC):
         return [p for p in self.parameters() if p.requires_grad]
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
-        """Hook for epoch-dependent schedules (ramps, relabel start)."""
+        """Hook for epoch-dependent schedules (ramps, relabel start); ``epoch`` is 0-based."""
 
     def after_optimizer_step(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
         """Hook run after the loop's optimizer step (e.g. SLM label-logit update)."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra per-epoch numbers to log (e.g. how many labels were changed)."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """Checkpointed state outside ``state_dict()`` (e.g. an internal optimizer)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""

@@ -1,0 +1,276 @@
+"""Readers for the on-disk layouts of the common FER data sets.
+
+Each reader returns :class:`~fer_backbone.data.samples.Samples` and raises
+:class:`~cdrscreen.errors.InputError` (file + problem, one line) on a malformed layout.
+
+======================  ====================================================================
+data set                layout read
+======================  ====================================================================
+RAF-DB (basic)          ``EmoLabel/list_patition_label.txt`` (``train_00001.jpg 5``, labels
+                        1..7) + ``Image/aligned/train_00001_aligned.jpg``
+FERPlus                 ``fer2013new.csv`` (Usage, Image name, 10 vote columns) + images in
+                        ``FER2013Train`` / ``FER2013Valid`` / ``FER2013Test``
+AffectNet               ``training.csv`` / ``validation.csv`` (``subDirectory_filePath``, ...,
+                        ``expression``) + an image root
+Aff-Wild2 (EXPR)        one ``<video>.txt`` per video (header line, then one label per frame,
+                        ``-1`` = not annotated) + ``cropped_aligned/<video>/00001.jpg``
+image folder            ``root/<class>/<image>``
+======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from cdrscreen.errors import InputError
+from fer_backbone.data.samples import (
+    AFFECTNET_CLASSES,
+    AFFWILD2_CLASSES,
+    FERPLUS_CLASSES,
+    RAFDB_CLASSES,
+    Samples,
+)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    return path
+
+
+# -- RAF-DB ---------------------------------------------------------------------------
+def read_rafdb(root: str | Path, split: str = "train", aligned: bool = True) -> Samples:
+    """RAF-DB basic emotions.
+
+    Parameters
+    ----------
+    root : path
+        Folder holding ``EmoLabel/`` and ``Image/``.
+    split : {"train", "test"}
+    aligned : bool
+        Use ``Image/aligned/<stem>_aligned.jpg`` (default) or ``Image/original/<name>``.
+    """
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise ValueError(f"RAF-DB split must be 'train' or 'test', got {split!r}")
+    lab = _need(root / "EmoLabel" / "list_patition_label.txt", "RAF-DB label list")
+    images, labels = [], []
+    for ln, line in enumerate(lab.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or not 1 <= int(parts[1]) <= 7:
+            raise InputError(lab, f"line {ln}: expected '<image> <label 1..7>', got {line!r}")
+        name, y = parts[0], int(parts[1]) - 1
+        if not name.startswith(split + "_"):
+            continue
+        stem = Path(name).stem
+        img = root / "Image" / "aligned" / f"{stem}_aligned.jpg" if aligned else root / "Image" / "original" / name
+        images.append(img)
+        labels.append(y)
+    if not images:
+        raise InputError(lab, f"no '{split}_*' entries")
+    missing = [p for p in images if not p.exists()]
+    if missing:
+        raise InputError(missing[0], f"image listed in {lab.name} not found ({len(missing)} missing in all)")
+    return Samples(images, np.array(labels), list(RAFDB_CLASSES))
+
+
+# -- FERPlus --------------------------------------------------------------------------
+_FERPLUS_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+_FERPLUS_SPLITS = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
+
+
+def read_ferplus(csv_path: str | Path, images_root: str | Path | None = None, split: str = "train",
+                 mode: str = "majority") -> Samples:
+    """FERPlus from its vote-count CSV (``fer2013new.csv``).
+
+    Each row holds 10 annotators' votes over 8 emotions + ``unknown`` + ``NF`` (not a
+    face). As in the FERPlus reference code, single votes are treated as outliers (set to
+    0) and rows whose top vote is ``unknown``/``NF`` (or that have no image name) are dropped.
+
+    Parameters
+    ----------
+    csv_path : path
+    images_root : path, optional
+        Folder with ``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/`` (default: the
+        CSV's folder).
+    split : {"train", "valid", "test"}
+    mode : {"majority", "argmax", "probability"}
+        ``majority``: keep rows where one emotion has more than half of the (cleaned) votes,
+        hard label = that emotion. ``argmax``: hard label = most voted emotion (first on ties).
+        ``probability``: like argmax, plus ``soft`` = vote proportions over the 8 emotions.
+    """
+    csv_path = _need(Path(csv_path), "FERPlus vote CSV")
+    images_root = Path(images_root) if images_root is not None else csv_path.parent
+    if split not in _FERPLUS_SPLITS:
+        raise ValueError(f"FERPlus split must be one of {list(_FERPLUS_SPLITS)}, got {split!r}")
+    if mode not in ("majority", "argmax", "probability"):
+        raise ValueError(f"FERPlus mode must be majority, argmax or probability, got {mode!r}")
+    usage = _FERPLUS_SPLITS[split]
+    images, labels, soft = [], [], []
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or rows[0][:2] != ["Usage", "Image name"] or len(rows[0]) != 12:
+        raise InputError(csv_path, "expected header 'Usage,Image name,neutral,...,unknown,NF' (12 columns)")
+    for ln, row in enumerate(rows[1:], 2):
+        if len(row) != 12:
+            raise InputError(csv_path, f"line {ln}: expected 12 columns, got {len(row)}")
+        if row[0] != usage or not row[1].strip():
+            continue
+        try:
+            votes = np.array([float(v) for v in row[2:]])
+        except ValueError:
+            raise InputError(csv_path, f"line {ln}: non-numeric vote count") from None
+        votes[votes <= 1.0] = 0.0  # single votes are outliers
+        if votes.sum() <= 0 or int(np.argmax(votes)) >= 8:
+            continue  # unknown / not a face
+        emo = votes[:8]
+        y = int(np.argmax(emo))
+        if mode == "majority" and emo[y] <= 0.5 * votes.sum():
+            continue
+        images.append(images_root / _FERPLUS_FOLDERS[usage] / row[1].strip())
+        labels.append(y)
+        soft.append(emo / emo.sum())
+    if not images:
+        raise InputError(csv_path, f"no usable '{usage}' rows in mode '{mode}'")
+    return Samples(images, np.array(labels), list(FERPLUS_CLASSES),
+                   soft=np.array(soft, dtype=np.float32) if mode == "probability" else None)
+
+
+# -- AffectNet ------------------------------------------------------------------------
+def read_affectnet(csv_path: str | Path, images_root: str | Path, num_classes: int = 7,
+                   max_per_class: int | None = None, seed: int = 0) -> Samples:
+    """AffectNet (manually annotated part) from ``training.csv`` or ``validation.csv``.
+
+    Parameters
+    ----------
+    csv_path : path
+        The official CSV (header ``subDirectory_filePath,face_x,...,expression,valence,arousal``).
+    images_root : path
+        Folder that ``subDirectory_filePath`` is relative to.
+    num_classes : {7, 8}
+        8 keeps ``contempt``; 7 drops it. Codes 8-10 (none, uncertain, no face) are dropped.
+    max_per_class : int, optional
+        Seeded random subsample of at most this many images per class (the usual balanced
+        subsample of the huge, imbalanced training set; the validation set, used as test
+        set, has 500 per class).
+    seed : int
+    """
+    csv_path = _need(Path(csv_path), "AffectNet CSV")
+    images_root = Path(images_root)
+    if num_classes not in (7, 8):
+        raise ValueError(f"AffectNet has 7 or 8 classes, got {num_classes}")
+    with csv_path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or "expression" not in rows[0] or "subDirectory_filePath" not in rows[0]:
+        raise InputError(csv_path, "expected a header with 'subDirectory_filePath' and 'expression'")
+    ci, ce = rows[0].index("subDirectory_filePath"), rows[0].index("expression")
+    images, labels = [], []
+    for ln, row in enumerate(rows[1:], 2):
+        try:
+            y = int(row[ce])
+        except (ValueError, IndexError):
+            raise InputError(csv_path, f"line {ln}: bad 'expression' value") from None
+        if y < 0 or y >= num_classes:
+            continue
+        images.append(images_root / row[ci])
+        labels.append(y)
+    labels_a = np.array(labels, dtype=np.int64)
+    keep = np.arange(len(labels_a))
+    if max_per_class is not None:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(labels_a == c))[:max_per_class] for c in range(num_classes)
+        ]))
+    if len(keep) == 0:
+        raise InputError(csv_path, "no rows with an expression code in range")
+    return Samples([images[i] for i in keep], labels_a[keep], list(AFFECTNET_CLASSES[:num_classes]))
+
+
+# -- Aff-Wild2 ------------------------------------------------------------------------
+def read_affwild2(annotations_dir: str | Path, frames_root: str | Path,
+                  skip_missing_frames: bool = True) -> Samples:
+    """Aff-Wild2 expression annotations (ABAW EXPR track).
+
+    Parameters
+    ----------
+    annotations_dir : path
+        A folder of ``<video>.txt`` files (e.g. ``EXPR_Classification_Challenge/Train_Set``);
+        line 1 is the class-name header, line ``i + 1`` the label of frame ``i`` (1-based),
+        ``-1`` marks frames without a label, which are skipped.
+    frames_root : path
+        ``cropped_aligned/``; frame ``i`` of ``<video>`` is ``<video>/{i:05d}.jpg``.
+    skip_missing_frames : bool
+        Skip annotated frames whose image is absent (the face detector missed them);
+        otherwise raise.
+
+    Returns
+    -------
+    Samples
+        With ``groups`` = video name and ``frames`` = 1-based frame number.
+    """
+    annotations_dir = _need(Path(annotations_dir), "Aff-Wild2 annotation folder")
+    frames_root = Path(frames_root)
+    files = sorted(annotations_dir.glob("*.txt"))
+    if not files:
+        raise InputError(annotations_dir, "no <video>.txt annotation files")
+    images, labels, groups, frames = [], [], [], []
+    for f in files:
+        lines = f.read_text().splitlines()
+        if not lines or "," not in lines[0]:
+            raise InputError(f, "first line must be the class-name header (Neutral,Anger,...)")
+        video = f.stem
+        for i, line in enumerate(lines[1:], 1):
+            s = line.strip()
+            if not s:
+                continue
+            try:
+                y = int(s)
+            except ValueError:
+                raise InputError(f, f"line {i + 1}: expected an integer label, got {s!r}") from None
+            if y == -1:
+                continue
+            if not 0 <= y < len(AFFWILD2_CLASSES):
+                raise InputError(f, f"line {i + 1}: label {y} out of range -1..7")
+            img = frames_root / video / f"{i:05d}.jpg"
+            if not img.exists():
+                if skip_missing_frames:
+                    continue
+                raise InputError(img, "annotated frame image not found")
+            images.append(img)
+            labels.append(y)
+            groups.append(video)
+            frames.append(i)
+    if not images:
+        raise InputError(annotations_dir, "no annotated frames with images")
+    return Samples(images, np.array(labels), list(AFFWILD2_CLASSES), groups=np.array(groups),
+                   frames=np.array(frames, dtype=np.int64))
+
+
+# -- image folder ---------------------------------------------------------------------
+def read_image_folder(root: str | Path, class_names: list[str] | None = None) -> Samples:
+    """``root/<class>/<image>``; classes are the sub-folder names (sorted) or ``class_names``."""
+    root = _need(Path(root), "image folder")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    names = list(class_names) if class_names is not None else found
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        raise InputError(root / unknown[0], "sub-folder is not one of the configured class names")
+    images, labels = [], []
+    for c, name in enumerate(names):
+        d = root / name
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(p)
+                labels.append(c)
+    if not images:
+        raise InputError(root, "no images in <class>/ sub-folders")
+    return Samples(images, np.array(labels), names)

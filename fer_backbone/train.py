@@ -1,0 +1,329 @@
+"""The one training loop for every FER task.
+
+:func:`fit` drives any :class:`~fer_backbone.tasks.base.Task` (see its module docstring
+for the step protocol): AMP on GPU (bf16, or fp16 with a grad scaler), channels_last,
+optional ``torch.compile``, batch augmentation on the device, a checkpoint after every
+epoch (atomic; a run killed at any point resumes from the last finished epoch and, on
+CPU with ``deterministic=True``, reproduces the uninterrupted run), a progress bar with
+the loss components, and one ``metrics.csv`` row per epoch.
+
+Model selection uses a validation split of the training data (``selection="val"``); the
+test set, if given, is evaluated once at the end with the selected weights.
+``selection="test"`` reproduces the original SCN code's practice of picking the epoch by
+test accuracy (optimistic; kept only for comparison), ``"last"`` keeps the final epoch.
+
+Output folder::
+
+    checkpoints/last.pt   full state (task, optimizer, scheduler, scaler, RNG, epoch)
+    checkpoints/best.pt   selected task weights + metadata (input of export/evaluate)
+    metrics.csv           one row per epoch
+    summary.json          selected epoch, validation and test metrics, timing
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cdrscreen._io import write_json
+from fer_backbone.augment import BatchAugment, prepare_batch
+from fer_backbone.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
+from fer_backbone.evaluate import evaluate
+from fer_backbone.tasks.base import Task
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns (also written to ``summary.json``)."""
+
+    out_dir: Path
+    best_epoch: int
+    val_metrics: dict[str, Any] | None
+    test_metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    images_per_second: float
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch; make CPU (and cuDNN) kernels deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` if available else ``cpu``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full precision (``auto``: on for CUDA only)."""
+    on = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
+    if not on:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def _optimizer(task: Task, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = task.optimizer_parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if cfg.scheduler == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.min_lr)
+    return None
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, sampler: Sampler | None = None,
+                num_workers: int = 0, seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader with seeded workers (``pin_memory`` on CUDA)."""
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, drop_last=drop_last, generator=g,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+
+def _progress(loader: DataLoader, desc: str, total: int) -> Any:
+    from cdrscreen.progress import _enabled
+
+    if not _enabled():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
+        val_data: Dataset | None = None, test_data: Dataset | None = None,
+        sampler: Sampler | None = None, resume: bool = True, class_names: list[str] | None = None,
+        mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+        metadata: dict[str, Any] | None = None) -> FitResult:
+    """Train ``task`` with the one loop.
+
+    Parameters
+    ----------
+    task : Task
+    train_data : Dataset
+        Yields dicts (see :mod:`fer_backbone.tasks.base`); ``index`` must be the position in
+        this data set for tasks with per-sample state.
+    cfg : TrainConfig
+    out_dir : path
+        Run folder (checkpoints, ``metrics.csv``, ``summary.json``).
+    val_data, test_data : Dataset, optional
+        Validation (model selection) and test (evaluated once, at the end) sets.
+    sampler : Sampler, optional
+        Training order; default :class:`~fer_backbone.data.EpochRandomSampler`. If it has
+        ``set_epoch`` it is called every epoch (resumable order).
+    resume : bool
+        Continue from ``checkpoints/last.pt`` if present.
+    class_names : list of str, optional
+        Stored in ``best.pt`` for export.
+    mean, std : tuple of float
+        Normalisation applied on the device (stored for export).
+    metadata : dict, optional
+        Extra JSON-able facts stored in ``best.pt`` (e.g. the protocol, the backbone spec).
+
+    Returns
+    -------
+    FitResult
+    """
+    from fer_backbone.data.sampler import EpochRandomSampler
+
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed, cfg.deterministic)
+    device = resolve_device(cfg.device)
+    amp_dtype = amp_dtype_for(cfg, device)
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    if cfg.selection == "val" and val_data is None:
+        raise ValueError("selection='val' needs val_data")
+    if cfg.selection == "test" and test_data is None:
+        raise ValueError("selection='test' needs test_data")
+
+    task.to(device)
+    if channels_last:
+        task.to(memory_format=torch.channels_last)
+    opt = _optimizer(task, cfg)
+    sched = _scheduler(opt, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    step_fn = torch.compile(task) if cfg.compile else task
+    augment = BatchAugment(flip=cfg.flip, noise_std=cfg.noise_std, erase_p=cfg.erase_p)
+    sampler = sampler or EpochRandomSampler(len(train_data), seed=cfg.seed)
+    loader = make_loader(train_data, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                         seed=cfg.seed, drop_last=len(train_data) > cfg.batch_size)
+    ebs = cfg.eval_batch_size or cfg.batch_size
+    eval_loader = lambda ds: make_loader(ds, ebs, num_workers=cfg.num_workers)  # noqa: E731
+    ev = lambda ds: evaluate(task, eval_loader(ds), device, mean, std, channels_last, amp_dtype)  # noqa: E731
+
+    start_epoch, best_score, best_epoch, history = 0, -math.inf, -1, []
+    last = ckpt_dir / "last.pt"
+    if resume and last.exists():
+        st = torch.load(last, map_location="cpu", weights_only=False)
+        task.load_state_dict(st["task"])
+        task.load_extra_state(st.get("task_extra", {}))
+        opt.load_state_dict(st["optimizer"])
+        if sched is not None and st.get("scheduler") is not None:
+            sched.load_state_dict(st["scheduler"])
+        scaler.load_state_dict(st["scaler"])
+        _set_rng_state(st["rng"])
+        start_epoch, best_score, best_epoch = st["epoch"] + 1, st["best_score"], st["best_epoch"]
+        history = st["history"]
+
+    csv_path = out_dir / "metrics.csv"
+    _rewrite_csv(csv_path, history)
+    seen_images, train_time = 0, 0.0
+    for epoch in range(start_epoch, cfg.epochs):
+        task.train()
+        task.on_epoch_start(epoch, cfg.epochs)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)
+        sums: dict[str, float] = {}
+        n_steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+        bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", n_steps)
+        t0 = time.perf_counter()
+        for step, raw in enumerate(loader):
+            if step >= n_steps:
+                break
+            batch = prepare_batch(raw, device, mean, std, augment=augment,
+                                  augment_keys=tuple(cfg.augment_keys), channels_last=channels_last,
+                                  generator=gen)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                out = step_fn(batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {step + 1}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            task.after_optimizer_step(batch, out)
+            seen_images += int(next(iter(raw.values())).shape[0])
+            for k, v in out.items():
+                if isinstance(v, torch.Tensor) and v.ndim == 0:
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v / (step + 1):.4f}" for k, v in sums.items()})
+        if bar is not None:
+            bar.close()
+        dt = time.perf_counter() - t0
+        train_time += dt
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
+        row.update({f"train_{k}": v / max(n_steps, 1) for k, v in sums.items()})
+        row.update(task.epoch_metrics())
+        row["train_seconds"] = round(dt, 3)
+        if sched is not None:
+            sched.step()
+        score = None
+        if val_data is not None:
+            vm = ev(val_data)
+            row.update({f"val_{k}": vm[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
+            if cfg.selection == "val":
+                score = vm[cfg.select_metric]
+        if cfg.selection == "test":
+            tm = ev(test_data)
+            row.update({f"test_{k}": tm[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
+            score = tm[cfg.select_metric]
+        if cfg.selection == "last":
+            score = float(epoch)
+        history.append(row)
+        if score is not None and score > best_score:
+            best_score, best_epoch = score, epoch + 1
+            _atomic_save({"task": task.state_dict(), "epoch": epoch + 1, "class_names": class_names,
+                          "mean": tuple(mean), "std": tuple(std), "metadata": metadata or {}},
+                         ckpt_dir / "best.pt")
+        _rewrite_csv(csv_path, history)
+        _atomic_save({
+            "task": task.state_dict(), "task_extra": task.extra_state(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
+            "rng": _rng_state(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+            "history": history,
+        }, last)
+
+    best = torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=False)
+    task.load_state_dict(best["task"])
+    val_metrics = ev(val_data) if val_data is not None else None
+    test_metrics = ev(test_data) if test_data is not None else None
+    ips = seen_images / train_time if train_time > 0 else float("nan")
+    summary = {"best_epoch": best_epoch, "selection": cfg.selection, "select_metric": cfg.select_metric,
+               "val": val_metrics, "test": test_metrics, "epochs": cfg.epochs,
+               "train_images_per_second_this_session": ips, "device": str(device),
+               "amp": str(amp_dtype) if amp_dtype else None, "channels_last": channels_last}
+    write_json(out_dir / "summary.json", summary)
+    return FitResult(out_dir, best_epoch, val_metrics, test_metrics, history, ips)
+
+
+def _rewrite_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    if not history:
+        if path.exists():
+            path.unlink()
+        return
+    cols: list[str] = []
+    for r in history:
+        cols += [k for k in r if k not in cols]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+
+
+def history_to_json(history: list[dict[str, Any]]) -> str:
+    """The per-epoch history as JSON text."""
+    return json.dumps(history, indent=1)
