@@ -133,7 +133,10 @@ def _eye_geometry(tex: np.ndarray, lm: np.ndarray, poly_idx: tuple[int, ...], ir
         sclera = sclera_px[lum >= np.percentile(lum, 70)].mean(0)
     else:
         sclera = np.array([215.0, 205.0, 200.0])
-    sclera = np.clip(sclera * 1.05 + 12, 120, 240)  # photos under-expose the small sclera
+    # Small scleras come out dark and tinted by lids and lashes in photographs: keep 30%
+    # of the measured tint and lift the brightness into a plausible range.
+    lum_s = float(np.clip(sclera.mean() * 1.1 + 15, 175, 235))
+    sclera = 0.3 * sclera * (lum_s / max(sclera.mean(), 1.0)) + 0.7 * np.array([lum_s, lum_s * 0.98, lum_s * 0.96])
     iris_rgb = np.median(iris_px, 0) if len(iris_px) >= 3 else np.array([90.0, 70.0, 55.0])
     iris_rgb = np.minimum(iris_rgb, sclera * 0.7)
     band = (loc_b < yu - 0.35 * height) & (loc_b > yu - 1.1 * height) & (np.abs(loc_a) < width / 3)
