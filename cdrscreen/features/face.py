@@ -13,8 +13,8 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
 ``frame``, ``time``
     Decoded frame index (0-based, counting every frame even with a stride) and seconds.
 ``success``, ``confidence``
-    A face was tracked; ``confidence = exp(-(pose_err / 0.05)**2)`` in [0, 1], from how
-    well a rigid 3-D face fits the landmarks (about 0.9 for a well-tracked face, low when
+    A face was tracked; ``confidence = exp(-(pose_err / 0.1)**2)`` in [0, 1], from how
+    well a rigid 3-D face fits the landmarks (about 0.85 or more for a well-tracked face, low when
     the mesh is distorted or lies on a non-face; 0 when not tracked).
 ``n_faces``
     Faces the mesh reported in the frame (the tracked one is kept, see below).
@@ -92,13 +92,20 @@ class TrackConfig:
         MediaPipe thresholds.
     blink_ratio : float
         A frame is a blink when its EAR is below this fraction of the video's median EAR.
+    verify_every : int
+        The mesh tracker can cling for a few frames to something that is no longer a face
+        (a hand or an object in front of it). A tracked face is therefore confirmed by
+        MediaPipe's face detector on every ``verify_every``-th tracked frame and on every
+        suspicious frame (rigid-fit confidence < 0.85 or eye aspect ratio < 0.22, which
+        includes real blinks); unconfirmed frames get ``success`` False. 0 disables it.
     """
 
     stride: int = 1
     max_faces: int = 2
     min_detection_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
+    min_tracking_confidence: float = 0.9
     blink_ratio: float = 0.7
+    verify_every: int = 10
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form including the track format version."""
@@ -184,7 +191,7 @@ def frame_features(p: np.ndarray, width: int, height: int) -> dict[str, float]:
     pose = solve_pose(p, width, height)
     out.update(yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll, tx=pose.tx, ty=pose.ty,
                tz=pose.tz, pose_err=pose.err)
-    out["confidence"] = float(np.exp(-((pose.err / 0.05) ** 2))) if np.isfinite(pose.err) else 0.0
+    out["confidence"] = float(np.exp(-((pose.err / 0.1) ** 2))) if np.isfinite(pose.err) else 0.0
     return {k: float(v) for k, v in out.items()}
 
 
@@ -208,6 +215,17 @@ def choose_face(faces: list[np.ndarray], previous_box: np.ndarray | None) -> int
         if ious[best] >= 0.3:
             return best
     return int(np.argmax([b[2] * b[3] for b in boxes]))
+
+
+def _confirmed(detector: Any, rgb: np.ndarray, box: np.ndarray) -> bool:
+    """Whether the face detector finds a face whose centre lies inside the mesh box."""
+    h, w = rgb.shape[:2]
+    for d in detector.process(rgb).detections or []:
+        b = d.location_data.relative_bounding_box
+        cx, cy = (b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h
+        if box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3]:
+            return True
+    return False
 
 
 # --- tracking ---------------------------------------------------------------------------
@@ -243,6 +261,9 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
     lms: list[np.ndarray] = []
     nan_lm = np.full((478, 3), np.nan, np.float32)
     prev_box = None
+    detector = mp.solutions.face_detection.FaceDetection(
+        model_selection=0, min_detection_confidence=cfg.min_detection_confidence
+    ) if cfg.verify_every else None
     with mp.solutions.face_mesh.FaceMesh(
         static_image_mode=False,
         max_num_faces=cfg.max_faces,
@@ -258,16 +279,26 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                 for f in (res.multi_face_landmarks or [])
             ]
             row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
+            ok = False
             if faces and faces[0].shape[0] == 478:
                 p = faces[choose_face(faces, prev_box)]
                 feats = frame_features(p.astype(np.float64), w, h)
                 prev_box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
+                n_tracked = len(lms)
+                suspicious = feats["confidence"] < 0.85 or not feats["ear"] >= 0.22
+                if detector is not None and (suspicious or n_tracked % cfg.verify_every == 0):
+                    ok = _confirmed(detector, fr.rgb, prev_box)
+                else:
+                    ok = True
+            if faces and faces[0].shape[0] == 478 and ok:
                 row.update(feats, success=1.0)
                 lms.append(p)
             else:
                 row["success"] = 0.0
                 lms.append(nan_lm)
             rows.append(row)
+    if detector is not None:
+        detector.close()
     table = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     table["frame"] = table["frame"].astype(np.int64)
     table["n_faces"] = table["n_faces"].astype(np.int64)

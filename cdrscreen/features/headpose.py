@@ -9,8 +9,10 @@ Sign conventions (camera looking at the subject, image x to the right, y down):
 
 * ``yaw`` > 0: the nose points toward image right (the subject turns to their left).
 * ``pitch`` > 0: the nose points up.
-* ``roll`` > 0: the face turns counter-clockwise in the image (the subject tilts the head
-  toward their right shoulder).
+* ``roll`` > 0: the head tilts toward the subject's left shoulder (the top of the head
+  moves toward image right; clockwise as seen on screen).
+
+These match the planted-motion conventions of :mod:`cdrscreen.demo.trajectories`.
 * ``tx, ty, tz``: position of the model origin (the nose-bridge midpoint between the eyes)
   in camera coordinates, millimetres, assuming an outer-eye-corner distance of 90 mm and a
   focal length equal to the frame width (about a 53 degree horizontal field of view).
@@ -26,11 +28,12 @@ import numpy as np
 
 from cdrscreen.features.face import TrackedExtractor
 
-#: MediaPipe face-mesh indices used for the rigid fit: forehead, nose, eye corners,
-#: temples and cheekbones (no eyelids, lips or jaw, which move when speaking or blinking).
+#: MediaPipe face-mesh indices used for the rigid fit: forehead, nose, eye corners and
+#: cheekbones. Left out: eyelids, lips and jaw (they move when speaking or blinking) and
+#: the face outline (it slides over the head as the head turns).
 RIGID_LANDMARKS: tuple[int, ...] = (
     1, 2, 4, 5, 6, 9, 10, 151, 168, 195, 197, 98, 327, 33, 133, 362, 263,
-    127, 356, 234, 454, 116, 345, 50, 280, 67, 297, 109, 338,
+    116, 345, 50, 280, 67, 297, 109, 338,
 )
 
 #: Assumed distance between the outer eye corners (landmarks 33 and 263), in mm.
@@ -92,8 +95,7 @@ FACE_MODEL: np.ndarray = np.array([
     (0.0, 0.1, -21.4), (0.0, -22.0, -16.7), (0.0, -48.7, -8.7), (0.0, -35.5, -13.0),
     (0.0, -6.9, -16.4), (0.0, 12.5, -33.0), (0.0, 6.5, -27.0), (-19.4, 37.7, -17.0),
     (19.4, 37.7, -17.0), (-45.0, -1.3, 5.3), (-17.2, 0.0, 0.0), (17.2, 0.0, 0.0),
-    (45.0, -1.3, 5.3), (-68.6, 8.7, 53.6), (68.6, 8.7, 53.6), (-68.1, 22.2, 57.3),
-    (68.1, 22.2, 57.3), (-62.6, 15.6, 16.3), (62.6, 15.6, 16.3), (-49.3, 27.4, -2.8),
+    (45.0, -1.3, 5.3), (-62.6, 15.6, 16.3), (62.6, 15.6, 16.3), (-49.3, 27.4, -2.8),
     (49.3, 27.4, -2.8), (-35.5, -45.0, -1.1), (35.5, -45.0, -1.1), (-19.3, -48.0, -7.2),
     (19.3, -48.0, -7.2),
 ])
@@ -132,7 +134,7 @@ def rotation_to_angles(rmat: np.ndarray) -> tuple[float, float, float]:
     ry = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
     rx = np.array([[1, 0, 0], [0, np.cos(b), np.sin(b)], [0, -np.sin(b), np.cos(b)]])
     rz = (ry @ rx).T @ rmat
-    roll = np.degrees(np.arctan2(-rz[1, 0], rz[0, 0]))
+    roll = np.degrees(np.arctan2(rz[1, 0], rz[0, 0]))
     return float(yaw), float(pitch), float(roll)
 
 
