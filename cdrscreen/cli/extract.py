@@ -1,11 +1,49 @@
-"""(placeholder until its issue lands)."""
+"""Extract feature groups (visual, speech, expression) for every recording of a study into one Parquet table.
 
+The table has one row per recording, indexed by (subject, session, file), with columns
+prefixed by group (pupil__, headpose__, mfcc__, ...) and the manifest's label and
+covariates as meta__cdr, meta__age, meta__sex, meta__mmse. Results are cached per file
+by content hash and configuration: an interrupted run resumes, and rerunning after adding
+a group computes only that group. Example:
+cdrscreen extract study.csv --features pupil,headpose,mfcc --out features.parquet --jobs 2
+"""
+
+# ruff: noqa: B008  (typer declares options as argument defaults)
 from __future__ import annotations
 
-from cdrscreen.errors import CdrscreenError
+from pathlib import Path
+
+import typer
 
 NAME = "extract"
 
 
-def command() -> None:
-    raise CdrscreenError("'cdrscreen extract' is not available yet in this version")
+def command(
+    manifest: Path = typer.Argument(..., help="Study manifest (.csv, .tsv or .yaml), one row per recording."),
+    features: str = typer.Option(
+        "pupil,headpose", "--features", "-f",
+        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr.",
+    ),
+    out: Path = typer.Option(Path("features.parquet"), "--out", "-o", help="Parquet file to write (atomically)."),
+    cache: Path | None = typer.Option(
+        None, "--cache", help="Cache folder for per-file results and face tracks (default $CDRSCREEN_CACHE or ~/.cache/cdrscreen).",
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Parallel worker processes (one recording each)."),
+    stride: int = typer.Option(
+        1, "--stride", min=1, help="Visual groups track every K-th frame (faster; see docs/features-visual.md for the effect).",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Extract features for every recording of MANIFEST into one Parquet table."""
+    from rich.console import Console
+
+    from cdrscreen.extract import extract_study
+
+    df = extract_study(manifest, features, out, cache_dir=cache, n_jobs=jobs, stride=stride,
+                       progress=progress)
+    st = df.attrs.get("extract", {})
+    n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
+    Console(stderr=True, soft_wrap=True).print(
+        f"wrote {out}: {len(df)} recordings x {n_feat} features "
+        f"({st.get('computed', '?')} results computed, {st.get('cached', '?')} from cache)"
+    )

@@ -1,0 +1,183 @@
+"""Study-level feature extraction: every feature group over every recording, resumably.
+
+>>> from cdrscreen.extract import extract_study
+>>> df = extract_study("study.csv", ["pupil", "headpose", "mfcc"], "features.parquet")  # doctest: +SKIP
+
+The result is one row per recording, indexed by ``(subject, session, file)``, with the
+feature columns of each group (``pupil__*``, ``headpose__*``, ``mfcc__*``, ...) and the
+manifest's label and covariates as ``meta__cdr``, ``meta__age``, ``meta__sex``,
+``meta__mmse`` (and ``meta__cov_<name>`` for extra ``cov_*`` columns), so the Parquet file
+is self-contained for evaluation.
+
+Work is scheduled per recording: all requested groups of one recording run in the same
+worker, so the face track that ``pupil``, ``headpose`` and ``expr`` share is computed
+once. Each (recording, group) result is cached by content hash and configuration as soon
+as it is finished (atomic writes), so a run killed at any point resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cdrscreen._io import write_parquet
+from cdrscreen.cache import FeatureCache, default_cache_dir
+from cdrscreen.errors import CdrscreenError
+from cdrscreen.features import REGISTRY, Extractor, get_extractor
+from cdrscreen.features.base import INDEX_NAMES, _one
+from cdrscreen.study import Recording, Study
+
+META_COLUMNS = ("cdr", "age", "sex", "mmse")
+
+
+def parse_features(features: str | Sequence[str]) -> list[str]:
+    """Feature-group names from a list or a comma-separated string (duplicates removed)."""
+    items = features.split(",") if isinstance(features, str) else list(features)
+    names = list(dict.fromkeys(s.strip() for s in items if s and s.strip()))
+    if not names:
+        raise CdrscreenError(f"no feature groups given; available: {', '.join(REGISTRY)}")
+    return names
+
+
+def make_extractors(
+    names: Sequence[str], *, stride: int = 1, cache_dir: str | os.PathLike[str] | None = None
+) -> list[Extractor]:
+    """Instantiate the named extractors, passing ``stride``/``cache_dir`` where accepted."""
+    out = []
+    for name in names:
+        ex = get_extractor(name)
+        accepted = inspect.signature(type(ex).__init__).parameters
+        params: dict[str, Any] = {}
+        if "stride" in accepted:
+            params["stride"] = stride
+        if "cache_dir" in accepted and cache_dir is not None:
+            params["cache_dir"] = str(cache_dir)
+        out.append(get_extractor(name, **params) if params else ex)
+    return out
+
+
+def _recording_task(
+    extractors: Sequence[Extractor], rec: Recording, cache: FeatureCache
+) -> tuple[list[pd.DataFrame] | None, int, str | None]:
+    """Run every extractor on one recording; returns (frames, n computed, error line)."""
+    computed = 0
+    dfs = []
+    try:
+        for ex in extractors:
+            key = cache.key(ex.name, ex.get_config(), ex.inputs(rec))
+            if not cache.path_for(ex.name, key).exists():
+                computed += 1
+            dfs.append(_one(ex, rec, cache))
+    except CdrscreenError as err:  # sent back as text: custom exceptions may not unpickle
+        return None, computed, str(err)
+    return dfs, computed, None
+
+
+def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
+    """``meta__*`` columns (label and covariates) indexed like the feature table."""
+    rows, index = [], []
+    for r in recs:
+        row: dict[str, Any] = {f"meta__{c}": getattr(r, c) for c in META_COLUMNS}
+        row.update({f"meta__cov_{k}": v for k, v in r.covariates.items()})
+        rows.append(row)
+        index.append((r.subject, r.session, str(r.media)))
+    df = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=list(INDEX_NAMES)))
+    df["meta__cdr"] = df["meta__cdr"].astype(float)
+    for c in ("meta__age", "meta__mmse"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    df["meta__sex"] = df["meta__sex"].astype("string")
+    return df
+
+
+def extract_study(
+    manifest: str | os.PathLike[str] | Study,
+    features: str | Sequence[str],
+    out: str | os.PathLike[str] | None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    n_jobs: int = 1,
+    stride: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Extract feature groups for every recording of a study and write them to Parquet.
+
+    Parameters
+    ----------
+    manifest : path or Study
+        Study manifest (CSV/TSV/YAML) or an already loaded :class:`~cdrscreen.study.Study`.
+    features : list of str or str
+        Registered feature-group names (``pupil``, ``headpose``, ``mfcc``, ...), or a
+        comma-separated string.
+    out : path or None
+        Parquet file to write (atomically); ``None`` writes nothing.
+    cache_dir : path, optional
+        Per-file cache (default ``$CDRSCREEN_CACHE`` or ``~/.cache/cdrscreen``). Finished
+        results are reused on the next run; the face tracks of visual groups live there too.
+    n_jobs : int, default 1
+        Worker processes (joblib, one recording per task).
+    stride : int, default 1
+        Frame stride for the visual groups (track every ``stride``-th frame).
+    progress : bool, default True
+        Show a progress bar on a terminal.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``(subject, session, file)``; feature columns prefixed by group, plus
+        ``meta__*`` columns. ``df.attrs["extract"]`` records the groups, stride and how
+        many (recording, group) results were computed versus taken from the cache.
+
+    Raises
+    ------
+    CdrscreenError
+        Listing every recording that failed (one line each); results of the recordings
+        that succeeded stay cached.
+    """
+    from joblib import Parallel, delayed
+
+    from cdrscreen.progress import track
+
+    study = manifest if isinstance(manifest, Study) else Study.from_file(manifest)
+    names = parse_features(features)
+    if stride < 1:
+        raise CdrscreenError(f"stride must be >= 1, got {stride}")
+    if n_jobs < 1:
+        raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = FeatureCache(cache_root)
+    extractors = make_extractors(names, stride=stride, cache_dir=cache_root)
+    recs = list(study)
+
+    if n_jobs == 1:
+        gen = (_recording_task(extractors, r, cache) for r in recs)
+    else:
+        gen = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_recording_task)(extractors, r, cache) for r in recs
+        )
+    results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
+
+    errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
+              zip(recs, results, strict=True) if e is not None]
+    if errors:
+        head = f"{len(errors)} of {len(recs)} recordings failed (finished ones are cached; fix and rerun)"
+        raise CdrscreenError("\n".join([head, *errors]))
+
+    blocks = []
+    for i, _ in enumerate(extractors):
+        blocks.append(pd.concat([res[0][i] for res in results]))  # type: ignore[index]
+    feats = pd.concat(blocks, axis=1) if blocks else pd.DataFrame()
+    meta = meta_frame(recs)
+    df = pd.concat([feats, meta], axis=1).loc[meta.index]
+    computed = sum(res[1] for res in results)
+    df.attrs["extract"] = {
+        "features": names, "stride": stride, "n_recordings": len(recs),
+        "computed": computed, "cached": len(recs) * len(extractors) - computed,
+    }
+    if out is not None:
+        write_parquet(out, df)
+    return df
