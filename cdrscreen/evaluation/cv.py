@@ -1,0 +1,199 @@
+"""Subject-wise cross-validation with nested hyperparameter tuning.
+
+Outer splits are ``LeaveOneGroupOut`` on subject (LOSO) or a shuffled ``GroupKFold``
+(optionally repeated). Inner splits (tuning) are a shuffled ``GroupKFold`` over the
+outer training subjects. Both are label-independent, so they are computed once and
+reused by every permutation of the labels. Every estimator (imputation, scaling,
+selection, classifier, calibration, stacking) is cloned and fitted on training rows
+only; a subject's rows (sessions, augmented copies) are always on one side of a split.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, ParameterGrid
+
+from cdrscreen.evaluation.data import Dataset
+from cdrscreen.evaluation.metrics import score
+from cdrscreen.evaluation.protocol import ModelSpec, Protocol
+from cdrscreen.models import build_model, grid_param_name
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One outer split as row indices, with its inner (tuning) splits."""
+
+    repeat: int
+    index: int
+    train: np.ndarray
+    test: np.ndarray
+    inner: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+def make_folds(protocol: Protocol, data: Dataset, with_inner: bool = True) -> list[Fold]:
+    """Outer and inner splits for ``data`` (label-independent, seeded)."""
+    cv, aug = protocol.cv, protocol.augmentation
+    rows = np.arange(len(data.y))
+    train_ok = np.ones(len(rows), bool) if aug.train else ~data.augmented
+    test_ok = np.ones(len(rows), bool) if aug.test else ~data.augmented
+    n_subj = len(data.subject_ids)
+    outer: list[tuple[int, np.ndarray]] = []
+    if cv.outer == "loso":
+        outer = [(0, te) for _, te in LeaveOneGroupOut().split(rows, groups=data.subjects)]
+    else:
+        k = min(cv.n_splits, n_subj)
+        for r in range(cv.repeats):
+            splitter = GroupKFold(k, shuffle=True, random_state=protocol.seed + r)
+            outer += [(r, te) for _, te in splitter.split(rows, groups=data.subjects)]
+    folds = []
+    counter: dict[int, int] = {}
+    for r, te_rows in outer:
+        test_subj = np.zeros(n_subj, bool)
+        test_subj[np.unique(data.subjects[te_rows])] = True
+        in_test = test_subj[data.subjects]
+        train = rows[~in_test & train_ok]
+        test = rows[in_test & test_ok]
+        inner: list[tuple[np.ndarray, np.ndarray]] = []
+        train_subj_rows = rows[~in_test]
+        n_train_subj = len(np.unique(data.subjects[train_subj_rows]))
+        if with_inner and n_train_subj >= 2:
+            splitter = GroupKFold(min(cv.inner_splits, n_train_subj), shuffle=True, random_state=protocol.seed)
+            for itr, iva in splitter.split(train_subj_rows, groups=data.subjects[train_subj_rows]):
+                a, b = train_subj_rows[itr], train_subj_rows[iva]
+                inner.append((a[train_ok[a]], b[test_ok[b]]))
+        i = counter.get(r, 0)
+        counter[r] = i + 1
+        folds.append(Fold(r, i, train, test, tuple(inner)))
+    return folds
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """A protocol model turned into an estimator, its grid and its groups."""
+
+    name: str
+    estimator: BaseEstimator
+    grid: dict[str, list[Any]]
+    groups: list[str]
+
+
+def plan_model(spec: ModelSpec, data: Dataset, seed: int, groups: list[str] | None = None) -> ModelPlan:
+    """Build the estimator of a protocol model over ``groups`` (default: its own / the run's)."""
+    names = list(groups or spec.groups or data.default_groups)
+    select_k = spec.select_k
+    if select_k is None and "select_k" in spec.grid:
+        select_k = int(spec.grid["select_k"][0])
+    est, prefix = build_model(
+        spec.fusion, data.select_groups(names), spec.learner, spec.params, select_k,
+        spec.weights, spec.stacking_splits, seed,
+    )
+    grid = {grid_param_name(k, prefix): list(v) for k, v in spec.grid.items()}
+    valid = est.get_params(deep=True)
+    for key, pname in zip(spec.grid, grid, strict=True):
+        if pname not in valid:
+            from cdrscreen.errors import ConfigError
+
+            raise ConfigError(f"model '{spec.name}': grid key '{key}' is not a parameter of learner '{spec.learner}'")
+    return ModelPlan(spec.name, est, grid, names)
+
+
+def _fit(est: BaseEstimator, X: np.ndarray, y: np.ndarray, subjects: np.ndarray) -> BaseEstimator:
+    if "groups" in inspect.signature(est.fit).parameters:
+        return est.fit(X, y, groups=subjects)
+    return est.fit(X, y)
+
+
+def _proba(est: BaseEstimator, X: np.ndarray, k: int) -> np.ndarray:
+    proba = est.predict_proba(X)
+    out = np.zeros((X.shape[0], k))
+    out[:, np.asarray(est.classes_, dtype=int)] = proba
+    return out
+
+
+def aggregate(proba: np.ndarray, subjects: np.ndarray, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Per-subject probabilities: mean (or median) over a subject's rows, renormalised."""
+    uniq, inv = np.unique(subjects, return_inverse=True)
+    if how == "mean":
+        out = np.zeros((len(uniq), proba.shape[1]))
+        np.add.at(out, inv, proba)
+        out /= np.bincount(inv)[:, None]
+    else:
+        out = np.stack([np.median(proba[inv == i], axis=0) for i in range(len(uniq))])
+    s = out.sum(1, keepdims=True)
+    return uniq, np.divide(out, s, out=np.full_like(out, 1.0 / out.shape[1]), where=s > 0)
+
+
+def _tune(plan: ModelPlan, fold: Fold, X: np.ndarray, y: np.ndarray, subjects: np.ndarray,
+          k: int, scoring: str, how: str) -> dict[str, Any]:
+    """Pick the grid point with the best mean inner subject-level score (first on ties)."""
+    best, best_score = {}, -np.inf
+    for params in ParameterGrid(plan.grid):
+        scores = []
+        for itr, iva in fold.inner:
+            if len(np.unique(y[itr])) < 2 or len(iva) == 0:
+                continue
+            est = _fit(clone(plan.estimator).set_params(**params), X[itr], y[itr], subjects[itr])
+            subj, sp = aggregate(_proba(est, X[iva], k), subjects[iva], how)
+            y_subj = np.zeros(len(subj), int)
+            y_subj[np.searchsorted(subj, subjects[iva])] = y[iva]
+            scores.append(score(scoring, y_subj, sp))
+        mean = float(np.mean(scores)) if scores else -np.inf
+        if mean > best_score or not best:
+            best, best_score = params, mean
+    return dict(best)
+
+
+def fit_predict_fold(plan: ModelPlan, fold: Fold, X: np.ndarray, y: np.ndarray, subjects: np.ndarray,
+                     k: int, scoring: str, how: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Tune on the inner splits, refit on the outer training rows, predict the test rows."""
+    params = _tune(plan, fold, X, y, subjects, k, scoring, how) if plan.grid else {}
+    est = _fit(clone(plan.estimator).set_params(**params), X[fold.train], y[fold.train], subjects[fold.train])
+    return _proba(est, X[fold.test], k), params
+
+
+def run_folds(plan: ModelPlan, folds: list[Fold], data: Dataset, y: np.ndarray, protocol: Protocol,
+              fold_ids: list[int] | None = None) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """``fit_predict_fold`` for the given folds (all by default), sequentially."""
+    k = len(data.classes)
+    ids = range(len(folds)) if fold_ids is None else fold_ids
+    return [fit_predict_fold(plan, folds[i], data.X, y, data.subjects, k, protocol.cv.inner_scoring,
+                             protocol.subject_aggregation) for i in ids]
+
+
+def assemble(folds: list[Fold], results: list[tuple[np.ndarray, dict[str, Any]]], n_rows: int, k: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Row probabilities (mean over repeats; NaN = never tested) and fold index per row."""
+    total = np.zeros((n_rows, k))
+    count = np.zeros(n_rows)
+    fold_of_row = np.full(n_rows, -1)
+    for fold, (proba, _) in zip(folds, results, strict=True):
+        total[fold.test] += proba
+        count[fold.test] += 1
+        if fold.repeat == 0:
+            fold_of_row[fold.test] = fold.index
+    with np.errstate(invalid="ignore"):
+        return total / count[:, None], fold_of_row
+
+
+def subject_predictions(row_proba: np.ndarray, data: Dataset, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Subject codes that were scored and their aggregated probabilities."""
+    scored = ~np.isnan(row_proba[:, 0])
+    return aggregate(row_proba[scored], data.subjects[scored], how)
+
+
+def permutation_scores(plan: ModelPlan, folds: list[Fold], data: Dataset, protocol: Protocol,
+                       perms: list[np.ndarray], metric: str) -> list[float]:
+    """Repeat the whole nested procedure for each subject-label permutation; return scores."""
+    k, how = len(data.classes), protocol.subject_aggregation
+    out = []
+    for y_subj in perms:
+        y = y_subj[data.subjects]
+        row_proba, _ = assemble(folds, run_folds(plan, folds, data, y, protocol), len(y), k)
+        subj, sp = subject_predictions(row_proba, data, how)
+        out.append(score(metric, y_subj[subj], sp))
+    return out

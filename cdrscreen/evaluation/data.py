@@ -1,0 +1,212 @@
+"""Load a feature table and turn it into arrays for evaluation.
+
+A feature table is indexed by ``(subject, session, file)``; feature columns are prefixed
+by their group (``pupil__``, ``mfcc__``, ...); ``meta__`` columns (label, covariates,
+augmentation flag) are never features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cdrscreen._io import file_sha256
+from cdrscreen.errors import ConfigError, InputError
+from cdrscreen.evaluation.protocol import Protocol
+
+INDEX = ("subject", "session", "file")
+META_PREFIX = "meta__"
+COVARIATES = ("meta__cdr", "meta__age", "meta__sex", "meta__mmse")
+
+
+@dataclass
+class Dataset:
+    """Arrays of one evaluation: rows, labels, subjects, feature groups."""
+
+    X: np.ndarray  #: (n_rows, n_features) float64, NaN = missing
+    y: np.ndarray  #: (n_rows,) int class codes into ``classes``
+    subjects: np.ndarray  #: (n_rows,) int subject codes into ``subject_ids``
+    augmented: np.ndarray  #: (n_rows,) bool
+    classes: list[str]
+    subject_ids: np.ndarray  #: subject id (str) per subject code
+    columns: list[str]
+    groups: dict[str, list[int]]  #: group -> column positions in ``X``
+    default_groups: list[str]  #: groups of ``features.groups`` (models without their own)
+    index: pd.MultiIndex  #: (subject, session, file) per row
+    covariates: pd.DataFrame  #: per subject (index = subject id), meta__ columns
+    inputs: dict = field(default_factory=dict)  #: provenance for inputs.json
+
+    @property
+    def subject_y(self) -> np.ndarray:
+        """Class code per subject code."""
+        out = np.empty(len(self.subject_ids), dtype=int)
+        out[self.subjects] = self.y
+        return out
+
+    def select_groups(self, names: list[str]) -> dict[str, list[int]]:
+        """Column positions for the named groups (in the given order)."""
+        return {g: self.groups[g] for g in names}
+
+
+def _hash_frame(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
+    h.update("\x1f".join(map(str, df.columns)).encode())
+    return h.hexdigest()
+
+
+def read_features(features: str | os.PathLike[str] | pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Read a feature table (Parquet path or DataFrame); return it and its provenance."""
+    if isinstance(features, pd.DataFrame):
+        df, where = features, "<DataFrame>"
+        prov = {"path": None, "sha256": _hash_frame(df)}
+    else:
+        path = Path(features)
+        where = str(path)
+        if not path.is_file():
+            raise InputError(path, "feature table not found")
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - any reader failure is a bad input file
+            raise InputError(path, f"not a readable Parquet feature table ({type(err).__name__}: {err})".splitlines()[0]) from None
+        prov = {"path": str(path.resolve()), "sha256": file_sha256(path)}
+    if "subject" not in (df.index.names or []):
+        if "subject" in df.columns:
+            df = df.set_index([c for c in INDEX if c in df.columns])
+        else:
+            raise InputError(where, "feature table has no 'subject' index level or column")
+    df = df.reset_index()
+    for col in INDEX:
+        if col not in df.columns:
+            df[col] = ""
+    df = df.set_index(list(INDEX))
+    prov.update(n_rows=int(len(df)), n_columns=int(df.shape[1]))
+    return df, prov
+
+
+def table_groups(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Feature groups (column prefixes before ``__``) -> columns; ``meta__`` excluded."""
+    groups: dict[str, list[str]] = {}
+    for col in map(str, df.columns):
+        if col.startswith(META_PREFIX) or "__" not in col:
+            continue
+        groups.setdefault(col.split("__", 1)[0], []).append(col)
+    return groups
+
+
+def resolve_groups(requested: list[str], available: dict[str, list[str]], where: str, missing: str) -> list[str]:
+    """Expand ``all`` and check requested groups exist in the table."""
+    if requested == ["all"] or "all" in requested:
+        names = sorted(available)
+    else:
+        names = list(dict.fromkeys(requested))
+    absent = [g for g in names if g not in available]
+    if absent and missing == "error":
+        raise InputError(where, f"feature group(s) {', '.join(absent)} not in the table "
+                                f"(available: {', '.join(sorted(available)) or 'none'})")
+    names = [g for g in names if g in available]
+    if not names:
+        raise InputError(where, "none of the requested feature groups is in the table "
+                                f"(available: {', '.join(sorted(available)) or 'none'})")
+    return names
+
+
+def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataFrame) -> Dataset:
+    """Build the evaluation arrays for ``protocol`` from a feature table.
+
+    Rows whose label is missing or not in the label scheme are dropped (counted in
+    ``inputs``). A subject must have one label over all its rows.
+    """
+    df, prov = read_features(features)
+    where = prov["path"] or "<DataFrame>"
+    available = table_groups(df)
+    wanted = list(protocol.features.groups)
+    for m in protocol.models:
+        if m.groups:
+            wanted += [g for g in m.groups if g not in wanted]
+    if "all" in wanted:
+        wanted = ["all"] + [g for g in wanted if g != "all"]
+    group_names = resolve_groups(wanted, available, where, protocol.features.missing_groups)
+    default_groups = resolve_groups(list(protocol.features.groups), available, where,
+                                    protocol.features.missing_groups)
+
+    label_col = protocol.labels.column
+    if label_col not in df.columns:
+        raise InputError(where, f"label column '{label_col}' not in the feature table")
+    raw = pd.to_numeric(df[label_col], errors="coerce")
+    class_map = protocol.labels.class_map()
+    scheme_classes = protocol.labels.classes()
+    mapped = raw.map(lambda v: class_map.get(float(v)) if pd.notna(v) else None)
+    keep = mapped.notna().to_numpy()
+    excluded = {"missing_label": int(raw.isna().sum()), "unmapped_label": int((raw.notna() & mapped.isna()).sum())}
+    df, mapped = df.loc[keep], mapped[keep]
+
+    columns = [c for g in group_names for c in available[g]]
+    feat = df[columns]
+    bad = [c for c in columns if not pd.api.types.is_numeric_dtype(feat[c]) and not pd.api.types.is_bool_dtype(feat[c])]
+    if bad:
+        raise InputError(where, f"feature column(s) {', '.join(bad[:5])} are not numeric")
+    X = feat.to_numpy(dtype=np.float64, na_value=np.nan)
+    X[~np.isfinite(X)] = np.nan
+
+    subj = df.index.get_level_values("subject").astype(str)
+    labels_per_subject = pd.Series(mapped.to_numpy(), index=subj).groupby(level=0).nunique()
+    conflicting = labels_per_subject[labels_per_subject > 1].index.tolist()
+    if conflicting:
+        raise InputError(where, f"subject(s) {', '.join(conflicting[:5])} have rows with different labels; "
+                                "a subject needs one label")
+    subject_ids, subject_codes = np.unique(np.asarray(subj), return_inverse=True)
+    # classes of the scheme that no subject has are dropped (order kept)
+    classes = [c for c in scheme_classes if c in set(mapped)]
+    if len(classes) < 2:
+        raise InputError(where, f"need subjects of at least 2 classes, found {classes}")
+    y = np.array([classes.index(c) for c in mapped], dtype=int)
+    if len(subject_ids) < 3:
+        raise InputError(where, f"need at least 3 subjects with labels, found {len(subject_ids)}")
+
+    aug_col = protocol.augmentation.column
+    if aug_col in df.columns:
+        augmented = df[aug_col].fillna(False).astype(bool).to_numpy()
+    else:
+        augmented = np.zeros(len(df), dtype=bool)
+    per_subject_original = pd.Series(~augmented).groupby(subject_codes).any()
+    if not protocol.augmentation.test and not per_subject_original.all():
+        only_aug = subject_ids[~per_subject_original.to_numpy()]
+        raise InputError(where, f"subject(s) {', '.join(only_aug[:5])} have only augmented rows, "
+                                "but augmentation.test is false")
+
+    cov_cols = [c for c in df.columns if str(c).startswith(META_PREFIX)]
+    cov = df[cov_cols].copy()
+    cov.index = subj
+    cov = cov[~cov.index.duplicated(keep="first")].reindex(subject_ids)
+    cov.index.name = "subject"
+
+    pos = {c: i for i, c in enumerate(columns)}
+    groups = {g: [pos[c] for c in available[g]] for g in group_names}
+    prov.update(n_subjects=int(len(subject_ids)), n_rows_used=int(len(df)))
+    inputs = {
+        "features": prov,
+        "groups": {g: available[g] for g in group_names},
+        "label_column": label_col,
+        "excluded_rows": excluded,
+    }
+    return Dataset(
+        X=X, y=y, subjects=subject_codes.astype(int), augmented=augmented, classes=classes,
+        subject_ids=subject_ids.astype(str), columns=columns, groups=groups,
+        default_groups=default_groups, index=df.index,
+        covariates=cov, inputs=inputs,
+    )
+
+
+def check_model_groups(protocol: Protocol, data: Dataset) -> None:
+    """Raise ConfigError if a model names a group the run does not have."""
+    for m in protocol.models:
+        for g in m.groups or []:
+            if g not in data.groups:
+                raise ConfigError(f"model '{m.name}': feature group '{g}' is not available "
+                                  f"(have: {', '.join(data.groups)})")
