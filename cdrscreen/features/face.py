@@ -104,7 +104,7 @@ class TrackConfig:
     max_faces: int = 2
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.9
-    blink_ratio: float = 0.7
+    blink_ratio: float = 0.8
     verify_every: int = 10
 
     def as_dict(self) -> dict[str, Any]:
@@ -388,15 +388,16 @@ def track_video(
     cfg = TrackConfig(stride=stride, **config)
     probe_video(path)  # one clear error for missing/unreadable files
     mkey = _memo_key(path, cfg)
-    if mkey in _MEMO:
-        _MEMO.move_to_end(mkey)
-        return _MEMO[mkey]
     if isinstance(cache, str | os.PathLike):
         cache = FeatureCache(cache)
-    track = None
-    key = None
-    if cache is not None:
-        key = cache.key(_CACHE_NAME, cfg.as_dict(), [path])
+    key = cache.key(_CACHE_NAME, cfg.as_dict(), [path]) if cache is not None else None
+    track = _MEMO.get(mkey)
+    if track is not None:
+        _MEMO.move_to_end(mkey)
+        if cache is not None and key is not None and not cache.path_for(_CACHE_NAME, key).exists():
+            _save(cache, key, track)
+        return track
+    if cache is not None and key is not None:
         track = _load(cache, key, path, cfg)
     if track is None:
         track = _compute_track(path, cfg)
