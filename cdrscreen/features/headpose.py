@@ -123,19 +123,16 @@ def camera_matrix(width: int, height: int) -> np.ndarray:
 def rotation_to_angles(rmat: np.ndarray) -> tuple[float, float, float]:
     """Yaw, pitch, roll (degrees, conventions in the module docstring) of a face rotation.
 
-    ``rmat`` maps face-frame coordinates to camera coordinates. It is decomposed as
-    ``R = Ry(a) @ Rx(b) @ Rz(c)`` (yaw about the camera's vertical axis, then pitch, then
-    roll about the face's own forward axis); the facing direction alone fixes yaw and pitch.
+    ``rmat`` maps face-frame coordinates to camera coordinates (identity for a frontal
+    face). It is decomposed as ``R = Rz(roll) @ Rx(-pitch) @ Ry(-yaw)`` with the usual
+    right-handed rotations about the camera axes, the same decomposition as
+    :func:`cdrscreen.demo.rotation_matrix`, so planted and measured angles compare directly.
     """
-    fwd = -rmat[:, 2]  # face frame -z (out of the face) in camera coordinates
-    yaw = np.degrees(np.arctan2(fwd[0], -fwd[2]))
-    pitch = np.degrees(np.arctan2(-fwd[1], np.hypot(fwd[0], fwd[2])))
-    a, b = np.radians(yaw), np.radians(pitch)
-    ry = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), np.sin(b)], [0, -np.sin(b), np.cos(b)]])
-    rz = (ry @ rx).T @ rmat
-    roll = np.degrees(np.arctan2(rz[1, 0], rz[0, 0]))
-    return float(yaw), float(pitch), float(roll)
+    m = np.asarray(rmat, dtype=float)
+    p = np.arcsin(np.clip(m[2, 1], -1.0, 1.0))
+    y = np.arctan2(-m[2, 0], m[2, 2])
+    c = np.arctan2(-m[0, 1], m[1, 1])
+    return float(-np.degrees(y)), float(-np.degrees(p)), float(np.degrees(c))
 
 
 def solve_pose(points_px: np.ndarray, width: int, height: int) -> Pose:
