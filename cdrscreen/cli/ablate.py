@@ -1,11 +1,26 @@
-"""(placeholder until its issue lands)."""
+"""Feature-group ablation: every group alone, every leave-one-group-out set (optionally all subsets)."""
 
 from __future__ import annotations
 
-from cdrscreen.errors import CdrscreenError
+from pathlib import Path
+
+import typer
 
 NAME = "ablate"
 
 
-def command() -> None:
-    raise CdrscreenError("'cdrscreen ablate' is not available yet in this version")
+def command(
+    protocol: Path = typer.Argument(..., help="Protocol YAML file (its 'ablation' section applies)."),
+    features: Path = typer.Option(..., "--features", "-f", help="Feature table (Parquet) from 'cdrscreen extract'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (see docs/run-folder.md)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (-1 = all cores)."),
+    all_subsets: bool = typer.Option(None, "--all-subsets/--no-all-subsets",
+                                     help="Also evaluate every other non-empty subset (default: the protocol's setting)."),
+) -> None:
+    """Feature-group ablation: every group alone, every leave-one-group-out set (optionally all subsets)."""
+    from cdrscreen.cli._summary import print_ablation
+    from cdrscreen.evaluation import ablate
+
+    result = ablate(protocol, features, out, n_jobs=jobs, progress=True, all_subsets=all_subsets)
+    print_ablation(result.ablation, result.metrics["ablation"]["rank_by"])
+    typer.echo(f"run folder: {out}")

@@ -1,11 +1,23 @@
-"""(placeholder until its issue lands)."""
+"""Evaluate a protocol (leave-one-subject-out, nested CV, CIs, permutation test) on a feature table."""
 
 from __future__ import annotations
 
-from cdrscreen.errors import CdrscreenError
+from pathlib import Path
+
+import typer
 
 NAME = "evaluate"
 
 
-def command() -> None:
-    raise CdrscreenError("'cdrscreen evaluate' is not available yet in this version")
+def command(
+    protocol: Path = typer.Argument(..., help="Protocol YAML file (see docs/protocols.md)."),
+    features: Path = typer.Option(..., "--features", "-f", help="Feature table (Parquet) from 'cdrscreen extract'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (see docs/run-folder.md)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for folds and permutations (-1 = all cores)."),
+) -> None:
+    """Evaluate a protocol (leave-one-subject-out, nested CV, CIs, permutation test) on a feature table."""
+    from cdrscreen.cli._summary import print_metrics
+    from cdrscreen.evaluation import evaluate
+
+    result = evaluate(protocol, features, out, n_jobs=jobs, progress=True)
+    print_metrics(result.metrics, out)
