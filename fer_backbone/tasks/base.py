@@ -89,6 +89,10 @@ class Task(nn.Module, ABC):
         """Embedding ``(B, D)`` used by the exported expression embedder."""
         raise NotImplementedError
 
+    def embed_and_predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and class logits in one pass (override to share the backbone pass)."""
+        return self.embed(images), self.predict(images)
+
     def optimizer_parameters(self) -> list[dict[str, Any]] | list[nn.Parameter]:
         """Parameters (or param groups) the loop's optimizer updates."""
         return [p for p in self.parameters() if p.requires_grad]

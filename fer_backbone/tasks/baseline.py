@@ -34,6 +34,11 @@ class BaselineTask(Task):
         """Pooled backbone features."""
         return self.backbone(images)
 
+    def embed_and_predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and logits sharing one backbone pass."""
+        e = self.embed(images)
+        return e, self.fc(e)
+
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits."""
         return self.fc(self.embed(images))

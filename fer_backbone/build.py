@@ -1,0 +1,146 @@
+"""Turn a :class:`~fer_backbone.config.Protocol` into data sets, a task and a training run."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from cdrscreen.errors import ConfigError
+from fer_backbone.config import DataConfig, Protocol
+from fer_backbone.data import (
+    ClassBalancedSampler,
+    FERDataset,
+    NoiseReport,
+    Samples,
+    digits_train_test,
+    inject_label_noise,
+    read_affectnet,
+    read_affwild2,
+    read_ferplus,
+    read_image_folder,
+    read_rafdb,
+    train_val_split,
+)
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Training, validation (from training data) and test samples, plus the noise report."""
+
+    train: Samples
+    val: Samples
+    test: Samples | None
+    class_names: list[str]
+    noise: NoiseReport | None
+
+
+def _req(cfg: DataConfig, field: str) -> Path:
+    v = getattr(cfg, field)
+    if v is None:
+        raise ConfigError(f"data.format '{cfg.format}' needs data.{field}")
+    return Path(v)
+
+
+def read_splits(cfg: DataConfig) -> tuple[Samples, Samples | None]:
+    """The data set's official training and test samples."""
+    f = cfg.format
+    if f == "digits":
+        return digits_train_test(cfg.digits_test_fraction, cfg.split_seed)
+    if f == "rafdb":
+        root = _req(cfg, "root")
+        return read_rafdb(root, "train"), read_rafdb(root, "test")
+    if f == "ferplus":
+        csv_path = _req(cfg, "train_path")
+        return (read_ferplus(csv_path, cfg.images_root, "train", cfg.ferplus_mode),
+                read_ferplus(csv_path, cfg.images_root, "test", cfg.ferplus_mode))
+    if f == "affectnet":
+        imgs = _req(cfg, "images_root")
+        train = read_affectnet(_req(cfg, "train_path"), imgs, cfg.affectnet_classes, cfg.max_per_class, cfg.split_seed)
+        test = read_affectnet(cfg.test_path, imgs, cfg.affectnet_classes) if cfg.test_path else None
+        return train, test
+    if f == "affwild2":
+        frames = _req(cfg, "images_root")
+        train = read_affwild2(_req(cfg, "train_path"), frames)
+        test = read_affwild2(cfg.test_path, frames) if cfg.test_path else None
+        return train, test
+    train = read_image_folder(_req(cfg, "train_path"))
+    test = read_image_folder(cfg.test_path, train.class_names) if cfg.test_path else None
+    return train, test
+
+
+def build_data(cfg: DataConfig) -> DataBundle:
+    """Read, optionally subsample, inject label noise, and split off the validation set.
+
+    Noise is injected into the whole training set *before* the validation split, so model
+    selection sees the same noisy labels a user would have; the test set stays clean.
+    """
+    train, test = read_splits(cfg)
+    if cfg.train_limit is not None:
+        train = train.subset(range(min(cfg.train_limit, len(train))))
+    noise = None
+    if cfg.noise_rate > 0:
+        noisy, noise = inject_label_noise(train.labels, cfg.noise_rate, train.num_classes, cfg.noise_seed)
+        train = train.with_labels(noisy)
+    tr, va = train_val_split(train, cfg.val_fraction, cfg.split_seed)
+    return DataBundle(tr, va, test, train.class_names, noise)
+
+
+def datasets(bundle: DataBundle, cfg: DataConfig) -> tuple[FERDataset, FERDataset, FERDataset | None]:
+    """Torch data sets (training with random crops, the others centre-cropped)."""
+    mk = lambda s, train: FERDataset(s, cfg.image_size, cfg.resize, train=train)  # noqa: E731
+    return mk(bundle.train, True), mk(bundle.val, False), (mk(bundle.test, False) if bundle.test is not None else None)
+
+
+def task_params(protocol: Protocol, bundle: DataBundle) -> dict[str, Any]:
+    """Task parameters from the protocol, plus ``train_labels`` for tasks that take them."""
+    params = dict(protocol.task.params)
+    from fer_backbone.tasks import get_task_class
+    import inspect
+
+    cls = get_task_class(protocol.task.name)
+    if "train_labels" in inspect.signature(cls.__init__).parameters and "train_labels" not in params:
+        params["train_labels"] = bundle.train.labels.tolist()
+    return params
+
+
+def backbone_spec(protocol: Protocol) -> dict[str, Any]:
+    """Keyword arguments of :class:`~fer_backbone.models.Backbone`."""
+    m = protocol.model
+    return {"name": m.backbone, "checkpoint": str(m.checkpoint) if m.checkpoint else None,
+            "drop_rate": m.drop_rate}
+
+
+def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True):
+    """Train the recipe end to end; return the :class:`~fer_backbone.train.FitResult`."""
+    from cdrscreen._io import write_json
+    from fer_backbone.tasks import build_task
+    from fer_backbone.train import fit
+
+    out_dir = Path(out_dir)
+    bundle = build_data(protocol.data)
+    train_ds, val_ds, test_ds = datasets(bundle, protocol.data)
+    spec = backbone_spec(protocol)
+    task = build_task(protocol.task.name, backbone=spec, num_classes=len(bundle.class_names),
+                      num_train=len(bundle.train), **task_params(protocol, bundle))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = {"protocol": protocol.model_dump(mode="json"),
+            "n_train": len(bundle.train), "n_val": len(bundle.val),
+            "n_test": len(bundle.test) if bundle.test is not None else 0,
+            "noise": dataclasses.asdict(bundle.noise) if bundle.noise else None}
+    rep = getattr(task, "backbone", None)
+    rep = getattr(rep, "load_report", None)
+    if rep is not None:
+        info["checkpoint_report"] = rep.summary()
+    write_json(out_dir / "run.json", info)
+    sampler = None
+    if protocol.data.sampler == "balanced":
+        sampler = ClassBalancedSampler(bundle.train.labels, seed=protocol.train.seed)
+    test_for_fit = test_ds if protocol.train.selection != "val" or test_ds is not None else None
+    metadata = {"task": protocol.task.name, "task_params": protocol.task.params, "backbone": spec,
+                "image_size": protocol.data.image_size, "resize": protocol.data.resize,
+                "protocol_name": protocol.name, "num_train": len(bundle.train),
+                "num_classes": len(bundle.class_names)}
+    return fit(task, train_ds, protocol.train, out_dir, val_data=val_ds, test_data=test_for_fit,
+               sampler=sampler, resume=resume, class_names=bundle.class_names,
+               mean=protocol.data.mean, std=protocol.data.std, metadata=metadata)

@@ -1,0 +1,126 @@
+"""``cdrscreen-fer`` (also ``python -m fer_backbone``): train, evaluate and export FER models.
+
+::
+
+    cdrscreen-fer train protocols/fer_scn_rafdb.yaml --out runs/scn [--set train.epochs=5] [--no-resume]
+    cdrscreen-fer evaluate runs/scn [--split test|val]
+    cdrscreen-fer export runs/scn --out scn_embedder.onnx
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from cdrscreen.errors import CdrscreenError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Train, evaluate and export facial-expression backbones.")
+
+
+@app.command()
+def train(
+    protocol: Path = typer.Argument(..., help="FER recipe (YAML)"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
+    resume: bool = typer.Option(True, help="continue from the run folder's last checkpoint"),
+) -> None:
+    """Train a recipe; checkpoints, metrics.csv and summary.json go to the run folder."""
+    from fer_backbone.build import run_protocol
+    from fer_backbone.config import load_protocol
+
+    proto = load_protocol(protocol, set_)
+    res = run_protocol(proto, out, resume=resume)
+    typer.echo(json.dumps({"best_epoch": res.best_epoch,
+                           "val_accuracy": (res.val_metrics or {}).get("accuracy"),
+                           "test_accuracy": (res.test_metrics or {}).get("accuracy"),
+                           "run": str(out)}))
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="run folder (or its checkpoints/best.pt)"),
+    split: str = typer.Option("test", help="test or val"),
+    out: Path | None = typer.Option(None, help="write the metrics JSON here"),
+) -> None:
+    """Evaluate a trained model on its recipe's test (or validation) split."""
+    import torch
+
+    from cdrscreen._io import write_json
+    from fer_backbone.build import build_data, datasets
+    from fer_backbone.config import Protocol
+    from fer_backbone.evaluate import evaluate as run_eval
+    from fer_backbone.export import load_trained
+    from fer_backbone.train import make_loader
+
+    if split not in ("test", "val"):
+        raise CdrscreenError(f"--split must be 'test' or 'val', got {split!r}")
+    run_dir = run if run.is_dir() else run.parent.parent
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise CdrscreenError(f"{info_path}: run description not found")
+    proto = Protocol.model_validate(json.loads(info_path.read_text())["protocol"])
+    task, info = load_trained(run)
+    bundle = build_data(proto.data)
+    _, val_ds, test_ds = datasets(bundle, proto.data)
+    ds = test_ds if split == "test" else val_ds
+    if ds is None:
+        raise CdrscreenError(f"recipe '{proto.name}' has no {split} set")
+    m = run_eval(task, make_loader(ds, proto.train.eval_batch_size or proto.train.batch_size),
+                 torch.device("cpu"), info["mean"], info["std"])
+    if out is not None:
+        write_json(out, m)
+    typer.echo(json.dumps({k: m[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1", "n")}))
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="run folder (or its checkpoints/best.pt)"),
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write"),
+    check: bool = typer.Option(True, help="compare torch and onnxruntime outputs"),
+) -> None:
+    """Export the selected model as an ONNX expression embedder with its metadata."""
+    import numpy as np
+
+    from fer_backbone.export import export_onnx, load_trained, parity
+
+    task, info = load_trained(run)
+    size = int(info["image_size"])
+    export_onnx(task, out, input_size=size, mean=info["mean"], std=info["std"],
+                class_names=info["class_names"],
+                extra={"task": info["task"], "backbone": info["backbone"]["name"],
+                       "protocol": info.get("protocol_name")})
+    msg = {"onnx": str(out)}
+    if check:
+        x = np.random.default_rng(0).random((4, 3, size, size), dtype=np.float32)
+        msg["parity_max_abs_diff"] = parity(task, out, x, info["mean"], info["std"])
+    typer.echo(json.dumps(msg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, print user errors on one line (exit status 2)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CdrscreenError as err:
+        typer.echo(f"error: {err}", err=True)
+        return 2
+    except FileNotFoundError as err:
+        typer.echo(f"error: {err.filename}: {err.strerror}", err=True)
+        return 2
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return 2
+        if isinstance(err, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
