@@ -325,7 +325,7 @@ class TemporalClassifier:
                 nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                tot, cnt = tot + float(loss), cnt + 1
+                tot, cnt = tot + float(loss.detach()), cnt + 1
             self.history_.append(tot / max(cnt, 1))
         self.model_ = model.eval()
         self.in_dim_ = int(x_all.shape[-1])
@@ -364,9 +364,12 @@ class TemporalClassifier:
 
     def save(self, path: str | Path) -> None:
         """Write parameters and weights to one ``.pt`` file (atomic)."""
+        import inspect
+
         from cdrscreen._io import atomic_path
 
-        params = {k: getattr(self, k) for k in self.__init__.__code__.co_varnames[1:] if hasattr(self, k)}
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        params = {k: getattr(self, k) for k in names}
         with atomic_path(path) as tmp:
             torch.save({"params": params, "in_dim": self.in_dim_, "state": self.model_.state_dict()}, tmp)
 

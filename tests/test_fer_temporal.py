@@ -77,3 +77,88 @@ def test_learned_positional_encoding_and_backprop():
     out = m(x)
     out.sum().backward()
     assert m.pos_learned.grad is not None and np.isfinite(m.pos_learned.grad.numpy()).all()
+
+
+# ---------------------------------------------------------------- phase 2: training and readers
+from fer_backbone.temporal import (  # noqa: E402
+    TemporalClassifier,
+    extract_features,
+    read_affwild2_sequences,
+    window_starts,
+)
+
+
+def test_window_starts_cover_every_frame():
+    assert window_starts(5, 8, 4).tolist() == [0]
+    assert window_starts(20, 8, 4).tolist() == [0, 4, 8, 12]
+    assert window_starts(21, 8, 5).tolist() == [0, 5, 10, 13]
+
+
+def _planted(n_seq, length, rng, dim=8, noise=1.6):
+    """Class means in feature space; each frame is noisy, labels persist over segments."""
+    means = np.eye(dim)[:3] * 2.0
+    feats, labels = [], []
+    for _ in range(n_seq):
+        y = np.repeat(rng.integers(0, 3, size=length // 10 + 1), 10)[:length]
+        f = means[y] + rng.normal(0, noise, size=(length, dim))
+        f[rng.random(length) < 0.1] = np.nan  # frames without a face
+        feats.append(f.astype(np.float32))
+        labels.append(y)
+    return feats, labels
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they save
+    yield
+    torch.set_num_threads(n)
+
+
+def test_temporal_classifier_uses_context_beyond_single_frames(tmp_path, one_thread):
+    rng = np.random.default_rng(0)
+    ftr, ytr = _planted(24, 60, rng)
+    fte, yte = _planted(8, 60, rng)
+    clf = TemporalClassifier(3, window=20, stride=10, d_model=16, nhead=2, num_layers=1,
+                             dim_feedforward=32, dropout=0.0, epochs=12, batch_size=16, lr=3e-3)
+    clf.fit(ftr, ytr)
+    assert clf.history_[-1] < clf.history_[0]
+    pred = np.concatenate(clf.predict(fte))
+    truth = np.concatenate(yte)
+    # the best single-frame rule (nearest class mean) on the same frames
+    means = np.eye(8)[:3] * 2.0
+    frames = np.concatenate(fte)
+    ok = ~np.isnan(frames).any(1)
+    single = np.argmin(((frames[ok, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (pred[ok] == truth[ok]).mean() > (single == truth[ok]).mean() + 0.05
+    # frames without a face are predicted from context, better than chance
+    assert (pred[~ok] == truth[~ok]).mean() > 0.5
+    clf.save(tmp_path / "t.pt")
+    back = TemporalClassifier.load(tmp_path / "t.pt")
+    np.testing.assert_allclose(back.predict_proba(fte[:1])[0], clf.predict_proba(fte[:1])[0], atol=1e-6)
+
+
+def test_extract_features_marks_frames_without_face():
+    lin = torch.nn.Linear(12, 4)
+    frames = [torch.randn(3, 2, 2), None, torch.randn(3, 2, 2)]
+    out = extract_features(lambda x: lin(x.flatten(1)), frames, batch_size=1)
+    assert out.shape == (3, 4)
+    assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+    with pytest.raises(CdrscreenError, match="no frame"):
+        extract_features(lambda x: x, [None, None])
+
+
+def test_affwild2_sequence_reader(tmp_path):
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (ann / "vidA.txt").write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n-1\n4\n7\n")
+    (tmp_path / "crops" / "vidA").mkdir(parents=True)
+    for i in (1, 3, 4):
+        (tmp_path / "crops" / "vidA" / f"{i:05d}.jpg").write_bytes(b"x")
+    seqs = read_affwild2_sequences(ann, tmp_path / "crops")
+    assert len(seqs) == 1 and seqs[0].name == "vidA"
+    assert seqs[0].labels.tolist() == [0, -1, 4, 7]
+    assert seqs[0].has_face.tolist() == [True, False, True, True]
+    (ann / "vidB.txt").write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n9\n")
+    with pytest.raises(Exception, match=r"vidB.txt.*line 3"):
+        read_affwild2_sequences(ann)
