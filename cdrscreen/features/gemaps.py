@@ -1,0 +1,46 @@
+"""GeMAPS / eGeMAPS functionals with the openSMILE Python package.
+
+``GeMAPSv01b`` gives 62 functionals of 18 low-level descriptors, ``eGeMAPSv02`` gives 88
+of 25 (Eyben et al. 2016). Values are exactly what ``opensmile.Smile(feature_set=...,
+feature_level=Functionals).process_signal(signal, sr)`` returns for the signal passed
+in; :mod:`cdrscreen.features.speech` decides which signal that is (the whole recording,
+or the patient's segments concatenated in time order).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+
+#: Our feature-group name -> openSMILE feature set.
+FEATURE_SETS: dict[str, str] = {"gemaps": "GeMAPSv01b", "egemaps": "eGeMAPSv02"}
+N_FEATURES: dict[str, int] = {"gemaps": 62, "egemaps": 88}
+
+
+@functools.cache
+def _smile(group: str):  # noqa: ANN202 - opensmile.Smile, plus its lock
+    import opensmile
+
+    smile = opensmile.Smile(
+        feature_set=getattr(opensmile.FeatureSet, FEATURE_SETS[group]),
+        feature_level=opensmile.FeatureLevel.Functionals,
+    )
+    return smile, threading.Lock()
+
+
+def feature_names(group: str) -> list[str]:
+    """Return openSMILE's feature names of ``group`` (``"gemaps"`` or ``"egemaps"``)."""
+    return list(_smile(group)[0].feature_names)
+
+
+def gemaps_features(x: np.ndarray, sr: int, group: str) -> dict[str, float]:
+    """Compute openSMILE functionals of the mono signal ``x`` for ``group``."""
+    smile, lock = _smile(group)
+    with lock:
+        df = smile.process_signal(np.ascontiguousarray(x, dtype=np.float32), sr)
+    return {k: float(v) for k, v in df.iloc[0].items()}
+
+
+__all__ = ["FEATURE_SETS", "N_FEATURES", "feature_names", "gemaps_features"]

@@ -1,0 +1,377 @@
+"""Speech feature extractors: MFCC statistics, GeMAPS, eGeMAPS and timing measures.
+
+Every extractor follows the same steps (details in ``docs/features-speech.md``):
+
+1. load the recording's audio (:func:`cdrscreen.media.audio.load_audio`: mono, ``sr``
+   = 16 kHz by default) or take a signal given to :meth:`SpeechExtractor.process_signal`;
+2. measure quality: the fraction of clipped samples, and the DC offset, which is
+   subtracted when larger than ``dc_threshold``;
+3. choose the analysed time: the patient's segments when a speaker-segments file (RTTM
+   or CSV) is given (label ``patient``, time overlapped by other speakers removed),
+   otherwise the whole recording;
+4. detect speech (energy VAD, :mod:`cdrscreen.features.timing`) inside that time;
+5. if at least ``min_speech_s`` of speech was found, compute the group's features;
+   otherwise every feature is NaN and ``quality_ok`` is 0.
+
+Each output row also carries the quality columns :data:`QUALITY_COLUMNS`, prefixed like
+the features: ``quality_ok`` (1.0/0.0), ``speech_seconds``, ``patient_only`` (1.0 when
+the features were computed on the patient's segments only), ``clipped_fraction`` and
+``dc_offset``. Drop them (e.g. with :func:`feature_columns`) before modelling.
+
+>>> from cdrscreen.features import get_extractor
+>>> get_extractor("egemaps").process_file("S01.mp4", segments="S01.rttm")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from cdrscreen.errors import InputError
+from cdrscreen.features.base import Extractor
+from cdrscreen.features.mfcc import ensure_numba_cache
+from cdrscreen.features.segments import (
+    DEFAULT_PATIENT,
+    Intervals,
+    merge_intervals,
+    patient_intervals,
+    read_segments,
+)
+from cdrscreen.features.timing import (
+    TIMING_FEATURES,
+    VADParams,
+    VADResult,
+    detect_speech,
+    speech_runs_s,
+    timing_features,
+)
+from cdrscreen.media.audio import DEFAULT_SR, load_audio, resample
+from cdrscreen.study import Recording
+
+ensure_numba_cache()  # before anything imports librosa
+
+#: Quality columns (without prefix) every speech extractor adds to its row.
+QUALITY_COLUMNS: tuple[str, ...] = (
+    "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset",
+)
+
+Segments = pd.DataFrame | np.ndarray | Sequence[Sequence[float]] | str | os.PathLike[str] | None
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    """Columns of ``df`` that are features (not speech quality columns)."""
+    return [c for c in df.columns if str(c).split("__", 1)[-1] not in QUALITY_COLUMNS]
+
+
+def clipped_fraction(x: np.ndarray) -> float:
+    """Fraction of samples that sit on a clipping plateau.
+
+    A sample counts as clipped when its magnitude is within 2% of the signal's peak and
+    it equals a neighbouring sample exactly (flat tops are what clipping produces;
+    unclipped speech at 16 kHz never repeats a peak value).
+    """
+    x = np.asarray(x)
+    if x.size < 2:
+        return 0.0
+    peak = float(np.max(np.abs(x)))
+    if peak <= 0:
+        return 0.0
+    near = np.abs(x) >= 0.98 * peak
+    flat = np.zeros(x.size, dtype=bool)
+    eq = x[1:] == x[:-1]
+    flat[1:] |= eq
+    flat[:-1] |= eq
+    return float(np.mean(near & flat))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A signal ready for feature computation (see :meth:`SpeechExtractor.prepare`)."""
+
+    x: np.ndarray
+    sr: int
+    intervals: Intervals | None
+    vad: VADResult
+    speech_seconds: float
+    clipped_fraction: float
+    dc_offset: float
+
+    def analysed_signal(self) -> np.ndarray:
+        """Return the signal restricted to the analysed intervals, concatenated in time order."""
+        if self.intervals is None:
+            return self.x
+        parts = [self.x[int(round(s * self.sr)) : int(round(e * self.sr))] for s, e in self.intervals]
+        return np.concatenate(parts) if parts else self.x[:0]
+
+
+class SpeechExtractor(Extractor):
+    """Common behaviour of the speech extractors (not registered itself).
+
+    Parameters
+    ----------
+    sr : int, default 16000
+        Sample rate every feature is computed at.
+    patient : str, default "patient"
+        Speaker label of the patient in segments files.
+    exclude_overlap : bool, default True
+        Drop time where another speaker overlaps the patient.
+    min_speech_s : float, default 1.0
+        Less detected speech than this gives NaN features and ``quality_ok = 0``.
+    max_clipped : float, default 0.01
+        A clipped fraction above this sets ``quality_ok = 0`` (features are still computed).
+    dc_threshold : float, default 1e-3
+        A DC offset (signal mean) larger than this is subtracted first.
+    """
+
+    prefix: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        sr: int = DEFAULT_SR,
+        patient: str = DEFAULT_PATIENT,
+        exclude_overlap: bool = True,
+        min_speech_s: float = 1.0,
+        max_clipped: float = 0.01,
+        dc_threshold: float = 1e-3,
+    ) -> None:
+        self.sr = sr
+        self.patient = patient
+        self.exclude_overlap = exclude_overlap
+        self.min_speech_s = min_speech_s
+        self.max_clipped = max_clipped
+        self.dc_threshold = dc_threshold
+
+    # -- what subclasses provide ------------------------------------------------------
+    def feature_names(self) -> list[str]:
+        """Names of the group's features, without prefix, in output order."""
+        raise NotImplementedError
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        """Compute the group's features of a prepared signal (enough speech guaranteed)."""
+        raise NotImplementedError
+
+    # -- contract ------------------------------------------------------------------
+    def inputs(self, rec: Recording) -> list[Path | None]:
+        """Return the audio source and the speaker-segments file (both are in the cache key)."""
+        return [rec.audio_source, rec.segments]
+
+    def process_recording(self, rec: Recording) -> pd.DataFrame:
+        """Features of a manifest row: its audio source, restricted by its segments file."""
+        if rec.audio_source is None:
+            raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
+        return self.process_file(rec.audio_source, segments=rec.segments)
+
+    def process_file(self, path: str | os.PathLike[str], segments: Segments = None, **_: Any) -> pd.DataFrame:
+        """Features of a video's audio track or an audio file.
+
+        Parameters
+        ----------
+        path : path-like
+            Video (first audio track) or audio file.
+        segments : path-like, DataFrame or (n, 2) array, optional
+            Speaker segments (RTTM/CSV file or table with ``start, end, speaker``), or
+            already-selected ``(start, end)`` intervals in seconds.
+        """
+        x, sr = load_audio(path, self.sr)
+        if isinstance(segments, str | os.PathLike):
+            return self.process_signal(x, sr, segments=read_segments(segments), file=str(path),
+                                       _segments_source=segments)
+        return self.process_signal(x, sr, segments=segments, file=str(path))
+
+    def process_signal(
+        self,
+        signal: np.ndarray,
+        sr: int,
+        segments: Segments = None,
+        *,
+        file: str = "",
+        _segments_source: str | os.PathLike[str] | None = None,
+    ) -> pd.DataFrame:
+        """Features of a signal, as in opensmile-python's ``Smile.process_signal``.
+
+        Parameters
+        ----------
+        signal : ndarray
+            ``(samples,)`` or ``(channels, samples)``; channels are averaged.
+        sr : int
+            Its sample rate; resampled to :attr:`sr` if different.
+        segments : DataFrame, (n, 2) array or path-like, optional
+            See :meth:`process_file`.
+        file : str
+            Index value of the returned row.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row indexed by ``file``; features then quality columns, all prefixed.
+        """
+        if isinstance(segments, str | os.PathLike):
+            _segments_source, segments = segments, read_segments(segments)
+        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source)
+        names = self.feature_names()
+        if prep.speech_seconds >= self.min_speech_s:
+            values = self.compute(prep)
+            feats = {n: float(values.get(n, np.nan)) for n in names}
+        else:
+            feats = dict.fromkeys(names, float("nan"))
+        ok = prep.speech_seconds >= self.min_speech_s and prep.clipped_fraction <= self.max_clipped
+        quality = {
+            "quality_ok": float(ok),
+            "speech_seconds": prep.speech_seconds,
+            "patient_only": float(prep.intervals is not None),
+            "clipped_fraction": prep.clipped_fraction,
+            "dc_offset": prep.dc_offset,
+        }
+        row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
+        return pd.DataFrame([row], index=pd.Index([file], name="file"))
+
+    # -- shared preparation -------------------------------------------------------------
+    def prepare(
+        self,
+        signal: np.ndarray,
+        sr: int,
+        segments: Segments = None,
+        *,
+        source: str = "<signal>",
+        segments_source: str | os.PathLike[str] | None = None,
+    ) -> Prepared:
+        """Mono/resample, quality measures, DC removal, patient intervals and VAD."""
+        x = np.asarray(signal, dtype=np.float32)
+        if x.ndim == 2:
+            x = x.mean(axis=0)
+        if x.ndim != 1:
+            raise InputError(source, f"signal must be 1-D or (channels, samples), got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise InputError(source, "signal contains NaN or infinite samples")
+        x = resample(x, int(sr), self.sr)
+        sr = self.sr
+        clip = clipped_fraction(x)
+        dc = float(np.mean(x, dtype=np.float64)) if x.size else 0.0
+        if abs(dc) > self.dc_threshold:
+            x = (x - np.float32(dc)).astype(np.float32)
+        intervals = self._intervals(segments, len(x) / sr, segments_source)
+        vad = detect_speech(x, sr, intervals, VADParams())
+        speech = float(speech_runs_s(vad).sum())
+        return Prepared(x, sr, intervals, vad, speech, clip, dc)
+
+    def _intervals(
+        self, segments: Segments, duration: float, source: str | os.PathLike[str] | None
+    ) -> Intervals | None:
+        if segments is None:
+            return None
+        if isinstance(segments, pd.DataFrame):
+            if "speaker" in segments.columns:
+                iv = patient_intervals(segments, self.patient, exclude_overlap=self.exclude_overlap,
+                                       source=source)
+            else:
+                iv = merge_intervals(segments[["start", "end"]].to_numpy(float))
+        else:
+            iv = merge_intervals(np.asarray(segments, dtype=float))
+        iv = np.clip(iv, 0.0, duration)
+        return iv[iv[:, 1] > iv[:, 0]]
+
+
+class MFCCExtractor(SpeechExtractor):
+    """MFCC, delta and delta-delta functionals over speech frames (``mfcc__``).
+
+    Parameters
+    ----------
+    n_mfcc : int, default 13
+    **kwargs
+        See :class:`SpeechExtractor`.
+    """
+
+    name = "mfcc"
+    prefix = "mfcc"
+
+    def __init__(self, n_mfcc: int = 13, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_mfcc = n_mfcc
+
+    def feature_names(self) -> list[str]:
+        """``c01_mean`` ... ``dd13_kurtosis``."""
+        from cdrscreen.features.mfcc import column_names
+
+        return column_names(self.n_mfcc)
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        """MFCC functionals over the VAD speech frames inside the analysed intervals."""
+        from cdrscreen.features.mfcc import mfcc_features
+
+        return mfcc_features(prep.x, prep.sr, prep.vad.speech, n_mfcc=self.n_mfcc)
+
+
+class _OpenSmileExtractor(SpeechExtractor):
+    group: ClassVar[str]
+
+    def feature_names(self) -> list[str]:
+        from cdrscreen.features.gemaps import feature_names
+
+        return feature_names(self.group)
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        from cdrscreen.features.gemaps import gemaps_features
+
+        return gemaps_features(prep.analysed_signal(), prep.sr, self.group)
+
+
+class GeMAPSExtractor(_OpenSmileExtractor):
+    """openSMILE GeMAPSv01b functionals, 62 features (``gemaps__``).
+
+    The whole recording, or the patient's segments concatenated, is passed to openSMILE.
+    """
+
+    name = "gemaps"
+    prefix = "gemaps"
+    group = "gemaps"
+
+
+class EGeMAPSExtractor(_OpenSmileExtractor):
+    """openSMILE eGeMAPSv02 functionals, 88 features (``egemaps__``)."""
+
+    name = "egemaps"
+    prefix = "egemaps"
+    group = "egemaps"
+
+
+class TimingExtractor(SpeechExtractor):
+    """Pause, phonation and speech-rate measures (``timing__``)."""
+
+    name = "timing"
+    prefix = "timing"
+
+    def feature_names(self) -> list[str]:
+        """:data:`cdrscreen.features.timing.TIMING_FEATURES`."""
+        return list(TIMING_FEATURES)
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        """Compute timing features from the prepared signal's VAD."""
+        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, VADParams(), vad=prep.vad)
+        return feats
+
+
+def speech_extractors(names: Iterable[str] = ("mfcc", "gemaps", "egemaps", "timing"), **params: Any) -> list[SpeechExtractor]:
+    """Instantiate several speech extractors with shared parameters."""
+    classes = {c.name: c for c in (MFCCExtractor, GeMAPSExtractor, EGeMAPSExtractor, TimingExtractor)}
+    return [classes[n](**params) for n in names]
+
+
+__all__ = [
+    "QUALITY_COLUMNS",
+    "EGeMAPSExtractor",
+    "GeMAPSExtractor",
+    "MFCCExtractor",
+    "Prepared",
+    "SpeechExtractor",
+    "TimingExtractor",
+    "clipped_fraction",
+    "feature_columns",
+    "speech_extractors",
+]

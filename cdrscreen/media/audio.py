@@ -1,0 +1,258 @@
+"""Audio loading with PyAV: the audio track of a video, or a separate audio file.
+
+Every file goes through the same path, so a WAV and the same samples inside an MP4/MKV
+give the same signal:
+
+1. decode the first audio stream with PyAV (FFmpeg) and convert it to 32-bit float
+   (integer PCM is scaled by ``1 / 2**(bits-1)``, as ``soundfile`` does);
+2. mix down to mono by averaging the channels;
+3. resample to ``sr`` (default :data:`DEFAULT_SR` = 16 kHz) with a polyphase
+   anti-aliasing filter (:func:`scipy.signal.resample_poly`, Kaiser window ``beta=5``).
+   A file already at ``sr`` is returned unchanged, sample for sample.
+
+Problems are raised as :class:`~cdrscreen.errors.InputError`, one line naming the file:
+missing/empty file, not a media file, a video without an audio track, an audio codec
+FFmpeg cannot decode, a truncated file (fewer samples than its header declares, or a
+decoding error part-way), and a stream with no samples.
+
+>>> from cdrscreen.media.audio import load_audio
+>>> x, sr = load_audio("interview.mp4")      # doctest: +SKIP
+>>> x.dtype, x.ndim, sr
+(dtype('float32'), 1, 16000)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from cdrscreen.errors import InputError
+
+#: Sample rate (Hz) every speech feature is computed at unless configured otherwise.
+DEFAULT_SR = 16000
+
+#: A file is reported as truncated when it decodes to less than this fraction of the
+#: duration its header declares (and at least :data:`_TRUNCATION_SLACK_S` less).
+TRUNCATION_RATIO = 0.95
+_TRUNCATION_SLACK_S = 0.1
+
+_MEMO_SIZE = 2
+_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the first audio stream of a file holds.
+
+    Attributes
+    ----------
+    path : Path
+    sample_rate : int
+        Native sample rate in Hz.
+    channels : int
+    duration : float
+        Seconds declared by the container/stream header (0.0 when it does not say).
+    codec : str
+        FFmpeg decoder name, e.g. ``pcm_s16le``, ``aac``, ``flac``.
+    """
+
+    path: Path
+    sample_rate: int
+    channels: int
+    duration: float
+    codec: str
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "audio source not found")
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected an audio or video file")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, "audio source is not readable (permissions)")
+    if path.stat().st_size == 0:
+        raise InputError(path, "audio source is empty (0 bytes)")
+
+
+def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
+    import av
+
+    _check_file(path)
+    try:
+        container = av.open(str(path))
+    except Exception as err:  # noqa: BLE001 - anything the demuxer raises means unreadable
+        raise InputError(
+            path, f"cannot be opened as audio or video (truncated or not a media file: {type(err).__name__})"
+        ) from None
+    if not container.streams.audio:
+        kind = "video has no audio track" if container.streams.video else "contains no audio stream"
+        container.close()
+        raise InputError(path, kind)
+    return container
+
+
+def _declared_duration(container, stream) -> float:  # noqa: ANN001
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read the first audio stream's rate, channels, duration and codec without decoding.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, empty, not a media file, or has no audio stream.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        st = container.streams.audio[0]
+        cc = st.codec_context
+        info = AudioInfo(
+            path=path,
+            sample_rate=int(cc.sample_rate or 0),
+            channels=int(cc.channels or 0),
+            duration=_declared_duration(container, st),
+            codec=str(cc.name),
+        )
+    finally:
+        container.close()
+    return info
+
+
+def resample(x: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
+    """Resample a 1-D signal from ``orig_sr`` to ``sr`` (polyphase, Kaiser ``beta=5``).
+
+    Returns ``x`` itself (as float32) when the rates are equal.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if orig_sr == sr:
+        return x
+    from scipy.signal import resample_poly
+
+    frac = Fraction(int(sr), int(orig_sr))
+    y = resample_poly(x, frac.numerator, frac.denominator, window=("kaiser", 5.0))
+    return y.astype(np.float32, copy=False)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream to a mono float32 signal at its native rate."""
+    import av
+
+    container = _open(path)
+    try:
+        st = container.streams.audio[0]
+        cc = st.codec_context
+        native_sr = int(cc.sample_rate or 0)
+        if cc.name in ("", "none") or native_sr <= 0:
+            raise InputError(path, f"audio codec '{cc.name or 'unknown'}' cannot be decoded")
+        declared = _declared_duration(container, st)
+        converter = av.AudioResampler(format="fltp", layout=None, rate=native_sr)
+        chunks: list[np.ndarray] = []
+        n = 0
+        try:
+            for frame in container.decode(st):
+                for out in converter.resample(frame):
+                    a = out.to_ndarray()  # (channels, samples), float32
+                    a = a.mean(axis=0) if a.shape[0] > 1 else a[0]
+                    chunks.append(a)
+                    n += a.size
+            for out in converter.resample(None):
+                a = out.to_ndarray()
+                chunks.append(a.mean(axis=0) if a.shape[0] > 1 else a[0])
+                n += chunks[-1].size
+        except InputError:
+            raise
+        except Exception as err:  # noqa: BLE001 - decoder errors become one line
+            if n == 0:
+                raise InputError(
+                    path, f"audio codec '{cc.name}' cannot be decoded ({type(err).__name__})"
+                ) from None
+            raise InputError(
+                path,
+                f"audio is truncated or corrupt: decoding failed after {n / native_sr:.2f} s "
+                f"({type(err).__name__})",
+            ) from None
+    finally:
+        container.close()
+    if n == 0:
+        raise InputError(path, "audio stream contains no samples (empty or truncated file)")
+    got = n / native_sr
+    if declared > 0 and got < TRUNCATION_RATIO * declared and declared - got > _TRUNCATION_SLACK_S:
+        raise InputError(
+            path, f"audio is truncated: header declares {declared:.2f} s but only {got:.2f} s decode"
+        )
+    x = np.concatenate(chunks).astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise InputError(path, "audio contains NaN or infinite samples")
+    return x, native_sr
+
+
+def load_audio(
+    path: str | os.PathLike[str], sr: int = DEFAULT_SR, *, memo: bool = True
+) -> tuple[np.ndarray, int]:
+    """Load the audio of a video or audio file as a mono float32 signal at ``sr`` Hz.
+
+    Parameters
+    ----------
+    path : path-like
+        mp4/mkv/avi/mov/webm video (its first audio track) or wav/flac/ogg/mp3/m4a audio.
+    sr : int, default :data:`DEFAULT_SR`
+        Target sample rate in Hz.
+    memo : bool, default True
+        Keep the last two decoded signals in memory (keyed by path, size, mtime and
+        ``sr``), so several feature groups computed on the same file decode it once.
+
+    Returns
+    -------
+    signal : numpy.ndarray
+        1-D float32, read-only, nominally in [-1, 1].
+    sr : int
+        The sample rate of ``signal`` (equal to the ``sr`` argument).
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the problem (see the module docstring).
+    """
+    if sr <= 0:
+        raise ValueError(f"sr must be positive, got {sr}")
+    p = Path(path)
+    key = None
+    if memo:
+        _check_file(p)
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns, int(sr))
+        with _memo_lock:
+            if key in _memo:
+                _memo.move_to_end(key)
+                return _memo[key], int(sr)
+    x, native_sr = _decode(p)
+    y = resample(x, native_sr, int(sr))
+    y.setflags(write=False)
+    if key is not None:
+        with _memo_lock:
+            _memo[key] = y
+            while len(_memo) > _MEMO_SIZE:
+                _memo.popitem(last=False)
+    return y, int(sr)
+
+
+def clear_memo() -> None:
+    """Forget the decoded signals kept by :func:`load_audio`."""
+    with _memo_lock:
+        _memo.clear()
+
+
+__all__ = ["DEFAULT_SR", "AudioInfo", "clear_memo", "load_audio", "probe_audio", "resample"]

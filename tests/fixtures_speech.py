@@ -1,0 +1,183 @@
+"""Speech test data generated on the fly: espeak-ng speech and the alsa-utils human clips.
+
+Needs the Debian packages ``espeak-ng`` (synthetic speech with controlled rate, pitch and
+voice) and ``alsa-utils`` (nine ~1.4 s real human recordings in /usr/share/sounds/alsa).
+Tests that need them are skipped with a clear reason when they are missing.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SR = 16000
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+
+#: Phrases without punctuation (espeak inserts no long pauses inside them).
+PHRASES = (
+    "I went to the market in the morning",
+    "we bought some apples and fresh bread",
+    "then my daughter called me on the phone",
+    "she asked about the garden and the weather",
+    "after lunch I took a short walk outside",
+    "the neighbours were painting their front door",
+)
+#: Silences (s) planted between consecutive phrases of :data:`PHRASES`.
+PLANTED_PAUSES = (0.4, 0.8, 1.2, 0.6, 1.5)
+
+
+def espeak(text: str, *, voice: str = "en-us", speed: int = 150, pitch: int = 50, sr: int = SR,
+           trim: bool = True) -> np.ndarray:
+    """Synthesise ``text`` with espeak-ng; mono float32 at ``sr``, edge silence trimmed."""
+    import soundfile as sf
+
+    from cdrscreen.media.audio import resample
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (apt-get install -y espeak-ng)")
+    wav = subprocess.run(
+        [exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
+        check=True, capture_output=True,
+    ).stdout
+    x, native = sf.read(io.BytesIO(wav), dtype="float32")
+    x = resample(x, native, sr)
+    if trim:
+        idx = np.flatnonzero(np.abs(x) > 1e-3)
+        x = x[idx[0] : idx[-1] + 1] if idx.size else x[:0]
+    return np.ascontiguousarray(x)
+
+
+def silence(seconds: float, sr: int = SR) -> np.ndarray:
+    """Digital silence."""
+    return np.zeros(int(round(seconds * sr)), dtype=np.float32)
+
+
+def write_wav(path: Path, x: np.ndarray, sr: int = SR) -> Path:
+    """16-bit PCM WAV."""
+    import soundfile as sf
+
+    sf.write(str(path), x, sr, subtype="PCM_16")
+    return path
+
+
+def mux_video(path: Path, x: np.ndarray | None, sr: int = SR, *, seconds: float | None = None,
+              audio_codec: str = "aac", fps: int = 10) -> Path:
+    """Write a small real video file (mpeg4 frames) with ``x`` as its mono audio track.
+
+    ``x=None`` writes a video without audio (``seconds`` long).
+    """
+    import av
+
+    dur = seconds if seconds is not None else len(x) / sr
+    n_frames = max(1, int(dur * fps))
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        ast = None
+        if x is not None:
+            ast = c.add_stream(audio_codec, rate=sr)
+            ast.layout = "mono"
+            if audio_codec == "aac":
+                ast.bit_rate = 128000
+        for i in range(n_frames):
+            img = np.full((48, 64, 3), (i * 7) % 255, dtype=np.uint8)
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in vs.encode(None):
+            c.mux(pkt)
+        if ast is not None:
+            pcm = np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
+            step = 1024
+            for i in range(0, len(pcm), step):
+                fr = av.AudioFrame.from_ndarray(pcm[None, i : i + step], format="s16", layout="mono")
+                fr.sample_rate = sr
+                fr.pts = i
+                for pkt in ast.encode(fr):
+                    c.mux(pkt)
+            for pkt in ast.encode(None):
+                c.mux(pkt)
+    return path
+
+
+@dataclass(frozen=True)
+class TwoVoice:
+    """A planted interview: alternating interviewer/patient turns."""
+
+    signal: np.ndarray
+    sr: int
+    segments: pd.DataFrame  # start, end, speaker
+    patient_alone: np.ndarray  # the patient's turns concatenated
+    interviewer_alone: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def planted_pauses() -> tuple[np.ndarray, tuple[float, ...]]:
+    """Espeak phrases separated by the silences :data:`PLANTED_PAUSES` (0.3 s lead/tail)."""
+    parts = [silence(0.3)]
+    for i, text in enumerate(PHRASES):
+        parts.append(espeak(text, speed=140))
+        if i < len(PLANTED_PAUSES):
+            parts.append(silence(PLANTED_PAUSES[i]))
+    parts.append(silence(0.3))
+    return np.concatenate(parts), PLANTED_PAUSES
+
+
+@pytest.fixture(scope="session")
+def two_voice() -> TwoVoice:
+    """Interviewer (female voice, high pitch, fast) and patient (male, low, slow)."""
+    q = ["how have you been sleeping lately", "tell me about your morning",
+         "what did you have for lunch today"]
+    a = ["I have been sleeping well most nights", "I made tea and read the newspaper",
+         "we had soup and some bread at home"]
+    parts, rows, t = [], [], 0.0
+    pat, itv = [], []
+    for qi, ai in zip(q, a, strict=True):
+        for text, who in ((qi, "interviewer"), (ai, "patient")):
+            if who == "patient":
+                s = espeak(text, voice="en-us+m3", speed=110, pitch=25)
+                pat.append(s)
+            else:
+                s = espeak(text, voice="en-us+f3", speed=190, pitch=85)
+                itv.append(s)
+            rows.append((t, t + len(s) / SR, who))
+            parts += [s, silence(0.5)]
+            t += len(s) / SR + 0.5
+    segs = pd.DataFrame(rows, columns=["start", "end", "speaker"])
+    return TwoVoice(np.concatenate(parts), SR, segs, np.concatenate(pat), np.concatenate(itv))
+
+
+@pytest.fixture(scope="session")
+def speech_signal() -> np.ndarray:
+    """About 8 s of espeak speech with natural phrase breaks, at :data:`SR`."""
+    return np.concatenate(
+        [silence(0.2), espeak(PHRASES[0]), silence(0.5), espeak(PHRASES[1]), silence(0.7),
+         espeak(PHRASES[2]), silence(0.2)]
+    )
+
+
+@pytest.fixture(scope="session")
+def speech_media(tmp_path_factory, speech_signal) -> dict[str, Path]:
+    """The :func:`speech_signal` as a 16 kHz WAV, an MP4 (mpeg4 + AAC) and an MKV (PCM)."""
+    d = tmp_path_factory.mktemp("speech_media")
+    return {
+        "wav": write_wav(d / "speech.wav", speech_signal),
+        "mp4": mux_video(d / "speech.mp4", speech_signal),
+        "mkv": mux_video(d / "speech.mkv", speech_signal, audio_codec="pcm_s16le"),
+    }
+
+
+@pytest.fixture(scope="session")
+def alsa_clips() -> list[Path]:
+    """Real human speech clips shipped by alsa-utils (48 kHz mono WAV, ~1.4 s each)."""
+    clips = sorted(p for p in ALSA_DIR.glob("*.wav") if p.stem != "Noise")
+    if not clips:
+        pytest.skip("alsa-utils sound clips not installed (apt-get install -y alsa-utils)")
+    return clips
