@@ -1,0 +1,229 @@
+"""``build_reports``: the study report and one report per recording, from a run folder."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from cdrscreen.errors import CdrscreenError, InputError
+from cdrscreen.reports.cohort import MIN_CLASS_N, summarize_cohort
+from cdrscreen.reports.patient import build_patient_report, select_key_features
+from cdrscreen.reports.rundata import RunData, load_run
+from cdrscreen.reports.study_report import build_study_report
+from cdrscreen.reports.tracks import RecordingMedia, recording_media
+
+#: Shown on every report made from the bundled demo cohort.
+SYNTHETIC_BANNER = ("SYNTHETIC demo data: these reports check the pipeline; they describe no real "
+                    "person and say nothing about dementia.")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
+
+
+def patient_filename(subject: str, session: str | None, n_sessions: int) -> str:
+    """File name of a recording's report: ``<subject>.html``, or ``<subject>_ses-<session>.html``
+    when the subject has several sessions."""
+    if session is None or n_sessions <= 1:
+        return f"{_safe(subject)}.html"
+    return f"{_safe(subject)}_ses-{_safe(session)}.html"
+
+
+def recordings(run: RunData) -> list[tuple[str, str | None, list[str]]]:
+    """(subject, session, files) of every recording with an out-of-fold prediction."""
+    subjects = list(dict.fromkeys(run.subject_predictions().index.astype(str)))
+    if run.features is None:
+        return [(s, None, []) for s in subjects]
+    idx = run.features.index
+    frame = pd.DataFrame({n: idx.get_level_values(n).astype(str) for n in idx.names})
+    if "session" not in frame:
+        frame["session"] = "1"
+    if "file" not in frame:
+        frame["file"] = ""
+    out = []
+    wanted = set(subjects)
+    for (subj, ses), g in frame.groupby(["subject", "session"], sort=True):
+        if subj in wanted:
+            out.append((str(subj), str(ses), list(dict.fromkeys(g["file"]))))
+    seen = {s for s, _, _ in out}
+    out += [(s, None, []) for s in subjects if s not in seen]
+    return out
+
+
+def is_synthetic(run: RunData) -> bool:
+    """True when the run's feature table comes from the synthetic demo cohort."""
+    ft = run.features
+    if ft is not None:
+        for c in ("meta__synthetic", "meta__demo"):
+            if c in ft.columns and ft[c].astype(bool).any():
+                return True
+        if ft.attrs.get("synthetic"):
+            return True
+    if run.features_path is not None:
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.read_schema(run.features_path).metadata or {}
+            if any(b"synthetic" in k.lower() or b"synthetic" in v.lower()[:200] for k, v in meta.items()
+                   if k != b"pandas"):
+                return True
+        except Exception:
+            pass
+        for parent in list(run.features_path.parents)[:2]:
+            if (parent / "cohort" / "SYNTHETIC").exists() or (parent / "SYNTHETIC").exists():
+                return True
+    return False
+
+
+def build_reports(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    subject: str | None = None,
+    *,
+    features: str | os.PathLike[str] | pd.DataFrame | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    cache_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    tracks: Literal["cached", "compute", "none"] = "cached",
+    study: bool | None = None,
+    banner: str | None = None,
+    min_class_n: int = MIN_CLASS_N,
+    n_jobs: int | None = None,
+) -> list[Path]:
+    """Write the study report and per-recording patient reports of a run.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        Run folder written by ``cdrscreen evaluate``/``ablate`` (``docs/run-folder.md``).
+    out_dir : path-like, optional
+        Output folder (default ``RUN_DIR/reports``): ``study.html`` and ``patients/*.html``.
+    subject : str, optional
+        Only this subject's patient report(s) (and no study report unless ``study=True``).
+    features : path-like or DataFrame, optional
+        Feature table, when it moved since the run (default: ``inputs.json``'s path).
+    manifest : path-like, optional
+        Study manifest, to locate media when the feature table's ``file`` entries do not.
+    cache_dirs : sequence of path-like, optional
+        Feature caches searched for per-frame face tracks (default: ``cache/`` beside the
+        feature table, then ``$CDRSCREEN_CACHE``).
+    tracks : {"cached", "compute", "none"}
+        Per-frame plots from cached tracks only (default), computing missing tracks, or never.
+    study : bool, optional
+        Write the study report (default: yes unless ``subject`` is given).
+    banner : str, optional
+        Highlighted line on every report (default: a synthetic-data notice for demo runs).
+    min_class_n : int
+        Cohort classes smaller than this show only their count in patient reports.
+    n_jobs : int, optional
+        Worker processes for patient reports (default: up to 2).
+
+    Returns
+    -------
+    list of Path
+        The study report first (when written), then the patient reports.
+
+    Raises
+    ------
+    InputError
+        If the run folder is incomplete, or ``subject`` has no prediction in the run.
+    """
+    run = load_run(run_dir, features=features)
+    out = Path(out_dir) if out_dir is not None else run.run_dir / "reports"
+    if banner is None and is_synthetic(run):
+        banner = SYNTHETIC_BANNER
+    recs = recordings(run)
+    if subject is not None:
+        recs = [r for r in recs if r[0] == str(subject)]
+        if not recs:
+            known = sorted({s for s, _, _ in recordings(run)})
+            import difflib
+
+            hint = difflib.get_close_matches(str(subject), known, n=1)
+            raise InputError(run.run_dir / "predictions.parquet",
+                             f"no prediction for subject {subject!r}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else f"; subjects: {', '.join(known[:10])}"))
+    written: list[Path] = []
+    if study if study is not None else subject is None:
+        written.append(build_study_report(run, banner=banner).save(out / "study.html"))
+    if not recs:
+        return written
+
+    # Cohort aggregates: computed once, identical in every patient report.
+    key, cohort = [], {}
+    if run.features is not None:
+        key = select_key_features(list(run.features.columns))
+        per_rec = _per_recording(run.features)
+        if "meta__cdr" in per_rec:
+            cohort = summarize_cohort(per_rec, [c for c, _ in key], names=dict(key),
+                                      min_class_n=min_class_n)
+    manifest_rows = _manifest_rows(manifest)
+    roots = [Path(p) for p in cache_dirs] if cache_dirs is not None else _default_cache_roots(run)
+    n_sessions = pd.Series([s for s, _, _ in recs]).value_counts().to_dict()
+    jobs = []
+    for subj, ses, files in recs:
+        media = None
+        if tracks != "none":
+            media = recording_media(files, manifest_rows.get((subj, ses)))
+        path = out / "patients" / patient_filename(subj, ses, n_sessions[subj])
+        jobs.append((subj, ses, media, path))
+    n_jobs = min(n_jobs or min(2, os.cpu_count() or 1), len(jobs))
+    args = dict(run=run, cohort=cohort, key=key, roots=roots, compute=tracks == "compute", banner=banner)
+    if n_jobs <= 1:
+        written += [_one(*j, **args) for j in jobs]
+    else:
+        from joblib import Parallel, delayed
+
+        chunks = [jobs[i::n_jobs] for i in range(n_jobs)]
+        res = Parallel(n_jobs=n_jobs)(delayed(_many)(c, **args) for c in chunks)
+        by_path = {p: p for r in res for p in r}
+        written += [by_path[j[3]] for j in jobs]
+    return written
+
+
+def _one(subj: str, ses: str | None, media: RecordingMedia | None, path: Path, *, run: RunData,
+         cohort: dict, key: list, roots: list[Path], compute: bool, banner: str | None) -> Path:
+    rep = build_patient_report(run, subj, ses, cohort, key, media=media, cache_roots=roots,
+                               compute_tracks=compute, banner=banner)
+    return rep.save(path)
+
+
+def _many(jobs: list, **args: object) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return [_one(*j, **args) for j in jobs]  # type: ignore[arg-type]
+
+
+def _per_recording(features: pd.DataFrame) -> pd.DataFrame:
+    keys = [n for n in ("subject", "session") if n in features.index.names]
+    num = features.select_dtypes(include=["number", "bool"]).astype(float)
+    return num.groupby(level=keys).mean()
+
+
+def _default_cache_roots(run: RunData) -> list[Path]:
+    from cdrscreen.cache import default_cache_dir
+
+    roots = []
+    if run.features_path is not None:
+        roots.append(run.features_path.parent / "cache")
+    roots.append(default_cache_dir())
+    return [r for r in roots if r.is_dir()]
+
+
+def _manifest_rows(manifest: str | os.PathLike[str] | None) -> dict[tuple[str, str], object]:
+    if manifest is None:
+        return {}
+    from cdrscreen.study import Study
+
+    try:
+        st = Study.from_file(manifest)
+    except CdrscreenError:
+        raise
+    except Exception as err:  # pragma: no cover - Study raises its own errors
+        raise InputError(manifest, str(err)) from None
+    return {(r.subject, r.session): r for r in st.recordings}

@@ -1,0 +1,409 @@
+"""Per-patient report: one recording's quality, signals, prediction and cohort position.
+
+Everything shown is either the patient's own data (their recording, their features,
+their out-of-fold prediction) or an aggregate (the model's overall metrics, per-class
+cohort distributions from :mod:`cdrscreen.reports.cohort`). See ``docs/reports.md``
+for the privacy rule and how it is tested.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cdrscreen.reports import figures as F
+from cdrscreen.reports.builder import Report
+from cdrscreen.reports.cohort import FeatureDistribution
+from cdrscreen.reports.rundata import RunData
+from cdrscreen.reports.tracks import (
+    RecordingMedia,
+    cached_face_track,
+    speech_intervals,
+    superposed_spectrum,
+    track_series,
+)
+
+#: Features placed against the cohort when present: (regular expression, display name).
+KEY_FEATURES: tuple[tuple[str, str], ...] = (
+    (r"^e?gemaps__F0semitoneFrom27\.5Hz_sma3nz_amean$", "pitch (F0) mean, semitones"),
+    (r"^e?gemaps__F0semitoneFrom27\.5Hz_sma3nz_stddevNorm$", "pitch variability (F0 CV)"),
+    (r"^e?gemaps__loudness_sma3_amean$", "loudness mean"),
+    (r"^e?gemaps__jitterLocal_sma3nz_amean$", "jitter"),
+    (r"^e?gemaps__shimmerLocaldB_sma3nz_amean$", "shimmer (dB)"),
+    (r"^e?gemaps__HNRdBACF_sma3nz_amean$", "harmonics-to-noise ratio (dB)"),
+    (r"^e?gemaps__VoicedSegmentsPerSec$", "voiced segments per second"),
+    (r"^e?gemaps__MeanUnvoicedSegmentLength$", "mean unvoiced segment (s)"),
+    (r"^timing__.*pause_rate", "pause rate"),
+    (r"^timing__.*(speech_rate|syllable)", "speech rate"),
+    (r"^timing__.*mean_pause", "mean pause duration (s)"),
+    (r"^timing__.*(speech_to_pause|speech_pause_ratio)", "speech-to-pause ratio"),
+    (r"^(pupil|headpose)__.*pearson.*_v(ert)?", "pupil–head correlation, vertical"),
+    (r"^(pupil|headpose)__.*pearson.*_h(oriz)?", "pupil–head correlation, horizontal"),
+)
+MAX_KEY_FEATURES = 10
+
+#: Per-recording quality columns shown when present (regular expression, display name).
+QUALITY_FEATURES: tuple[tuple[str, str], ...] = (
+    (r"usable", "usable-frame fraction"),
+    (r"success", "face-tracking success"),
+    (r"snr", "audio SNR (dB)"),
+    (r"speech_time|phonation_time", "speech time (s)"),
+    (r"duration", "duration (s)"),
+)
+
+
+def select_key_features(columns: Sequence[str], max_n: int = MAX_KEY_FEATURES) -> list[tuple[str, str]]:
+    """Pick the features shown against the cohort: (column, display name) pairs.
+
+    The preferred clinical/speech features of :data:`KEY_FEATURES` first (first match per
+    pattern, skipping ``meta__`` columns); if fewer than four are found, the first
+    column of each remaining feature group fills up.
+    """
+    chosen: list[tuple[str, str]] = []
+    cols = [c for c in columns if "__" in c and not c.startswith("meta__")]
+    for pattern, name in KEY_FEATURES:
+        rx = re.compile(pattern, re.IGNORECASE)
+        hit = next((c for c in cols if rx.search(c) and c not in dict(chosen)), None)
+        if hit:
+            chosen.append((hit, name))
+        if len(chosen) >= max_n:
+            return chosen
+    if len(chosen) < 4:
+        seen = {c.split("__")[0] for c, _ in chosen}
+        for c in cols:
+            g = c.split("__")[0]
+            if g not in seen:
+                chosen.append((c, c))
+                seen.add(g)
+            if len(chosen) >= max_n:
+                break
+    return chosen
+
+
+def _ci(m: dict[str, Any] | None, pct: bool = False) -> str:
+    if not m or m.get("value") is None:
+        return "–"
+    f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.2f}")
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    if lo is None or hi is None:
+        return f(m["value"])
+    return f"{f(m['value'])} (95% CI {f(lo)}–{f(hi)})"
+
+
+def _cdr_text(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if f != f:
+        return "not given"
+    return f"CDR {f:g}"
+
+
+def model_summary(run: RunData, model: str) -> dict[str, str]:
+    """Plain-language overall performance of a model (aggregates only)."""
+    mm = run.metrics.get("models", {}).get(model, {})
+    met = mm.get("metrics", {})
+    base = mm.get("baseline", {})
+    perm = mm.get("permutation") or {}
+    out = {
+        "subjects evaluated": str(mm.get("n_subjects", "–")),
+        "accuracy": _ci(met.get("accuracy"), pct=True),
+        "balanced accuracy": _ci(met.get("balanced_accuracy"), pct=True),
+        "ROC AUC": _ci(met.get("roc_auc")),
+        "majority-class baseline (accuracy)": (
+            f"{100 * base['accuracy']:.0f}%" if base.get("accuracy") is not None else "–"),
+        "permutation p-value": f"{perm['p_value']:.3g}" if perm.get("p_value") is not None else "not run",
+    }
+    return out
+
+
+def _contributions(run: RunData, subject: str, predicted: str) -> pd.DataFrame | None:
+    """Per-group change in this subject's probability of the predicted class when the
+    group is left out (needs an ablation run with ``full`` and ``drop:<group>`` models)."""
+    models = set(run.predictions.index.get_level_values("model"))
+    drops = sorted(m for m in models if str(m).startswith("drop:"))
+    full = "full" if "full" in models else None
+    if not drops or full is None:
+        return None
+    col = f"proba__{predicted}"
+    try:
+        p_full = float(run.predictions.loc[(full, subject), col])
+    except KeyError:
+        return None
+    rows = []
+    for m in drops:
+        try:
+            p = float(run.predictions.loc[(m, subject), col])
+        except KeyError:
+            continue
+        rows.append({"group": m.split(":", 1)[1], "contribution": p_full - p})
+    if not rows:
+        return None
+    return pd.DataFrame(rows).sort_values("contribution", ascending=False).reset_index(drop=True)
+
+
+def patient_values(features: pd.DataFrame | None, subject: str, session: str | None) -> pd.Series | None:
+    """The recording's own feature values (mean over its files), or None."""
+    if features is None:
+        return None
+    idx = features.index
+    sel = idx.get_level_values("subject") == subject
+    if session is not None and "session" in idx.names:
+        sel &= idx.get_level_values("session") == session
+    rows = features.loc[sel]
+    if rows.empty:
+        return None
+    return rows.select_dtypes(include=[np.number, "bool"]).astype(float).mean(axis=0)
+
+
+def build_patient_report(
+    run: RunData,
+    subject: str,
+    session: str | None,
+    cohort: dict[str, FeatureDistribution],
+    key_features: Sequence[tuple[str, str]] = (),
+    media: RecordingMedia | None = None,
+    cache_roots: Sequence[Path] = (),
+    compute_tracks: bool = False,
+    banner: str | None = None,
+) -> Report:
+    """Build the report of one recording (subject × session).
+
+    Parameters
+    ----------
+    run : RunData
+        The loaded run folder.
+    subject, session : str
+        The recording; ``session=None`` when the feature table is not available.
+    cohort : dict
+        Aggregate cohort distributions (same object for every patient of the run).
+    key_features : sequence of (column, name)
+        Features placed against the cohort (:func:`select_key_features`).
+    media : RecordingMedia, optional
+        The recording's media files (for the per-frame and speech-timing plots).
+    cache_roots : sequence of Path
+        Feature caches searched for per-frame face tracks.
+    compute_tracks : bool
+        Track the face when no cached track exists (slow).
+    banner : str, optional
+        Highlighted line (e.g. synthetic-data notice).
+
+    Returns
+    -------
+    Report
+    """
+    model = run.primary_model
+    preds = run.subject_predictions(model)
+    classes = run.classes
+    ses_txt = f", session {session}" if session is not None else ""
+    rep = Report(
+        title=f"Patient report: subject {subject}{ses_txt}",
+        subtitle=f"Protocol {run.protocol_name} · model {model} · out-of-fold (leave-one-subject-out) prediction",
+        banner=banner,
+    )
+    _footer(rep, run)
+
+    # ---- prediction ------------------------------------------------------------------
+    own = patient_values(run.features, subject, session)
+    if subject in preds.index:
+        row = preds.loc[subject]
+        probs = [float(row.get(f"proba__{c}", np.nan)) for c in classes]
+        predicted = str(row["y_pred"])
+        true = str(row["y_true"])
+        cdr = row.get("meta__cdr", own.get("meta__cdr") if own is not None else None)
+        rep.add_metric_cards([
+            {"label": "Clinical rating", "value": _cdr_text(cdr), "detail": f"class {true} in this protocol"},
+            {"label": "Model prediction", "value": f"class {predicted}",
+             "detail": "agrees with the rating" if predicted == true else "differs from the rating"},
+            {"label": f"Probability of class {predicted}",
+             "value": f"{100 * probs[classes.index(predicted)]:.0f}%" if predicted in classes else "–",
+             "detail": "out-of-fold: the model never saw this person"},
+        ], title="Prediction", section="Prediction")
+        rep.add_figure(F.probability_figure(classes, probs, predicted),
+                       "Class probabilities", section="Prediction",
+                       caption="Model probabilities for this person, from the model trained on all other "
+                               "subjects (leave-one-subject-out). A probability is not a certainty.")
+        if run.row_predictions is not None and session is not None:
+            _session_probs(rep, run, model, subject, session, classes)
+        contrib = _contributions(run, subject, predicted)
+    else:
+        rep.add_text(f"No out-of-fold prediction for subject {subject} in this run "
+                     "(excluded by the label scheme or missing a label).", level="warning",
+                     section="Prediction")
+        contrib = None
+        predicted = None
+    rep.add_key_values(model_summary(run, model), title="How reliable is the model overall?",
+                       section="Prediction",
+                       caption="Whole-cohort figures with 95% bootstrap confidence intervals over subjects. "
+                               "Wide intervals mean the true accuracy is uncertain.")
+
+    # ---- what drove it -----------------------------------------------------------------
+    if contrib is not None and predicted is not None:
+        rep.add_figure(
+            F.bar_figure(list(contrib["group"]), list(contrib["contribution"]),
+                         f"change in probability of class {predicted} when the group is used", signed=True),
+            "Feature groups behind this prediction", section="What drove the prediction",
+            caption="For each feature group: this person's out-of-fold probability of the predicted class "
+                    "with all groups minus the probability when that group is left out (leave-one-group-out "
+                    "models of the ablation). Positive bars pushed the model towards its prediction.")
+    elif run.ablation is not None:
+        _global_groups(rep, run)
+    else:
+        rep.add_text("Per-group contributions need an ablation run ('cdrscreen ablate'); this run has none.",
+                     section="What drove the prediction", level="plain")
+
+    # ---- recording quality and signals -------------------------------------------------
+    _signals(rep, own, media, cache_roots, compute_tracks)
+
+    # ---- cohort position ---------------------------------------------------------------
+    if own is not None and key_features:
+        dists = [cohort[c] for c, _ in key_features if c in cohort]
+        vals = {c: float(own[c]) for c, _ in key_features if c in own.index}
+        if dists:
+            rep.add_figure(
+                F.cohort_position_figure(dists, vals), "This recording against the cohort",
+                section="Compared with the cohort",
+                caption="Curves: smoothed distribution of each CDR class in the study cohort; triangles: "
+                        "class means; red line: this recording. Each feature is drawn in cohort standard "
+                        "deviations from its cohort mean; the table gives the values in their own units. "
+                        "Only class summaries are shown; classes with too few people show only their count.")
+            rep.add_table(_cohort_table(dists, vals), "Values", section="Compared with the cohort")
+    return rep
+
+
+def _footer(rep: Report, run: RunData) -> None:
+    env = run.environment
+    version = (env.get("packages", {}) or {}).get("cdrscreen") or env.get("cdrscreen") or "–"
+    rep.set_footer(
+        run=run.run_dir.name,
+        protocol=run.protocol_name,
+        **{"run finished": str(run.run.get("finished") or run.run.get("created") or "–"),
+           "cdrscreen": str(version)},
+    )
+
+
+def _session_probs(rep: Report, run: RunData, model: str, subject: str, session: str,
+                   classes: list[str]) -> None:
+    rp = run.row_predictions
+    assert rp is not None
+    try:
+        rows = rp.xs((model, subject), level=("model", "subject"))
+    except KeyError:
+        return
+    if rows.index.get_level_values("session").nunique() < 2:
+        return
+    mine = rows[rows.index.get_level_values("session").astype(str) == session]
+    if "augmented" in mine:
+        mine = mine[~mine["augmented"].astype(bool)]
+    if mine.empty:
+        return
+    vals = {f"probability of {c} (this session)": float(mine[f"proba__{c}"].mean()) for c in classes}
+    rep.add_key_values(vals, "This session", section="Prediction", float_format="{:.2f}",
+                       caption="The prediction above is for the subject (all sessions); this is the session's own.")
+
+
+def _global_groups(rep: Report, run: RunData) -> None:
+    ab = run.ablation
+    assert ab is not None
+    single = ab[ab["kind"] == "single"] if "kind" in ab else ab
+    if single.empty:
+        return
+    metric = "balanced_accuracy" if "balanced_accuracy" in single else single.columns[0]
+    tab = pd.DataFrame({"label": single["groups"].astype(str), "value": single[metric]})
+    if f"{metric}_ci_low" in single:
+        tab["ci_low"] = single[f"{metric}_ci_low"].to_numpy()
+        tab["ci_high"] = single[f"{metric}_ci_high"].to_numpy()
+    rep.add_figure(F.interval_figure(tab, xlabel=metric.replace("_", " ")),
+                   "Feature groups on their own (whole cohort)", section="What drove the prediction",
+                   caption="How well each feature group alone separates the classes over the whole cohort "
+                           "(not specific to this person).")
+
+
+def _cohort_table(dists: list[FeatureDistribution], vals: dict[str, float]) -> pd.DataFrame:
+    rows = []
+    for d in dists:
+        r = {"feature": d.name, "this recording": _num(vals.get(d.feature))}
+        for c in d.classes:
+            r[c.label] = (f"n={c.n}, too few to show" if c.suppressed
+                          else f"{_num(c.mean)} ± {_num(c.sd)} (n={c.n})")
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _num(v: float | None) -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{v:.3g}"
+
+
+def _quality_values(own: pd.Series | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if own is None:
+        return out
+    for pattern, name in QUALITY_FEATURES:
+        rx = re.compile(pattern, re.IGNORECASE)
+        for c in own.index:
+            if rx.search(c) and not c.startswith("meta__") and name not in out:
+                out[name] = _num(float(own[c]))
+    return out
+
+
+def _signals(rep: Report, own: pd.Series | None, media: RecordingMedia | None,
+             cache_roots: Sequence[Path], compute: bool) -> None:
+    qual = _quality_values(own)
+    track = None
+    if media is not None and media.video is not None:
+        track = cached_face_track(media.video, cache_roots, compute=compute)
+    sec_q, sec_v, sec_s = "Recording quality", "Eye and head movement", "Speech"
+    if track is not None:
+        s = track_series(track)
+        t, ok = s["time"], s["success"]
+        qual.setdefault("face-tracking success", f"{100 * ok.mean():.0f}% of frames" if ok.size else "–")
+        qual["frames tracked"] = f"{int(ok.sum())} of {ok.size} ({float(s['fps']):.3g} per s)"
+        rep.add_key_values(qual, "Quality", section=sec_q)
+        rep.add_figure(F.tracking_figure(t, ok), "Face tracking over time", section=sec_q,
+                       caption="Rolling fraction of frames in which the face was tracked; shaded: face lost.")
+        if "gaze_h" in s and np.isfinite(s["gaze_h"]).sum() > 12:
+            fs = float(s["fps"])
+            fx, sx = superposed_spectrum(s["gaze_h"], fs)
+            _, sy = superposed_spectrum(s["gaze_v"], fs)
+            rep.add_figure(
+                F.pupil_figure(t, s["gaze_h"], s["gaze_v"], fx if fx.size else None,
+                               sx if sx.size else None, sy if sy.size else None),
+                "Pupil trajectory and its superposed spectrum", section=sec_v,
+                caption="Left: pupil position relative to the eye corners (eye widths). Right: STFT of the "
+                        "frame-to-frame movement over 10-frame windows, magnitudes averaged over windows.")
+        if "yaw" in s:
+            rep.add_figure(F.headpose_figure(t, s["yaw"], s["pitch"], s.get("roll")),
+                           "Head pose over time", section=sec_v,
+                           caption="Yaw (turn), pitch (nod) and roll (tilt) in degrees.")
+            if "gaze_h" in s:
+                rep.add_figure(
+                    F.pupil_head_scatter(np.diff(s["gaze_h"]), np.diff(s["yaw"]),
+                                         np.diff(s["gaze_v"]), np.diff(s["pitch"])),
+                    "Pupil and head movement together", section=sec_v,
+                    caption="Frame-to-frame pupil movement against head movement; Pearson r per axis "
+                            "(frames where either is missing are left out).")
+    else:
+        if qual:
+            rep.add_key_values(qual, "Quality", section=sec_q)
+        why = ("no video for this recording" if media is None or media.video is None
+               else "its per-frame face track is not cached (run 'cdrscreen extract' with the pupil or "
+                    "headpose features first, or build reports with tracks='compute')")
+        rep.add_text(f"Per-frame plots are not shown: {why}.", section=sec_v, level="plain")
+    if media is not None and media.audio is not None:
+        sp = speech_intervals(media.audio, media.segments)
+        if sp is not None:
+            iv, dur = sp
+            speech_s = sum(e - s for s, e in iv)
+            rep.add_key_values({"speech time (s)": f"{speech_s:.1f}", "recording (s)": f"{dur:.1f}",
+                                "speech fraction": f"{100 * speech_s / dur:.0f}%" if dur else "–"},
+                               "Speech activity", section=sec_s)
+            rep.add_figure(F.speech_timing_figure(dur, iv), "Speech and pauses over time", section=sec_s,
+                           caption="Top: detected speech; bottom: length of each pause between speech stretches.")

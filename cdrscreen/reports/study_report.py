@@ -1,0 +1,278 @@
+"""Study report: cohort, data quality, results with CIs, ablation, fusion, provenance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from cdrscreen.reports import figures as F
+from cdrscreen.reports.builder import Report
+from cdrscreen.reports.rundata import RunData
+
+METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                "macro_f1": "macro-F1", "roc_auc": "ROC AUC"}
+
+
+def _ci(m: dict | None) -> str:
+    if not m or m.get("value") is None:
+        return "–"
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    if lo is None or hi is None:
+        return f"{m['value']:.2f}"
+    return f"{m['value']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _per_recording(features: pd.DataFrame) -> pd.DataFrame:
+    keys = [n for n in ("subject", "session") if n in features.index.names]
+    num = features.select_dtypes(include=[np.number, "bool"]).astype(float)
+    return num.groupby(level=keys).mean()
+
+
+def cohort_table(features: pd.DataFrame) -> pd.DataFrame:
+    """n subjects / recordings per CDR class with covariate summaries."""
+    rec = _per_recording(features)
+    if "meta__cdr" not in rec:
+        return pd.DataFrame()
+    subj = rec.groupby(level="subject").first()
+    rows = []
+    for cdr, g in subj.groupby("meta__cdr"):
+        r: dict[str, object] = {"CDR": f"{cdr:g}", "subjects": len(g),
+                                "recordings": int((rec["meta__cdr"] == cdr).sum())}
+        for col, name in (("meta__age", "age"), ("meta__mmse", "MMSE")):
+            if col in g and g[col].notna().any():
+                r[f"{name} mean ± SD"] = f"{g[col].mean():.1f} ± {g[col].std(ddof=1):.1f}" if g[col].notna().sum() > 1 else f"{g[col].mean():.1f}"
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def sex_table(features: pd.DataFrame) -> pd.DataFrame | None:
+    """Counts of sex per CDR class (subject level), when the feature table carries it."""
+    if "meta__sex" not in features.columns or "meta__cdr" not in features.columns:
+        return None
+    subj = features.reset_index().groupby("subject")[["meta__cdr", "meta__sex"]].first()
+    if subj["meta__sex"].isna().all():
+        return None
+    tab = pd.crosstab(subj["meta__cdr"].map(lambda v: f"CDR {v:g}"), subj["meta__sex"].fillna("not given"))
+    tab.index.name = "class"
+    return tab.reset_index()
+
+
+def quality_table(features: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """Per feature group: columns, recordings with every value / with any missing value."""
+    rec_keys = [n for n in ("subject", "session") if n in features.index.names]
+    rows = []
+    for g, cols in groups.items():
+        cols = [c for c in cols if c in features.columns]
+        if not cols:
+            continue
+        per = features[cols].isna().groupby(level=rec_keys).mean()
+        missing_any = (per > 0).any(axis=1)
+        rows.append({"group": g, "columns": len(cols), "recordings": len(per),
+                     "complete": int((~missing_any).sum()), "with missing values": int(missing_any.sum()),
+                     "missing cells (%)": round(100 * float(per.to_numpy().mean()), 2)})
+    return pd.DataFrame(rows)
+
+
+def quality_columns(features: pd.DataFrame) -> pd.DataFrame:
+    """Summary (mean, min) of quality-like columns (usable fraction, success, SNR)."""
+    rec = _per_recording(features)
+    cols = [c for c in rec.columns if not c.startswith("meta__")
+            and any(k in c.lower() for k in ("usable", "success", "snr", "quality"))]
+    rows = [{"column": c, "mean": rec[c].mean(), "lowest": rec[c].min(),
+             "recordings below 0.8": int((rec[c] < 0.8).sum()) if "snr" not in c.lower() else np.nan}
+            for c in cols]
+    return pd.DataFrame(rows)
+
+
+def results_table(run: RunData) -> pd.DataFrame:
+    """One row per model: metrics with CIs, baseline, permutation p-value, n per class."""
+    rows = []
+    for name, m in run.metrics.get("models", {}).items():
+        met = m.get("metrics", {})
+        base = m.get("baseline", {}) or {}
+        perm = m.get("permutation") or {}
+        r: dict[str, object] = {"model": name, "groups": "+".join(m.get("groups", []))}
+        for k, label in METRIC_NAMES.items():
+            r[label] = _ci(met.get(k))
+        r["baseline bal. acc."] = base.get("balanced_accuracy")
+        r["p (permutation)"] = perm.get("p_value")
+        r["n per class"] = ", ".join(f"{k}: {v}" for k, v in (m.get("n_per_class") or {}).items())
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def build_study_report(run: RunData, banner: str | None = None) -> Report:
+    """Build the study report of a run.
+
+    Parameters
+    ----------
+    run : RunData
+        The loaded run folder.
+    banner : str, optional
+        Highlighted line (e.g. synthetic-data notice).
+
+    Returns
+    -------
+    Report
+    """
+    primary = run.primary_model
+    rep = Report(title=f"Study report: {run.protocol_name}",
+                 subtitle=f"Run {run.run_dir.name} · primary model {primary} · unit of analysis: "
+                          f"{run.metrics.get('unit', 'subject')}",
+                 banner=banner)
+    env = run.environment
+    rep.set_footer(run=run.run_dir.name, protocol=run.protocol_name,
+                   **{"run finished": str(run.run.get("finished") or run.run.get("created") or "–"),
+                      "cdrscreen": str((env.get("packages", {}) or {}).get("cdrscreen") or env.get("cdrscreen") or "–")})
+    models = run.metrics.get("models", {})
+    pm = models.get(primary, {})
+    met = pm.get("metrics", {})
+    perm = pm.get("permutation") or {}
+    base = pm.get("baseline", {}) or {}
+    rep.add_metric_cards([
+        {"label": "Balanced accuracy", "value": _val(met.get("balanced_accuracy")),
+         "detail": _ci_only(met.get("balanced_accuracy"))},
+        {"label": "ROC AUC", "value": _val(met.get("roc_auc")), "detail": _ci_only(met.get("roc_auc"))},
+        {"label": "Majority baseline", "value": _num(base.get("balanced_accuracy")),
+         "detail": f"balanced accuracy; accuracy {_num(base.get('accuracy'))}"},
+        {"label": "Permutation p-value", "value": _num(perm.get("p_value")),
+         "detail": f"{perm.get('n', 0)} label permutations" if perm else "not run"},
+        {"label": "Subjects", "value": str(pm.get("n_subjects", "–")),
+         "detail": ", ".join(f"{k}: {v}" for k, v in (pm.get("n_per_class") or {}).items())},
+    ], title=f"Primary model: {primary}", section="Summary",
+        caption="95% bootstrap confidence intervals over subjects; the p-value repeats the whole nested "
+                "procedure with labels permuted across subjects.")
+
+    # ---- cohort ---------------------------------------------------------------------
+    if run.features is not None:
+        ct = cohort_table(run.features)
+        if not ct.empty:
+            rep.add_table(ct, "Cohort by CDR class", section="Cohort")
+            rep.add_figure(F.class_count_figure({f"CDR {r['CDR']}": int(r["subjects"]) for _, r in ct.iterrows()}),
+                           "Subjects per CDR class", section="Cohort")
+        st = sex_table(run.features)
+        if st is not None:
+            rep.add_table(st, "Sex by CDR class (subjects)", section="Cohort")
+        groups = run.groups or _groups_from_columns(run.features.columns)
+        qt = quality_table(run.features, groups)
+        if not qt.empty:
+            rep.add_table(qt, "Missing values per feature group", section="Data quality")
+        qc = quality_columns(run.features)
+        if not qc.empty:
+            rep.add_table(qc, "Recording-quality measures", section="Data quality", float_format="{:.3g}")
+    excl = run.inputs.get("excluded_rows")
+    if excl:
+        rep.add_key_values({k.replace("_", " "): v for k, v in excl.items()},
+                           "Rows excluded from the evaluation", section="Data quality")
+
+    # ---- results ---------------------------------------------------------------------
+    rt = results_table(run)
+    if not rt.empty:
+        rep.add_table(rt, "All models", section="Results", float_format="{:.3f}",
+                      caption="Values with [95% CI]. Baseline: always predicting the majority class.")
+    for name, m in models.items():
+        cm = m.get("confusion_matrix")
+        if cm:
+            rep.add_figure(F.confusion_matrix_figure(np.asarray(cm["matrix"]), cm["labels"]),
+                           f"Confusion matrix: {name}", section="Results",
+                           caption="Subjects; rows are the clinical class, columns the out-of-fold prediction.")
+        if run.roc is not None and "model" in run.roc:
+            sub = run.roc[run.roc["model"] == name]
+            if not sub.empty:
+                curves = [{"label": f"class {c}" if len(sub["class"].unique()) > 1 else f"{c} vs rest",
+                           "fpr": g["fpr"], "tpr": g["tpr"], "auc": float(g["auc"].iloc[0])}
+                          for c, g in sub.groupby("class", sort=False)]
+                rep.add_figure(F.roc_figure(curves), f"ROC: {name}", section="Results")
+        rec = (m.get("metrics") or {}).get("recall")
+        if rec:
+            rep.add_key_values({f"recall of {k}": _ci(v) for k, v in rec.items()},
+                               f"Per-class recall: {name}", section="Results")
+        chosen = m.get("chosen_params")
+        if chosen:
+            tab = pd.DataFrame([{"parameters": json.dumps(c.get("params"), sort_keys=True),
+                                 "outer folds": c.get("n_folds")} for c in chosen])
+            rep.add_table(tab, f"Hyperparameters chosen by the inner CV: {name}", section="Results")
+
+    # ---- fusion comparison --------------------------------------------------------------
+    if len(models) > 1:
+        tab = pd.DataFrame([{"label": n, "value": (mm.get("metrics", {}).get("balanced_accuracy") or {}).get("value"),
+                             "ci_low": (mm.get("metrics", {}).get("balanced_accuracy") or {}).get("ci_low"),
+                             "ci_high": (mm.get("metrics", {}).get("balanced_accuracy") or {}).get("ci_high")}
+                            for n, mm in models.items()]).astype({"value": float, "ci_low": float, "ci_high": float})
+        rep.add_figure(F.interval_figure(tab, reference=base.get("balanced_accuracy")),
+                       "Models compared (balanced accuracy, 95% CI)", section="Model comparison")
+    comps = run.metrics.get("comparisons") or []
+    if comps:
+        rows = [{"A": c.get("a"), "B": c.get("b"), "test": c.get("test"), "n": c.get("n"),
+                 "only A correct": c.get("n_a_only_correct"), "only B correct": c.get("n_b_only_correct"),
+                 "p-value": c.get("p_value"),
+                 f"difference in {str(c.get('metric', '')).replace('_', ' ')}": _ci(c.get("difference"))}
+                for c in comps]
+        rep.add_table(pd.DataFrame(rows), "Paired comparisons", section="Model comparison")
+
+    # ---- ablation --------------------------------------------------------------------
+    if run.ablation is not None and not run.ablation.empty:
+        _ablation(rep, run)
+
+    # ---- provenance ------------------------------------------------------------------
+    if run.protocol_text:
+        rep.add_code(run.protocol_text, "Resolved protocol (protocol.yaml)", section="Provenance")
+    feats = run.inputs.get("features") or {}
+    if feats:
+        rep.add_key_values({k: v for k, v in feats.items()}, "Input feature table", section="Provenance")
+    if env:
+        rep.add_code(json.dumps(env, indent=2, sort_keys=True), "Versions (environment.json)",
+                     section="Provenance")
+    return rep
+
+
+def _ablation(rep: Report, run: RunData) -> None:
+    ab = run.ablation
+    assert ab is not None
+    metric = "balanced_accuracy" if "balanced_accuracy" in ab else "accuracy"
+    order = ab.sort_values("rank") if "rank" in ab else ab
+    tab = pd.DataFrame({
+        "label": [f"{v}" for v in order.get("variant", order.index)],
+        "value": order[metric].to_numpy(float),
+        "ci_low": order.get(f"{metric}_ci_low", order[metric]).to_numpy(float),
+        "ci_high": order.get(f"{metric}_ci_high", order[metric]).to_numpy(float),
+    })
+    models = run.metrics.get("models", {})
+    base = next((m.get("baseline", {}).get(metric) for m in models.values() if m.get("baseline")), None)
+    rep.add_figure(F.interval_figure(tab, reference=base, xlabel=metric.replace("_", " "),
+                                     highlight=["full"]),
+                   "Ablation: feature-group sets with 95% CIs", section="Ablation",
+                   caption="only:<g> uses one group; drop:<g> uses all groups but one; full uses all.")
+    cols = [c for c in ("variant", "kind", "groups", metric, f"{metric}_ci_low", f"{metric}_ci_high",
+                        "roc_auc", "p_value", "delta_vs_full", "rank") if c in order]
+    rep.add_table(order[cols], "Ablation table", section="Ablation", float_format="{:.3f}")
+
+
+def _groups_from_columns(cols: pd.Index) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for c in cols:
+        if "__" in c and not c.startswith("meta__"):
+            out.setdefault(c.split("__")[0], []).append(c)
+    return out
+
+
+def _val(m: dict | None) -> str:
+    return "–" if not m or m.get("value") is None else f"{m['value']:.2f}"
+
+
+def _ci_only(m: dict | None) -> str:
+    if not m or m.get("ci_low") is None or m.get("ci_high") is None:
+        return ""
+    return f"95% CI {m['ci_low']:.2f}–{m['ci_high']:.2f}"
+
+
+def _num(v: object) -> str:
+    if v is None:
+        return "–"
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+    return "–" if f != f else f"{f:.3g}"
