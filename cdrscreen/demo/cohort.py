@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -188,19 +189,35 @@ def draw_subject(subject: str, cdr: float, rng: np.random.Generator, *, face_slo
     )
 
 
+def parse_faces(faces: Sequence[str] | None) -> tuple[tuple[str, bool], ...]:
+    """Face pool from names such as ``"astronaut"``, ``"grace_hopper/mirror"``, ``"lfw:40"``."""
+    if faces is None:
+        return DEFAULT_FACES
+    out = tuple((f.removesuffix("/mirror"), f.endswith("/mirror")) for f in faces)
+    if not out:
+        raise CdrscreenError("the face pool is empty")
+    return out
+
+
 def draw_cohort(n_subjects: int = 24, seed: int = 0,
-                imbalance: Literal["balanced", "prototype"] = "balanced") -> list[SubjectSpec]:
-    """Draw every subject's parameters (deterministic for ``seed``)."""
+                imbalance: Literal["balanced", "prototype"] = "balanced",
+                faces: Sequence[str] | None = None) -> list[SubjectSpec]:
+    """Draw every subject's parameters (deterministic for ``seed``).
+
+    Faces rotate within each class, so every class gets the photographs in equal shares
+    (identity carries no label). ``faces`` overrides the pool (see :func:`parse_faces`).
+    """
+    pool = parse_faces(faces)
     counts = class_counts(n_subjects, imbalance)
     rng = np.random.default_rng([seed, FORMAT_VERSION])
     labels = [c for c in CLASSES for _ in range(counts[c])]
     order = rng.permutation(len(labels))
     width = max(2, len(str(n_subjects)))
     specs: list[SubjectSpec] = []
-    slot = {c: int(rng.integers(0, len(DEFAULT_FACES))) for c in CLASSES}
+    slot = {c: int(rng.integers(0, len(pool))) for c in CLASSES}
     for i, j in enumerate(order):
         cdr = labels[j]
-        specs.append(draw_subject(f"DEMO{i + 1:0{width}d}", cdr, rng, face_slot=slot[cdr]))
+        specs.append(draw_subject(f"DEMO{i + 1:0{width}d}", cdr, rng, face_slot=slot[cdr], faces=pool))
         slot[cdr] += 1  # faces rotate within each class: identity carries no label
     return specs
 
@@ -283,8 +300,9 @@ def _job(spec: SubjectSpec, face: FaceSource, root: Path, duration_s: float, fps
 
 
 def _settings(n_subjects: int, seed: int, imbalance: str, duration_s: float, fps: float,
-              size: tuple[int, int]) -> dict[str, Any]:
+              size: tuple[int, int], faces: Sequence[str] | None) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "n_subjects": n_subjects, "seed": seed,
+            "faces": [f + ("/mirror" if m else "") for f, m in parse_faces(faces)],
             "imbalance": imbalance, "duration_s": duration_s, "fps": fps, "size": list(size),
             "class_effects": {k: {"means": {str(c): m for c, m in v["means"].items()}, "sd": v["sd"]}
                               for k, v in CLASS_EFFECTS.items()}}
@@ -300,6 +318,7 @@ def build_cohort(
     fps: float = 25.0,
     size: tuple[int, int] = (320, 240),
     n_jobs: int = 2,
+    faces: Sequence[str] | None = None,
     force: bool = False,
 ) -> Path:
     """Build (or reuse) the synthetic demo cohort and return the manifest path.
@@ -318,6 +337,9 @@ def build_cohort(
         Length, frame rate and ``(width, height)`` of each video.
     n_jobs : int
         Worker processes (joblib) rendering subjects in parallel.
+    faces : sequence of str, optional
+        Face pool, e.g. ``["astronaut", "grace_hopper/mirror", "lfw:40"]``; default:
+        astronaut and grace_hopper, each plain and mirrored.
     force : bool
         Rebuild even if ``out_dir`` already holds a complete cohort with these settings.
 
@@ -333,7 +355,7 @@ def build_cohort(
     root = Path(out_dir).resolve()
     if duration_s <= 0 or fps <= 0:
         raise CdrscreenError(f"duration_s and fps must be positive, got {duration_s} and {fps}")
-    settings = _settings(n_subjects, seed, imbalance, duration_s, fps, size)
+    settings = _settings(n_subjects, seed, imbalance, duration_s, fps, size, faces)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     manifest = root / "manifest.csv"
     info_path = root / "cohort.json"
@@ -344,7 +366,7 @@ def build_cohort(
             info = {}
         if info.get("key") == key and all((root / v).exists() for v in info.get("videos", [])):
             return manifest
-    specs = draw_cohort(n_subjects, seed, imbalance)
+    specs = draw_cohort(n_subjects, seed, imbalance, faces)
     faces = {(s.face, s.mirror, s.tint, s.face_height, s.centre): _prepare_face(s, size) for s in specs}
     (root / "videos").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

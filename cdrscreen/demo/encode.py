@@ -1,7 +1,8 @@
 """Write RGB frames (and optional mono audio) to an H.264 + AAC mp4 with PyAV.
 
-The encoders run single-threaded with fixed options, so the same frames and samples
-give a byte-identical file. The container's ``comment`` tag marks the file as synthetic.
+The encoders run single-threaded with fixed options (see ``_X264_PARAMS`` for why
+macroblock-tree and B-frames are off), so the same frames and samples give a
+byte-identical file. The container's ``comment`` tag marks the file as synthetic.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from cdrscreen.errors import CdrscreenError
 
 SYNTHETIC_TAG = "SYNTHETIC demo recording made by cdrscreen for pipeline checking only; not patient data"
 _AUDIO_CHUNK = 1024  # AAC frame size
+#: x264 settings that make the output byte-identical run to run. Macroblock-tree rate
+#: control with B-frames reads memory it never wrote: once the process heap holds other
+#: data (e.g. after MediaPipe ran) the bytes change between runs. Without mbtree and
+#: B-frames the output was identical in every trial; quality cost at 320x240 is small.
+_X264_PARAMS = "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:bframes=0"
 
 
 def write_mp4(
@@ -77,13 +83,13 @@ def write_mp4(
                     vstream.codec_context.thread_count = 1
                     vstream.codec_context.thread_type = "NONE"
                     vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
-                                       "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
+                                       "x264-params": _X264_PARAMS}
                     if audio is not None:
                         astream = container.add_stream("aac", rate=sr)
                         astream.codec_context.layout = "mono"
                         astream.codec_context.thread_count = 1
                         astream.bit_rate = 64000
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                vf = _yuv_frame(frame)
                 vf.pts = n_written
                 for pkt in vstream.encode(vf):
                     container.mux(pkt)
@@ -103,6 +109,29 @@ def write_mp4(
             with contextlib.suppress(Exception):
                 container.close()
     return n_written
+
+
+def _yuv_frame(rgb: np.ndarray):
+    """RGB uint8 -> yuv420p VideoFrame with every byte (row padding included) set.
+
+    Letting FFmpeg convert RGB frames leaves the padding at the end of each plane row
+    uninitialised; x264 then gives different bytes run to run once the heap holds
+    other data (seen after MediaPipe ran in the same process). Converting here (BT.601,
+    limited range, like FFmpeg's default) and zero-filling the padding keeps the output
+    byte-identical.
+    """
+    import av
+    import cv2
+
+    h, w = rgb.shape[:2]
+    yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+    planes = (yuv[:h], yuv[h:h + h // 4].reshape(h // 2, w // 2), yuv[h + h // 4:].reshape(h // 2, w // 2))
+    vf = av.VideoFrame(w, h, "yuv420p")
+    for plane, arr in zip(vf.planes, planes, strict=True):
+        buf = np.zeros((plane.height, plane.line_size), np.uint8)
+        buf[:, :arr.shape[1]] = arr
+        plane.update(buf)
+    return vf
 
 
 def _encode_audio(container, astream, audio: np.ndarray, sr: int, start: int, stop: int) -> int:

@@ -12,7 +12,8 @@ turns it into per-frame :class:`~cdrscreen.demo.trajectories.Trajectories`.
 - **Vertical co-movement** (after Nam et al., Sensors 2020): the vertical iris offset is
   ``dy = s * (c * z_head + sqrt(1 - c**2) * z_eye)`` where ``z_head`` is the standardised
   *upward* head pitch sign-flipped to the image's downward ``dy`` axis (so eyes look up
-  as the head pitches up), ``z_eye`` the standardised saccadic trace and ``c =
+  as the head pitches up), ``z_eye`` the standardised saccadic trace made exactly
+  uncorrelated with ``z_head`` (before clipping to the eye opening), and ``c =
   vertical_coupling``: the planted Pearson r between upward gaze-in-head (``-dy``) and
   upward head pitch is ``c`` (so r(``dy``, ``pitch``) = ``-c`` in the trajectories' own
   signs). The horizontal axis has the same construction with ``horizontal_coupling``
@@ -68,6 +69,17 @@ def _smooth(n: int, fps: float, rng: np.random.Generator, n_comp: int = 5,
 def _standardise(x: np.ndarray) -> np.ndarray:
     sd = float(np.std(x))
     return (x - np.mean(x)) / sd if sd > 1e-12 else np.zeros_like(x)
+
+
+def _mix(z_head: np.ndarray, eye: np.ndarray, c: float) -> np.ndarray:
+    """Unit-sd mix whose Pearson r with ``z_head`` is exactly ``c``.
+
+    The eye trace is first made uncorrelated with the head trace (two slow random
+    signals of a few seconds correlate by chance, often |r| > 0.3).
+    """
+    z_eye = _standardise(eye)
+    z_eye = _standardise(z_eye - np.mean(z_eye * z_head) * z_head)
+    return c * z_head + np.sqrt(1 - c ** 2) * z_eye
 
 
 def _saccades(n: int, fps: float, rate: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
@@ -133,8 +145,8 @@ def make_trajectories(p: MotionParams, n_frames: int, fps: float, rng: np.random
     sx, sy, n_sacc = _saccades(n, fps, p.saccade_rate, rng)
     cv, ch = float(np.clip(p.vertical_coupling, 0, 1)), float(np.clip(p.horizontal_coupling, 0, 1))
     # Yaw > 0 turns the face to the image right; the eyes following it also move right (dx > 0).
-    dx = p.saccade_amp * (ch * _standardise(yaw) + np.sqrt(1 - ch ** 2) * _standardise(sx))
-    dy = 1.4 * p.saccade_amp * (cv * _standardise(-pitch) + np.sqrt(1 - cv ** 2) * _standardise(sy))
+    dx = p.saccade_amp * _mix(_standardise(yaw), sx, ch)
+    dy = 1.4 * p.saccade_amp * _mix(_standardise(-pitch), sy, cv)
     dx, dy = np.clip(dx, -0.33, 0.33), np.clip(dy, -0.45, 0.45)
     closure, n_blink = _blinks(n, fps, p.blink_rate, rng)
     visible = np.ones(n, bool)
