@@ -4,7 +4,7 @@
   photo with planted head/eye motion and blinks; ``face_video_truth`` is its
   :class:`cdrscreen.demo.GroundTruth` (also saved beside it as ``face.frames.csv`` /
   ``face.json``).
-- ``speech_wav``: a 4-second 16-kHz mono wav of espeak-ng speech with planted pauses;
+- ``speech_wav``: a 6-second 16-kHz mono wav of espeak-ng speech with planted pauses;
   ``speech_wav_track`` is its :class:`cdrscreen.demo.SpeechTrack` (segments also in
   ``speech.segments.csv``).
 - ``demo_cohort_small``: the manifest of a 6-subject x 3-second demo cohort (2 per CDR
@@ -50,7 +50,7 @@ def _speech(tmp_path_factory: pytest.TempPathFactory):
     from cdrscreen.demo import VoiceParams, speech_track
 
     root = tmp_path_factory.mktemp("speech")
-    track = speech_track(4.0, VoiceParams(voice="en-us+f3", rate_wpm=160, pause_mean_s=0.5), seed=0, sr=16000)
+    track = speech_track(6.0, VoiceParams(voice="en-us+f3", rate_wpm=170, pause_mean_s=0.5), seed=0, sr=16000)
     path = root / "speech.wav"
     sf.write(path, track.audio, track.sr, subtype="PCM_16")
     track.segments.to_csv(root / "speech.segments.csv", index=False)
@@ -59,7 +59,7 @@ def _speech(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def speech_wav(_speech) -> Path:
-    """Path of a 4-s espeak-ng speech wav (16 kHz mono)."""
+    """Path of a 6-s espeak-ng speech wav (16 kHz mono)."""
     return _speech[0]
 
 

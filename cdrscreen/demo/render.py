@@ -324,7 +324,9 @@ class FaceAnimator:
                 frame += self._noise(rng) * np.float32(traj.noise_sigma[i])
             out = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
             probes = xy[n_head:]
+            pivot = self._project((self._pivot + [traj.tx[i], traj.ty[i], 0.0])[None])[0]
             info = {
+                "head_x": float(pivot[0]), "head_y": float(pivot[1]),
                 "nose_x": probes[0, 0], "nose_y": probes[0, 1],
                 "iris_r_x": np.nan, "iris_r_y": np.nan, "iris_l_x": np.nan, "iris_l_y": np.nan,
                 "corner_r_mid_x": (probes[3, 0] + probes[4, 0]) / 2, "corner_r_mid_y": (probes[3, 1] + probes[4, 1]) / 2,

@@ -125,7 +125,9 @@ class GroundTruth:
     ----------
     table : DataFrame
         One row per frame: ``frame``, ``time`` (s), every :class:`Trajectories` field,
-        and where things landed in the image (pixels): ``nose_x, nose_y`` (nose tip),
+        and where things landed in the image (pixels): ``head_x, head_y`` (the rotation
+        pivot, behind the face: it moves exactly by ``tx, ty``), ``nose_x, nose_y``
+        (nose tip; it moves more than the pivot under translation, by parallax),
         ``iris_r_x, iris_r_y, iris_l_x, iris_l_y`` (rendered iris centres),
         ``corner_r_mid_x, ...`` (midpoint of each eye's two corners) and
         ``eye_r_width, eye_l_width`` (corner-to-corner distance in the image).
