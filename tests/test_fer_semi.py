@@ -70,7 +70,6 @@ def test_feedback_sign_flips_when_pseudo_gradient_opposes_labeled_gradient(mode)
 
 
 def test_exact_and_first_order_feedback_agree_for_a_small_sgd_step():
-    a = _task("first_order", student_lr=1e-3) if False else None  # noqa: F841 - readability
     torch.manual_seed(0)
     kw = dict(num_classes=3, student_lr=1e-3, student_momentum=0.0)
     t1 = SemiSupervisedTask(TinyNet(), TinyNet(), feedback="first_order", **kw)
@@ -99,8 +98,8 @@ def test_step_updates_student_inside_and_leaves_teacher_to_the_loop():
         task.teacher.fc.bias.zero_()
     before_t = [p.detach().clone() for p in task.teacher.parameters()]
     out = task(batch)
-    assert any(not torch.equal(a, b) for a, b in zip(before_s, task.student.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(before_t, task.teacher.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_s, task.student.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(before_t, task.teacher.parameters(), strict=True))
     out["loss"].backward()
     assert all(p.grad is None for p in task.student.parameters())
     assert task.teacher.fc.weight.grad is not None
@@ -166,7 +165,7 @@ def test_trains_with_the_one_loop_on_digits(tmp_path, one_thread):
     assert len(hist) == 4
     assert {"train_ce_teacher", "train_feedback", "train_consistency", "pseudo_tv_uniform"} <= set(hist[0])
     assert all(np.isfinite(h["train_loss"]) for h in hist)
-    assert any(not torch.equal(a, b) for a, b in zip(before, task.student.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.student.parameters(), strict=True))
     # the teacher (trained by the loop) learns from 50 labels in 32 steps: well above chance
     from fer_backbone.evaluate import evaluate
     from fer_backbone.train import make_loader

@@ -170,7 +170,7 @@ class SemiSupervisedTask(Task):
 
     # -- the loop's interface ----------------------------------------------------------
     def optimizer_parameters(self) -> list[nn.Parameter]:
-        """The teacher's parameters (the student is updated inside :meth:`forward`)."""
+        """Return the teacher's parameters (the student is updated inside :meth:`forward`)."""
         return [p for p in self.teacher.parameters() if p.requires_grad]
 
     def _net(self) -> Classifier:
@@ -212,7 +212,7 @@ class SemiSupervisedTask(Task):
         return out
 
     def extra_state(self) -> dict[str, Any]:
-        """The student's optimizer state and the running histogram."""
+        """Return the student's optimizer state and the running histogram."""
         return {"student_opt": self.student_opt.state_dict(), "hist": self._hist.tolist()}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
