@@ -1,0 +1,196 @@
+"""Visual pipeline speed: per-frame face/iris/head-pose tracking on a demo-like video.
+
+Measures, in one run on at most 2 CPU cores:
+
+* ``decode``: PyAV decoding alone (frames per second);
+* ``track``: :func:`cdrscreen.features.face.track_video` (MediaPipe face mesh with iris in
+  video/tracking mode, background decoding, per-frame table), stride 1, 2 and 3;
+* ``jobs2``: throughput of ``cdrscreen extract --jobs 2`` style work, two videos tracked
+  at once in two worker processes (frames of both videos per wall-clock second);
+* ``naive``: the baseline - ``FaceMesh(static_image_mode=True)`` (face detection on every
+  frame), frames decoded in one process, the same per-frame table, no caching;
+* the effect of ``--stride`` on every pupil/headpose feature (relative change vs stride 1).
+
+Speeds are reported as frames per second, as a ratio to the video's own frame rate
+(real-time factor), and as a ratio to the naive baseline. Results go to
+``benchmarks/results/bench_visual.json``.
+
+Usage: ``python benchmarks/bench_visual.py [--seconds 20] [--fps 30] [--size 640x480]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("CDRSCREEN_NO_PROGRESS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def limit_cores(n: int = 2) -> int:
+    """Pin this process to at most ``n`` cores; return how many it may use."""
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))[:n]
+        os.sched_setaffinity(0, cores)
+        return len(cores)
+    return os.cpu_count() or 1
+
+
+def naive_track(path: Path) -> tuple[int, float]:
+    """Baseline: static-image-mode face mesh (detection) on every frame; returns (frames, s)."""
+    import mediapipe as mp
+
+    from cdrscreen.features.face import frame_features
+    from cdrscreen.media.video import iter_frames
+
+    t0 = time.perf_counter()
+    n = 0
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=2,
+                                         refine_landmarks=True) as mesh:
+        for fr in iter_frames(path):
+            h, w = fr.rgb.shape[:2]
+            res = mesh.process(fr.rgb)
+            if res.multi_face_landmarks:
+                p = np.array([(q.x * w, q.y * h, q.z * w) for q in res.multi_face_landmarks[0].landmark])
+                frame_features(p, w, h)
+            n += 1
+    return n, time.perf_counter() - t0
+
+
+def timed_track(path: Path, stride: int):  # noqa: ANN201
+    from cdrscreen.features import face
+
+    face._MEMO.clear()
+    t0 = time.perf_counter()
+    track = face.track_video(path, stride=stride)
+    return track, time.perf_counter() - t0
+
+
+def _track_frames(path: str) -> int:
+    from cdrscreen.features import face
+
+    face._MEMO.clear()  # measure tracking, not the in-process memo
+    return len(face.track_video(path).table)
+
+
+def two_jobs_fps(path: Path) -> float:
+    """Frames per second when two copies are tracked by two worker processes at once."""
+    import shutil
+
+    from joblib import Parallel, delayed
+
+    copies = [path.with_name(f"copy{i}.mp4") for i in range(2)]
+    for c in copies:
+        shutil.copy(path, c)
+    par = Parallel(n_jobs=2)
+    par(delayed(_track_frames)(str(c)) for c in copies)  # start and warm the workers
+    t0 = time.perf_counter()
+    n = sum(par(delayed(_track_frames)(str(c)) for c in copies))
+    return n / (time.perf_counter() - t0)
+
+
+def decode_fps(path: Path) -> float:
+    from cdrscreen.media.video import iter_frames
+
+    t0 = time.perf_counter()
+    n = sum(1 for _ in iter_frames(path))
+    return n / (time.perf_counter() - t0)
+
+
+def stride_effect(tracks: dict[int, object]) -> dict[str, dict[str, float]]:
+    """Relative change of every feature at stride k vs stride 1: |f_k - f_1| / (|f_1| + 1e-9)."""
+    from cdrscreen.features.headpose import HeadPoseExtractor
+    from cdrscreen.features.pupil import PupilExtractor
+
+    feats = {}
+    for k, tr in tracks.items():
+        f = {f"pupil__{a}": b for a, b in PupilExtractor(stride=k).features_from_track(tr).items()}
+        f |= {f"headpose__{a}": b for a, b in HeadPoseExtractor(stride=k).features_from_track(tr).items()}
+        feats[k] = f
+    out = {}
+    for k in sorted(tracks):
+        if k == 1:
+            continue
+        out[f"stride{k}"] = {
+            name: float(abs(v - feats[1][name]) / (abs(feats[1][name]) + 1e-9))
+            for name, v in feats[k].items() if np.isfinite(v) and np.isfinite(feats[1][name])
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--size", default="640x480")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_visual.json")
+    args = ap.parse_args()
+    cores = limit_cores(2)
+    w, h = (int(x) for x in args.size.split("x"))
+
+    from cdrscreen.demo.cohort import make_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "demo_clip.mp4"
+        print(f"rendering a {args.seconds:g} s {w}x{h} @ {args.fps:g} fps demo clip ...", flush=True)
+        make_clip(video, duration_s=args.seconds, fps=args.fps, size=(w, h), speech=False,
+                  occlusion_s=1.0, cdr=1.0, seed=3)
+        timed_track(video, 1)  # warm-up: model load, caches
+        dec = decode_fps(video)
+        tracks, speed = {}, {}
+        for k in (1, 2, 3):
+            tr, dt = timed_track(video, k)
+            tracks[k] = tr
+            n_video_frames = int(tr.table["frame"].max()) + 1
+            speed[k] = n_video_frames / dt  # video frames consumed per second
+        jobs2 = two_jobs_fps(video)
+        n_naive, dt_naive = naive_track(video)
+        naive = n_naive / dt_naive
+        effect = stride_effect(tracks)
+        success = float(tracks[1].table["success"].mean())
+
+    res = {
+        "video": {"seconds": args.seconds, "fps": args.fps, "size": [w, h], "frames": n_naive,
+                  "success_fraction": success},
+        "cores": cores, "machine": platform.processor() or platform.machine(),
+        "decode_fps": dec,
+        "naive_static_fps": naive,
+        "naive_realtime_factor": naive / args.fps,
+        "track": {
+            f"stride{k}": {"video_fps": v, "realtime_factor": v / args.fps, "speedup_vs_naive": v / naive}
+            for k, v in speed.items()
+        },
+        "jobs2": {"video_fps": jobs2, "realtime_factor": jobs2 / args.fps, "speedup_vs_naive": jobs2 / naive},
+        "stride_effect_median_rel_change": {k: float(np.median(list(v.values()))) for k, v in effect.items()},
+        "stride_effect_per_feature": effect,
+        "target": ">= 4x real time at 30 fps on 2 cores (stride 1)",
+        "meets_target": speed[1] / args.fps >= 4.0,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    print(f"cores: {cores}   video: {n_naive} frames {w}x{h} @ {args.fps:g} fps")
+    print(f"decode only:                {dec:7.1f} fps")
+    print(f"naive (static mode, 1 proc):{naive:7.1f} fps = {naive / args.fps:4.2f}x real time")
+    for k, v in speed.items():
+        print(f"track_video stride {k}:       {v:7.1f} fps = {v / args.fps:4.2f}x real time, "
+              f"{v / naive:4.2f}x naive")
+    print(f"2 videos in 2 worker processes:{jobs2:6.1f} fps = {jobs2 / args.fps:4.2f}x real time, "
+          f"{jobs2 / naive:4.2f}x naive")
+    for k, v in res["stride_effect_median_rel_change"].items():
+        print(f"{k}: median relative change of features vs stride 1 = {v:.3f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
