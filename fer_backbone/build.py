@@ -115,9 +115,10 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True
     """Train the recipe end to end; return the :class:`~fer_backbone.train.FitResult`."""
     from cdrscreen._io import write_json
     from fer_backbone.tasks import build_task
-    from fer_backbone.train import fit
+    from fer_backbone.train import fit, seed_everything
 
     out_dir = Path(out_dir)
+    seed_everything(protocol.train.seed, protocol.train.deterministic)
     bundle = build_data(protocol.data)
     train_ds, val_ds, test_ds = datasets(bundle, protocol.data)
     spec = backbone_spec(protocol)
