@@ -72,6 +72,7 @@ def mux_video(path: Path, x: np.ndarray | None, sr: int = SR, *, seconds: float 
               audio_codec: str = "aac", fps: int = 10) -> Path:
     """Write a small real video file (mpeg4 frames) with ``x`` as its mono audio track.
 
+    ``x`` is float in [-1, 1] (rounded to 16-bit) or int16 PCM (written as is);
     ``x=None`` writes a video without audio (``seconds`` long).
     """
     import av
@@ -94,7 +95,10 @@ def mux_video(path: Path, x: np.ndarray | None, sr: int = SR, *, seconds: float 
         for pkt in vs.encode(None):
             c.mux(pkt)
         if ast is not None:
-            pcm = np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
+            if x.dtype == np.int16:
+                pcm = x
+            else:
+                pcm = np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16)
             step = 1024
             for i in range(0, len(pcm), step):
                 fr = av.AudioFrame.from_ndarray(pcm[None, i : i + step], format="s16", layout="mono")
@@ -165,12 +169,17 @@ def speech_signal() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def speech_media(tmp_path_factory, speech_signal) -> dict[str, Path]:
-    """The :func:`speech_signal` as a 16 kHz WAV, an MP4 (mpeg4 + AAC) and an MKV (PCM)."""
+    """The :func:`speech_signal` as a 16 kHz WAV, an MP4 (mpeg4 + AAC) and an MKV (mpeg4 +
+    the WAV's own 16-bit PCM samples)."""
+    import soundfile as sf
+
     d = tmp_path_factory.mktemp("speech_media")
+    wav = write_wav(d / "speech.wav", speech_signal)
+    pcm, _ = sf.read(str(wav), dtype="int16")  # the very samples stored in the WAV
     return {
-        "wav": write_wav(d / "speech.wav", speech_signal),
+        "wav": wav,
         "mp4": mux_video(d / "speech.mp4", speech_signal),
-        "mkv": mux_video(d / "speech.mkv", speech_signal, audio_codec="pcm_s16le"),
+        "mkv": mux_video(d / "speech.mkv", pcm, audio_codec="pcm_s16le"),
     }
 
 

@@ -5,7 +5,9 @@ Voice-activity detection (energy-based)
     zero-padded at the ends). A frame is speech when its level exceeds
     ``max(p99 - dynamic_range_db, p5 + noise_margin_db, floor_db)`` where ``p99``/``p5``
     are percentiles of the frame levels inside the analysed intervals (the noise-floor
-    term is capped at ``p99 - 10 dB``). Speech runs shorter than ``min_speech_s`` are
+    term is capped at ``p99 - 10 dB``). A signal whose level hardly varies
+    (``p99 - p5 < min_dynamic_db``, 15 dB: stationary noise, a hum, a tone) is taken to
+    contain no speech, since speech always alternates syllables and gaps. Speech runs shorter than ``min_speech_s`` are
     dropped (clicks), then silent gaps shorter than ``min_pause_s`` are bridged (stop
     closures, inter-word gaps).
 
@@ -61,6 +63,7 @@ class VADParams:
     dynamic_range_db: float = 30.0
     noise_margin_db: float = 6.0
     floor_db: float = -70.0
+    min_dynamic_db: float = 15.0
     min_speech_s: float = 0.05
     min_pause_s: float = 0.25
 
@@ -132,6 +135,8 @@ def detect_speech(
     if not inside.any():
         return VADResult(times, level, np.zeros(level.size, bool), np.inf, hop / sr, frame / sr)
     p99, p5 = np.percentile(level[inside], [99, 5])
+    if p99 - p5 < p.min_dynamic_db:
+        return VADResult(times, level, np.zeros(level.size, bool), float(p99), hop / sr, frame / sr)
     thr = max(p99 - p.dynamic_range_db, min(p5 + p.noise_margin_db, p99 - 10.0), p.floor_db)
     raw = (level > thr) & inside
     speech = raw.copy()
@@ -238,7 +243,8 @@ def timing_features(
         analysed = len(x) / sr
     else:
         iv = merge_intervals(intervals)
-        analysed = float(np.clip(iv, 0, len(x) / sr) @ [-1.0, 1.0]) if len(iv) else 0.0
+        iv = np.clip(iv, 0.0, len(x) / sr)
+        analysed = float(np.sum(iv[:, 1] - iv[:, 0]))
     run_s = speech_runs_s(vad)
     phon = float(run_s.sum())
     ps = pauses(vad, intervals, p.min_pause_s)

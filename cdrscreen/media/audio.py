@@ -119,6 +119,8 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
     try:
         st = container.streams.audio[0]
         cc = st.codec_context
+        if cc is None:
+            raise InputError(path, "audio codec 'unknown' is not supported by the decoder (FFmpeg)")
         info = AudioInfo(
             path=path,
             sample_rate=int(cc.sample_rate or 0),
@@ -146,6 +148,35 @@ def resample(x: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
+def _riff_missing_fraction(path: Path) -> float:
+    """For a RIFF/WAVE file, the fraction of the declared ``data`` bytes absent from disk.
+
+    FFmpeg silently reports a truncated WAV's duration from the bytes present, so the
+    header is read here. Returns 0.0 for other files or streamed (unknown-size) WAVs.
+    """
+    import struct
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return 0.0
+        fmt = "<I" if head[:4] == b"RIFF" else ">I"
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            hdr = fh.read(8)
+            if len(hdr) < 8:
+                return 0.0
+            (n,) = struct.unpack(fmt, hdr[4:])
+            if hdr[:4] == b"data":
+                if n in (0, 0xFFFFFFFF):
+                    return 0.0
+                return max(0.0, 1.0 - (size - pos - 8) / n)
+            pos += 8 + n + (n & 1)
+    return 0.0
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Decode the first audio stream to a mono float32 signal at its native rate."""
     import av
@@ -154,9 +185,15 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     try:
         st = container.streams.audio[0]
         cc = st.codec_context
-        native_sr = int(cc.sample_rate or 0)
-        if cc.name in ("", "none") or native_sr <= 0:
-            raise InputError(path, f"audio codec '{cc.name or 'unknown'}' cannot be decoded")
+        if cc is None or cc.name in ("", "none") or not cc.sample_rate:
+            name = getattr(cc, "name", None) or "unknown"
+            raise InputError(path, f"audio codec '{name}' is not supported by the decoder (FFmpeg)")
+        native_sr = int(cc.sample_rate)
+        missing = _riff_missing_fraction(path)
+        if missing > 1.0 - TRUNCATION_RATIO:
+            raise InputError(
+                path, f"audio is truncated: {100 * missing:.0f}% of the samples its WAV header declares are missing"
+            )
         declared = _declared_duration(container, st)
         converter = av.AudioResampler(format="fltp", layout=None, rate=native_sr)
         chunks: list[np.ndarray] = []
