@@ -11,11 +11,12 @@ Sign conventions (camera looking at the subject, image x to the right, y down):
 * ``pitch`` > 0: the nose points up.
 * ``roll`` > 0: the head tilts toward the subject's left shoulder (the top of the head
   moves toward image right; clockwise as seen on screen).
-
-These match the planted-motion conventions of :mod:`cdrscreen.demo.trajectories`.
-* ``tx, ty, tz``: position of the model origin (the nose-bridge midpoint between the eyes)
-  in camera coordinates, millimetres, assuming an outer-eye-corner distance of 90 mm and a
+* ``tx, ty, tz``: position of the model origin (midway between the inner eye corners) in
+  camera coordinates, millimetres, assuming an outer-eye-corner distance of 90 mm and a
   focal length equal to the frame width (about a 53 degree horizontal field of view).
+
+These match the planted-motion conventions of :mod:`cdrscreen.demo.trajectories`
+(angles decompose ``R = Rz(roll) @ Rx(-pitch) @ Ry(-yaw)``, see :func:`rotation_to_angles`).
 """
 
 from __future__ import annotations
