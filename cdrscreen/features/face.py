@@ -95,7 +95,7 @@ class TrackConfig:
     verify_every : int
         The mesh tracker can cling for a few frames to something that is no longer a face
         (a hand or an object in front of it). A tracked face is therefore confirmed by
-        MediaPipe's face detector on every ``verify_every``-th tracked frame and on every
+        MediaPipe's face detector on every ``verify_every``-th processed frame and on every
         suspicious frame (rigid-fit confidence < 0.85 or eye aspect ratio < 0.22, which
         includes real blinks); unconfirmed frames get ``success`` False. 0 disables it.
     """
