@@ -126,3 +126,12 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
 def test_unknown_feature_group_suggests() -> None:
     with pytest.raises(CdrscreenError, match="did you mean 'pupil'"):
         get_extractor("pupl")
+
+
+def test_atomic_write_has_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    target = write_json(tmp_path / "p.json", {})
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert os.stat(target).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
