@@ -1,11 +1,52 @@
-"""(placeholder until its issue lands)."""
+"""Write the study report and per-patient reports (self-contained HTML, opens offline) of a run folder: RUN_DIR/reports/study.html and RUN_DIR/reports/patients/<subject>.html. Research output, not a diagnosis."""
 
 from __future__ import annotations
 
-from cdrscreen.errors import CdrscreenError
+from pathlib import Path
+
+import typer
 
 NAME = "report"
 
 
-def command() -> None:
-    raise CdrscreenError("'cdrscreen report' is not available yet in this version")
+def command(
+    run_dir: Path = typer.Argument(..., help="Run folder written by 'cdrscreen evaluate' or 'cdrscreen ablate'."),
+    subject: str | None = typer.Option(None, "--subject", "-s", help="Only this subject's patient report(s)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: RUN_DIR/reports)."),
+    ablation: Path | None = typer.Option(
+        None, "--ablation",
+        help="Ablation run folder of the same features: adds the ablation to the study report and "
+             "per-group contributions to each patient report."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="Study manifest, to find the media when the feature table's paths moved."),
+    cache: list[Path] | None = typer.Option(
+        None, "--cache", help="Feature cache folder(s) holding per-frame face tracks (repeatable)."),
+    tracks: str = typer.Option(
+        "cached", "--tracks",
+        help="Per-frame plots: 'cached' (use tracks that extraction cached), 'compute' (track missing "
+             "videos: slow) or 'none'."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print each report to an A4 PDF (needs Chromium)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Worker processes."),
+) -> None:
+    """Write the study report and per-patient reports of a run folder."""
+    from cdrscreen.errors import CdrscreenError
+    from cdrscreen.reports import build_reports
+
+    if tracks not in ("cached", "compute", "none"):
+        raise CdrscreenError(f"--tracks must be cached, compute or none, got {tracks!r}")
+    paths = build_reports(run_dir, out, subject, ablation=ablation, manifest=manifest,
+                          cache_dirs=cache or None, tracks=tracks, n_jobs=jobs)  # type: ignore[arg-type]
+    if pdf:
+        from cdrscreen.reports.browser import html_to_pdf
+
+        paths += [html_to_pdf(p) for p in list(paths)]
+    n_pat = sum(1 for p in paths if p.parent.name == "patients" and p.suffix == ".html")
+    study = [p for p in paths if p.name == "study.html"]
+    if study:
+        typer.echo(f"study report:    {study[0]}")
+    if n_pat:
+        first = next(p for p in paths if p.parent.name == "patients")
+        typer.echo(f"patient reports: {n_pat} in {first.parent}")
+    for p in paths:
+        if p.suffix == ".pdf":
+            typer.echo(f"pdf:             {p}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -56,27 +57,28 @@ def recordings(run: RunData) -> list[tuple[str, str | None, list[str]]]:
 
 
 def is_synthetic(run: RunData) -> bool:
-    """True when the run's feature table comes from the synthetic demo cohort."""
-    ft = run.features
-    if ft is not None:
-        for c in ("meta__synthetic", "meta__demo"):
-            if c in ft.columns and ft[c].astype(bool).any():
-                return True
-        if ft.attrs.get("synthetic"):
-            return True
-    if run.features_path is not None:
-        try:
-            import pyarrow.parquet as pq
+    """True when the run's recordings come from the synthetic demo cohort.
 
-            meta = pq.read_schema(run.features_path).metadata or {}
-            if any(b"synthetic" in k.lower() or b"synthetic" in v.lower()[:200] for k, v in meta.items()
-                   if k != b"pandas"):
-                return True
-        except Exception:
-            pass
-        for parent in list(run.features_path.parents)[:2]:
-            if (parent / "cohort" / "SYNTHETIC").exists() or (parent / "SYNTHETIC").exists():
-                return True
+    The demo builder writes ``cohort.json`` (with a ``synthetic`` key) at the cohort's
+    root; it is looked for beside and above the feature table's media files. A
+    ``meta__synthetic`` column marks generated tables too.
+    """
+    ft = run.features
+    if ft is None:
+        return False
+    if "meta__synthetic" in ft.columns and ft["meta__synthetic"].astype(bool).any():
+        return True
+    if "file" not in (ft.index.names or []):
+        return False
+    for f in list(dict.fromkeys(ft.index.get_level_values("file").astype(str)))[:3]:
+        p = Path(f)
+        for parent in list(p.parents)[:3]:
+            info = parent / "cohort.json"
+            try:
+                if info.is_file() and "synthetic" in json.loads(info.read_text(encoding="utf-8")):
+                    return True
+            except (OSError, ValueError):
+                continue
     return False
 
 
@@ -85,6 +87,7 @@ def build_reports(
     out_dir: str | os.PathLike[str] | None = None,
     subject: str | None = None,
     *,
+    ablation: str | os.PathLike[str] | None = None,
     features: str | os.PathLike[str] | pd.DataFrame | None = None,
     manifest: str | os.PathLike[str] | None = None,
     cache_dirs: Sequence[str | os.PathLike[str]] | None = None,
@@ -104,6 +107,10 @@ def build_reports(
         Output folder (default ``RUN_DIR/reports``): ``study.html`` and ``patients/*.html``.
     subject : str, optional
         Only this subject's patient report(s) (and no study report unless ``study=True``).
+    ablation : path-like, optional
+        An ablation run folder (``cdrscreen ablate``) of the same feature table: its table
+        goes into the study report and its leave-one-group-out models give each patient's
+        per-group contributions (default: ``run_dir`` itself when it is an ablation run).
     features : path-like or DataFrame, optional
         Feature table, when it moved since the run (default: ``inputs.json``'s path).
     manifest : path-like, optional
@@ -133,6 +140,7 @@ def build_reports(
         If the run folder is incomplete, or ``subject`` has no prediction in the run.
     """
     run = load_run(run_dir, features=features)
+    abl = load_run(ablation, features=run.features) if ablation is not None else None
     out = Path(out_dir) if out_dir is not None else run.run_dir / "reports"
     if banner is None and is_synthetic(run):
         banner = SYNTHETIC_BANNER
@@ -149,18 +157,11 @@ def build_reports(
                              + (f" (did you mean {hint[0]!r}?)" if hint else f"; subjects: {', '.join(known[:10])}"))
     written: list[Path] = []
     if study if study is not None else subject is None:
-        written.append(build_study_report(run, banner=banner).save(out / "study.html"))
+        written.append(build_study_report(run, banner=banner, ablation=abl).save(out / "study.html"))
     if not recs:
         return written
 
-    # Cohort aggregates: computed once, identical in every patient report.
-    key, cohort = [], {}
-    if run.features is not None:
-        key = select_key_features(list(run.features.columns))
-        per_rec = _per_recording(run.features)
-        if "meta__cdr" in per_rec:
-            cohort = summarize_cohort(per_rec, [c for c, _ in key], names=dict(key),
-                                      min_class_n=min_class_n)
+    key, cohort = cohort_summaries(run, min_class_n)
     manifest_rows = _manifest_rows(manifest)
     roots = [Path(p) for p in cache_dirs] if cache_dirs is not None else _default_cache_roots(run)
     n_sessions = pd.Series([s for s, _, _ in recs]).value_counts().to_dict()
@@ -172,7 +173,8 @@ def build_reports(
         path = out / "patients" / patient_filename(subj, ses, n_sessions[subj])
         jobs.append((subj, ses, media, path))
     n_jobs = min(n_jobs or min(2, os.cpu_count() or 1), len(jobs))
-    args = dict(run=run, cohort=cohort, key=key, roots=roots, compute=tracks == "compute", banner=banner)
+    args = dict(run=run, cohort=cohort, key=key, roots=roots, compute=tracks == "compute", banner=banner,
+                ablation=abl)
     if n_jobs <= 1:
         written += [_one(*j, **args) for j in jobs]
     else:
@@ -185,10 +187,23 @@ def build_reports(
     return written
 
 
+def cohort_summaries(run: RunData, min_class_n: int = MIN_CLASS_N) -> tuple[list[tuple[str, str]], dict]:
+    """Key features and their per-class cohort summaries (computed once per run, identical in
+    every patient report; see :mod:`cdrscreen.reports.cohort`)."""
+    if run.features is None:
+        return [], {}
+    key = select_key_features(list(run.features.columns))
+    per_rec = _per_recording(run.features)
+    if "meta__cdr" not in per_rec:
+        return key, {}
+    return key, summarize_cohort(per_rec, [c for c, _ in key], names=dict(key), min_class_n=min_class_n)
+
+
 def _one(subj: str, ses: str | None, media: RecordingMedia | None, path: Path, *, run: RunData,
-         cohort: dict, key: list, roots: list[Path], compute: bool, banner: str | None) -> Path:
+         cohort: dict, key: list, roots: list[Path], compute: bool, banner: str | None,
+         ablation: RunData | None) -> Path:
     rep = build_patient_report(run, subj, ses, cohort, key, media=media, cache_roots=roots,
-                               compute_tracks=compute, banner=banner)
+                               compute_tracks=compute, banner=banner, ablation=ablation)
     return rep.save(path)
 
 

@@ -157,6 +157,25 @@ class Report:
                    "alt": alt or title})
         )
 
+    def add_figure_row(
+        self,
+        figs: list[Any],
+        title: str,
+        labels: list[str] | None = None,
+        caption: str = "",
+        section: str = "Figures",
+    ) -> None:
+        """Add several small figures side by side (they wrap on narrow pages)."""
+        labels = labels or [""] * len(figs)
+        if len(labels) != len(figs):
+            raise CdrscreenError(f"add_figure_row: {len(figs)} figures but {len(labels)} labels")
+        panels = []
+        for fig, lab in zip(figs, labels, strict=True):
+            data, width, height = figure_to_base64(fig, dpi=self.dpi)
+            panels.append({"src": f"data:image/png;base64,{data}", "width": width, "height": height,
+                           "alt": lab or title, "label": lab})
+        self._items.append(_Item("figrow", title, section, caption, {"panels": panels}))
+
     def add_table(
         self,
         table: pd.DataFrame,

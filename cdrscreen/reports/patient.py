@@ -23,8 +23,9 @@ from cdrscreen.reports.rundata import RunData
 from cdrscreen.reports.tracks import (
     RecordingMedia,
     cached_face_track,
-    speech_intervals,
-    superposed_spectrum,
+    pupil_head_motion,
+    pupil_spectra,
+    speech_activity,
     track_series,
 )
 
@@ -36,24 +37,26 @@ KEY_FEATURES: tuple[tuple[str, str], ...] = (
     (r"^e?gemaps__jitterLocal_sma3nz_amean$", "jitter"),
     (r"^e?gemaps__shimmerLocaldB_sma3nz_amean$", "shimmer (dB)"),
     (r"^e?gemaps__HNRdBACF_sma3nz_amean$", "harmonics-to-noise ratio (dB)"),
-    (r"^e?gemaps__VoicedSegmentsPerSec$", "voiced segments per second"),
-    (r"^e?gemaps__MeanUnvoicedSegmentLength$", "mean unvoiced segment (s)"),
-    (r"^timing__.*pause_rate", "pause rate"),
-    (r"^timing__.*(speech_rate|syllable)", "speech rate"),
-    (r"^timing__.*mean_pause", "mean pause duration (s)"),
-    (r"^timing__.*(speech_to_pause|speech_pause_ratio)", "speech-to-pause ratio"),
-    (r"^(pupil|headpose)__.*pearson.*_v(ert)?", "pupil–head correlation, vertical"),
-    (r"^(pupil|headpose)__.*pearson.*_h(oriz)?", "pupil–head correlation, horizontal"),
+    (r"^timing__pause_rate", "pauses per minute"),
+    (r"^timing__pause_mean", "mean pause (s)"),
+    (r"^timing__speech_rate", "speech rate (syllables/s)"),
+    (r"^timing__speech_to_pause", "speech-to-pause ratio"),
+    (r"^headpose__corr_vel_v_r$|^(pupil|headpose)__.*pearson.*_v$", "pupil–head correlation, vertical"),
+    (r"^headpose__corr_vel_h_r$|^(pupil|headpose)__.*pearson.*_h$", "pupil–head correlation, horizontal"),
+    (r"^pupil__saccade_rate", "saccade-like events per minute"),
+    (r"^pupil__fixation_jitter$", "fixation jitter (eye widths)"),
 )
 MAX_KEY_FEATURES = 10
 
 #: Per-recording quality columns shown when present (regular expression, display name).
 QUALITY_FEATURES: tuple[tuple[str, str], ...] = (
-    (r"usable", "usable-frame fraction"),
-    (r"success", "face-tracking success"),
-    (r"snr", "audio SNR (dB)"),
-    (r"speech_time|phonation_time", "speech time (s)"),
-    (r"duration", "duration (s)"),
+    (r"^pupil__usable_fraction$", "usable-frame fraction (face tracked, eyes open)"),
+    (r"__tracked_fraction$", "face-tracking success"),
+    (r"__speech_seconds$", "speech analysed (s)"),
+    (r"^timing__phonation_ratio$", "phonation ratio"),
+    (r"__clipped_fraction$", "clipped audio fraction"),
+    (r"__quality_ok$", "audio quality check passed (1 = yes)"),
+    (r"__patient_only$", "speech restricted to the patient's turns (1 = yes)"),
 )
 
 
@@ -123,9 +126,11 @@ def model_summary(run: RunData, model: str) -> dict[str, str]:
     return out
 
 
-def _contributions(run: RunData, subject: str, predicted: str) -> pd.DataFrame | None:
+def _contributions(run: RunData | None, subject: str, predicted: str) -> pd.DataFrame | None:
     """Per-group change in this subject's probability of the predicted class when the
     group is left out (needs an ablation run with ``full`` and ``drop:<group>`` models)."""
+    if run is None:
+        return None
     models = set(run.predictions.index.get_level_values("model"))
     drops = sorted(m for m in models if str(m).startswith("drop:"))
     full = "full" if "full" in models else None
@@ -172,6 +177,7 @@ def build_patient_report(
     cache_roots: Sequence[Path] = (),
     compute_tracks: bool = False,
     banner: str | None = None,
+    ablation: RunData | None = None,
 ) -> Report:
     """Build the report of one recording (subject × session).
 
@@ -193,12 +199,16 @@ def build_patient_report(
         Track the face when no cached track exists (slow).
     banner : str, optional
         Highlighted line (e.g. synthetic-data notice).
+    ablation : RunData, optional
+        An ablation run of the same features (per-group contributions); default: ``run``
+        itself when it is an ablation run.
 
     Returns
     -------
     Report
     """
     model = run.primary_model
+    ablation = ablation if ablation is not None else run
     preds = run.subject_predictions(model)
     classes = run.classes
     ses_txt = f", session {session}" if session is not None else ""
@@ -231,7 +241,7 @@ def build_patient_report(
                                "subjects (leave-one-subject-out). A probability is not a certainty.")
         if run.row_predictions is not None and session is not None:
             _session_probs(rep, run, model, subject, session, classes)
-        contrib = _contributions(run, subject, predicted)
+        contrib = _contributions(ablation, subject, predicted)
     else:
         rep.add_text(f"No out-of-fold prediction for subject {subject} in this run "
                      "(excluded by the label scheme or missing a label).", level="warning",
@@ -250,10 +260,11 @@ def build_patient_report(
                          f"change in probability of class {predicted} when the group is used", signed=True),
             "Feature groups behind this prediction", section="What drove the prediction",
             caption="For each feature group: this person's out-of-fold probability of the predicted class "
-                    "with all groups minus the probability when that group is left out (leave-one-group-out "
-                    "models of the ablation). Positive bars pushed the model towards its prediction.")
-    elif run.ablation is not None:
-        _global_groups(rep, run)
+                    "with all groups minus the probability when that group is left out (the ablation's "
+                    "full and leave-one-group-out models). Positive bars pushed the model towards its "
+                    "prediction. These are associations inside this model, not causes.")
+    elif ablation is not None and ablation.ablation is not None:
+        _global_groups(rep, ablation)
     else:
         rep.add_text("Per-group contributions need an ablation run ('cdrscreen ablate'); this run has none.",
                      section="What drove the prediction", level="plain")
@@ -279,11 +290,11 @@ def build_patient_report(
 
 def _footer(rep: Report, run: RunData) -> None:
     env = run.environment
-    version = (env.get("packages", {}) or {}).get("cdrscreen") or env.get("cdrscreen") or "–"
+    version = env.get("cdrscreen") or (env.get("packages", {}) or {}).get("cdrscreen") or "–"
     rep.set_footer(
         run=run.run_dir.name,
         protocol=run.protocol_name,
-        **{"run finished": str(run.run.get("finished") or run.run.get("created") or "–"),
+        **{"run started": str(run.run.get("started_at") or "–"),
            "cdrscreen": str(version)},
     )
 
@@ -360,50 +371,54 @@ def _signals(rep: Report, own: pd.Series | None, media: RecordingMedia | None,
     track = None
     if media is not None and media.video is not None:
         track = cached_face_track(media.video, cache_roots, compute=compute)
+    sp = None
+    if media is not None and media.audio is not None:
+        sp = speech_activity(media.audio, media.segments)
+    if sp is not None:
+        speech_s = sum(e - s for s, e in sp.intervals)
+        qual["speech detected (s)"] = f"{speech_s:.1f} of {sp.duration:.1f}"
+        if np.isfinite(sp.level_gap_db):
+            qual["speech-to-background level (SNR estimate, dB)"] = f"{sp.level_gap_db:.1f}"
     sec_q, sec_v, sec_s = "Recording quality", "Eye and head movement", "Speech"
     if track is not None:
         s = track_series(track)
         t, ok = s["time"], s["success"]
         qual.setdefault("face-tracking success", f"{100 * ok.mean():.0f}% of frames" if ok.size else "–")
         qual["frames tracked"] = f"{int(ok.sum())} of {ok.size} ({float(s['fps']):.3g} per s)"
+    if qual:
         rep.add_key_values(qual, "Quality", section=sec_q)
+    if track is not None:
         rep.add_figure(F.tracking_figure(t, ok), "Face tracking over time", section=sec_q,
                        caption="Rolling fraction of frames in which the face was tracked; shaded: face lost.")
-        if "gaze_h" in s and np.isfinite(s["gaze_h"]).sum() > 12:
-            fs = float(s["fps"])
-            fx, sx = superposed_spectrum(s["gaze_h"], fs)
-            _, sy = superposed_spectrum(s["gaze_v"], fs)
-            rep.add_figure(
-                F.pupil_figure(t, s["gaze_h"], s["gaze_v"], fx if fx.size else None,
-                               sx if sx.size else None, sy if sy.size else None),
-                "Pupil trajectory and its superposed spectrum", section=sec_v,
-                caption="Left: pupil position relative to the eye corners (eye widths). Right: STFT of the "
-                        "frame-to-frame movement over 10-frame windows, magnitudes averaged over windows.")
-        if "yaw" in s:
-            rep.add_figure(F.headpose_figure(t, s["yaw"], s["pitch"], s.get("roll")),
-                           "Head pose over time", section=sec_v,
-                           caption="Yaw (turn), pitch (nod) and roll (tilt) in degrees.")
-            if "gaze_h" in s:
-                rep.add_figure(
-                    F.pupil_head_scatter(np.diff(s["gaze_h"]), np.diff(s["yaw"]),
-                                         np.diff(s["gaze_v"]), np.diff(s["pitch"])),
-                    "Pupil and head movement together", section=sec_v,
-                    caption="Frame-to-frame pupil movement against head movement; Pearson r per axis "
-                            "(frames where either is missing are left out).")
+        spec = pupil_spectra(track)
+        rep.add_figure(
+            F.pupil_figure(t, s["gaze_h"], s["gaze_v"], *(
+                (spec["freqs"], spec["dh"], spec["dv"]) if spec is not None else (None, None, None))),
+            "Pupil trajectory and its superposed spectrum", section=sec_v,
+            caption="Left: pupil position relative to the eye corners (eye widths; gaps: face lost or "
+                    "blink). Right: STFT of the frame-to-frame movement (dx, dy) over 10-frame windows, "
+                    "magnitudes averaged over all windows, as in the pupil features.")
+        rep.add_figure(F.headpose_figure(t, s["yaw"], s["pitch"], s.get("roll")),
+                       "Head pose over time", section=sec_v,
+                       caption="Yaw (turn), pitch (nod) and roll (tilt) in degrees.")
+        mv = pupil_head_motion(track)
+        r_h = own.get("headpose__corr_vel_h_r") if own is not None else None
+        r_v = own.get("headpose__corr_vel_v_r") if own is not None else None
+        rep.add_figure(
+            F.pupil_head_scatter(mv["pupil_h"], mv["head_h"], mv["pupil_v"], mv["head_v"],
+                                 r_x=r_h, r_y=r_v),
+            "Pupil and head movement together", section=sec_v,
+            caption="Frame-to-frame pupil movement against head movement (yaw for horizontal, pitch for "
+                    "vertical), on tracked frames without blinks; Pearson r per axis as in the "
+                    "headpose__corr_vel features.")
     else:
-        if qual:
-            rep.add_key_values(qual, "Quality", section=sec_q)
         why = ("no video for this recording" if media is None or media.video is None
                else "its per-frame face track is not cached (run 'cdrscreen extract' with the pupil or "
                     "headpose features first, or build reports with tracks='compute')")
         rep.add_text(f"Per-frame plots are not shown: {why}.", section=sec_v, level="plain")
-    if media is not None and media.audio is not None:
-        sp = speech_intervals(media.audio, media.segments)
-        if sp is not None:
-            iv, dur = sp
-            speech_s = sum(e - s for s, e in iv)
-            rep.add_key_values({"speech time (s)": f"{speech_s:.1f}", "recording (s)": f"{dur:.1f}",
-                                "speech fraction": f"{100 * speech_s / dur:.0f}%" if dur else "–"},
-                               "Speech activity", section=sec_s)
-            rep.add_figure(F.speech_timing_figure(dur, iv), "Speech and pauses over time", section=sec_s,
-                           caption="Top: detected speech; bottom: length of each pause between speech stretches.")
+    if sp is not None:
+        rep.add_figure(F.speech_timing_figure(sp.duration, sp.intervals), "Speech and pauses over time",
+                       section=sec_s,
+                       caption="Top: speech detected by the timing features' voice-activity detector"
+                               + (" within the patient's turns" if sp.analysed is not None else "")
+                               + "; bottom: length of each pause (>= 0.25 s) between speech stretches.")

@@ -103,7 +103,15 @@ def results_table(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def build_study_report(run: RunData, banner: str | None = None) -> Report:
+def detailed_models(run: RunData) -> list[str]:
+    """Models shown with their own confusion matrix and ROC: every protocol model, but of
+    an ablation's variants only the full model (the others are in the ablation table)."""
+    names = list(run.metrics.get("models", {}))
+    plain = [n for n in names if not str(n).startswith(("only:", "drop:", "subset:"))]
+    return plain or names[:1]
+
+
+def build_study_report(run: RunData, banner: str | None = None, ablation: RunData | None = None) -> Report:
     """Build the study report of a run.
 
     Parameters
@@ -112,6 +120,9 @@ def build_study_report(run: RunData, banner: str | None = None) -> Report:
         The loaded run folder.
     banner : str, optional
         Highlighted line (e.g. synthetic-data notice).
+    ablation : RunData, optional
+        A separate ablation run of the same features, reported in the Ablation section
+        (default: ``run`` itself when it is an ablation run).
 
     Returns
     -------
@@ -124,8 +135,8 @@ def build_study_report(run: RunData, banner: str | None = None) -> Report:
                  banner=banner)
     env = run.environment
     rep.set_footer(run=run.run_dir.name, protocol=run.protocol_name,
-                   **{"run finished": str(run.run.get("finished") or run.run.get("created") or "–"),
-                      "cdrscreen": str((env.get("packages", {}) or {}).get("cdrscreen") or env.get("cdrscreen") or "–")})
+                   **{"run started": str(run.run.get("started_at") or "–"),
+                      "cdrscreen": str(env.get("cdrscreen") or (env.get("packages", {}) or {}).get("cdrscreen") or "–")})
     models = run.metrics.get("models", {})
     pm = models.get(primary, {})
     met = pm.get("metrics", {})
@@ -168,39 +179,45 @@ def build_study_report(run: RunData, banner: str | None = None) -> Report:
                            "Rows excluded from the evaluation", section="Data quality")
 
     # ---- results ---------------------------------------------------------------------
+    shown = detailed_models(run)
     rt = results_table(run)
     if not rt.empty:
-        rep.add_table(rt, "All models", section="Results", float_format="{:.3f}",
+        rt = rt[rt["model"].isin(shown)]
+    if not rt.empty:
+        rep.add_table(rt, "Models of the protocol", section="Results", float_format="{:.3f}",
                       caption="Values with [95% CI]. Baseline: always predicting the majority class.")
-    for name, m in models.items():
+    for name in detailed_models(run):
+        m = models[name]
+        figs, labels = [], []
         cm = m.get("confusion_matrix")
         if cm:
-            rep.add_figure(F.confusion_matrix_figure(np.asarray(cm["matrix"]), cm["labels"]),
-                           f"Confusion matrix: {name}", section="Results",
-                           caption="Subjects; rows are the clinical class, columns the out-of-fold prediction.")
+            figs.append(F.confusion_matrix_figure(np.asarray(cm["matrix"]), cm["labels"]))
+            labels.append("Confusion matrix (subjects; rows: clinical class, columns: prediction)")
         if run.roc is not None and "model" in run.roc:
             sub = run.roc[run.roc["model"] == name]
             if not sub.empty:
-                curves = [{"label": f"class {c}" if len(sub["class"].unique()) > 1 else f"{c} vs rest",
+                multi = sub["class"].nunique() > 1
+                curves = [{"label": f"{c} vs rest" if multi else f"class {c}",
                            "fpr": g["fpr"], "tpr": g["tpr"], "auc": float(g["auc"].iloc[0])}
                           for c, g in sub.groupby("class", sort=False)]
-                rep.add_figure(F.roc_figure(curves), f"ROC: {name}", section="Results")
+                figs.append(F.roc_figure(curves))
+                labels.append("ROC curve from out-of-fold subject probabilities")
+        if figs:
+            rep.add_figure_row(figs, f"Model {name}", labels=labels, section="Results")
         rec = (m.get("metrics") or {}).get("recall")
-        if rec:
-            rep.add_key_values({f"recall of {k}": _ci(v) for k, v in rec.items()},
-                               f"Per-class recall: {name}", section="Results")
-        chosen = m.get("chosen_params")
-        if chosen:
-            tab = pd.DataFrame([{"parameters": json.dumps(c.get("params"), sort_keys=True),
-                                 "outer folds": c.get("n_folds")} for c in chosen])
-            rep.add_table(tab, f"Hyperparameters chosen by the inner CV: {name}", section="Results")
+        vals = {f"recall of class {k}": _ci(v) for k, v in (rec or {}).items()}
+        for c in m.get("chosen_params") or []:
+            vals[f"chosen in {c.get('n_folds')} outer folds"] = json.dumps(c.get("params"), sort_keys=True)
+        if vals:
+            rep.add_key_values(vals, f"Per-class recall and tuned hyperparameters: {name}",
+                               section="Results")
 
     # ---- fusion comparison --------------------------------------------------------------
-    if len(models) > 1:
+    if len(shown) > 1:
         tab = pd.DataFrame([{"label": n, "value": (mm.get("metrics", {}).get("balanced_accuracy") or {}).get("value"),
                              "ci_low": (mm.get("metrics", {}).get("balanced_accuracy") or {}).get("ci_low"),
                              "ci_high": (mm.get("metrics", {}).get("balanced_accuracy") or {}).get("ci_high")}
-                            for n, mm in models.items()]).astype({"value": float, "ci_low": float, "ci_high": float})
+                            for n, mm in models.items() if n in shown]).astype({"value": float, "ci_low": float, "ci_high": float})
         rep.add_figure(F.interval_figure(tab, reference=base.get("balanced_accuracy")),
                        "Models compared (balanced accuracy, 95% CI)", section="Model comparison")
     comps = run.metrics.get("comparisons") or []
@@ -213,15 +230,17 @@ def build_study_report(run: RunData, banner: str | None = None) -> Report:
         rep.add_table(pd.DataFrame(rows), "Paired comparisons", section="Model comparison")
 
     # ---- ablation --------------------------------------------------------------------
-    if run.ablation is not None and not run.ablation.empty:
-        _ablation(rep, run)
+    abl = ablation if ablation is not None else run
+    if abl.ablation is not None and not abl.ablation.empty:
+        _ablation(rep, abl)
 
     # ---- provenance ------------------------------------------------------------------
     if run.protocol_text:
         rep.add_code(run.protocol_text, "Resolved protocol (protocol.yaml)", section="Provenance")
     feats = run.inputs.get("features") or {}
     if feats:
-        rep.add_key_values({k: v for k, v in feats.items()}, "Input feature table", section="Provenance")
+        rep.add_code(json.dumps(feats, indent=2, sort_keys=True, default=str), "Input feature table (inputs.json)",
+                     section="Provenance")
     if env:
         rep.add_code(json.dumps(env, indent=2, sort_keys=True), "Versions (environment.json)",
                      section="Provenance")
@@ -241,13 +260,27 @@ def _ablation(rep: Report, run: RunData) -> None:
     })
     models = run.metrics.get("models", {})
     base = next((m.get("baseline", {}).get(metric) for m in models.values() if m.get("baseline")), None)
+    info = run.metrics.get("ablation") or {}
     rep.add_figure(F.interval_figure(tab, reference=base, xlabel=metric.replace("_", " "),
                                      highlight=["full"]),
                    "Ablation: feature-group sets with 95% CIs", section="Ablation",
-                   caption="only:<g> uses one group; drop:<g> uses all groups but one; full uses all.")
-    cols = [c for c in ("variant", "kind", "groups", metric, f"{metric}_ci_low", f"{metric}_ci_high",
-                        "roc_auc", "p_value", "delta_vs_full", "rank") if c in order]
-    rep.add_table(order[cols], "Ablation table", section="Ablation", float_format="{:.3f}")
+                   caption=f"Protocol {run.protocol_name}, model {info.get('model', '–')}, same folds for every "
+                           "variant. only:<g> uses one group; drop:<g> all groups but one; full uses all.")
+    disp = pd.DataFrame({"rank": order["rank"] if "rank" in order else range(1, len(order) + 1),
+                         "variant": order.get("variant", order.index).astype(str),
+                         "groups used": order["groups"].astype(str).str.replace("+", " + ", regex=False)
+                         if "groups" in order else ""})
+    for m in ("balanced_accuracy", "accuracy", "roc_auc"):
+        if m in order:
+            disp[METRIC_NAMES[m] + " [95% CI]"] = [
+                _ci({"value": v, "ci_low": lo, "ci_high": hi} if v == v else None)
+                for v, lo, hi in zip(order[m], order.get(f"{m}_ci_low", order[m]),
+                                     order.get(f"{m}_ci_high", order[m]), strict=True)]
+    if "delta_vs_full" in order:
+        disp["difference from full"] = order["delta_vs_full"].to_numpy(float)
+    if "p_value" in order and order["p_value"].notna().any():
+        disp["p (permutation)"] = [_num(v) for v in order["p_value"]]
+    rep.add_table(disp, "Ablation table", section="Ablation", float_format="{:+.3f}")
 
 
 def _groups_from_columns(cols: pd.Index) -> dict[str, list[str]]:

@@ -4,7 +4,7 @@ Reports never run face tracking by default: they reuse the per-frame tracks that
 ``cdrscreen extract`` cached (content-hash keyed, see :mod:`cdrscreen.features.face`).
 When a track is not cached, the report says so instead of silently spending minutes
 (``tracks="compute"`` computes missing ones). Speech timing is recomputed from the
-audio with the speech extractor's own voice-activity detector (fast: milliseconds per
+audio with the timing extractor's own voice-activity detector (fast: milliseconds per
 minute of audio).
 """
 
@@ -100,34 +100,62 @@ def cached_face_track(video: Path, cache_roots: Sequence[Path], compute: bool = 
     return None
 
 
-def superposed_spectrum(signal: np.ndarray, fs: float, nperseg: int = 10,
-                        noverlap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Frame-to-frame differences -> STFT -> magnitudes averaged over windows.
+def pupil_spectra(track: Any, nperseg: int = 10, noverlap: int = 5) -> dict[str, np.ndarray] | None:
+    """Superposed STFT spectra of the eye-relative pupil motion, as the pupil features do.
 
-    Uses :func:`cdrscreen.features.pupil.superposed_stft` when available so that the
-    plotted spectrum is the one the features summarise; otherwise the same recipe with
-    :func:`scipy.signal.stft` (gaps are linearly interpolated first).
+    Frames where the face is lost or the eyes are closed are gaps; short gaps
+    (<= 0.25 s) are interpolated and longer ones split the signal
+    (:func:`cdrscreen.features.tracks.split_signals`), then
+    :func:`cdrscreen.features.pupil.superposed_spectrum` averages the STFT magnitudes of
+    ``dx``/``dy`` over all windows. Returns ``freqs``, ``dx`` and ``dy`` arrays, or None
+    when no piece is long enough.
     """
-    x = np.asarray(signal, float)
-    ok = np.isfinite(x)
-    if ok.sum() < nperseg + 1:
-        return np.array([]), np.array([])
-    idx = np.arange(x.size)
-    x = np.interp(idx, idx[ok], x[ok])
-    d = np.diff(x)
-    try:
-        from cdrscreen.features import pupil
+    from cdrscreen.features.pupil import superposed_spectrum
+    from cdrscreen.features.tracks import split_signals
 
-        fn = getattr(pupil, "superposed_stft", None)
-        if fn is not None:
-            freqs, mag = fn(d, fs=fs, nperseg=nperseg)
-            return np.asarray(freqs), np.asarray(mag)
-    except Exception:
-        pass
-    from scipy.signal import stft
+    t = track.table
+    fs = float(track.track_fps)
+    usable = t["success"].to_numpy(bool)
+    if "blink" in t:
+        usable &= ~t["blink"].to_numpy(bool)
+    pieces = split_signals({"h": t["gaze_h"].to_numpy(float), "v": t["gaze_v"].to_numpy(float)},
+                           usable, int(np.floor(0.25 * fs)), min_len=2)
+    out: dict[str, np.ndarray] = {}
+    for ax in ("h", "v"):
+        freqs, spec, n = superposed_spectrum([np.diff(p[ax]) for p in pieces], fs,
+                                             nperseg=nperseg, noverlap=noverlap)
+        if n == 0:
+            return None
+        out["freqs"], out[f"d{ax}"] = freqs, spec
+    return out
 
-    freqs, _, z = stft(d, fs=fs, nperseg=nperseg, noverlap=noverlap, boundary=None, padded=False)
-    return freqs, np.abs(z).mean(axis=1)
+
+def pupil_head_motion(track: Any) -> dict[str, np.ndarray]:
+    """Frame-to-frame pupil (eye-relative) and head (smoothed angle) movement per axis.
+
+    Same frames and smoothing as the ``headpose__corr_vel_*`` features: tracked frames
+    without blinks, gaps split as in the extractors, head angles smoothed with the head
+    pose extractor's default window.
+    """
+    from cdrscreen.features.headpose import HeadPoseExtractor, smooth
+    from cdrscreen.features.tracks import split_signals
+
+    t = track.table
+    fs = float(track.track_fps)
+    hp = HeadPoseExtractor()
+    both = t["success"].to_numpy(bool)
+    if "blink" in t:
+        both &= ~t["blink"].to_numpy(bool)
+    win = max(1, int(round(hp.smooth_s * fs)) | 1)
+    sig = {k: t[k].to_numpy(float) for k in ("gaze_h", "gaze_v", "yaw", "pitch")}
+    pieces = split_signals(sig, both, int(np.floor(hp.max_gap_s * fs)), min_len=3)
+    out = {k: [] for k in ("pupil_h", "head_h", "pupil_v", "head_v")}
+    for p in pieces:
+        out["pupil_h"].append(np.diff(p["gaze_h"]))
+        out["pupil_v"].append(np.diff(p["gaze_v"]))
+        out["head_h"].append(np.diff(smooth(p["yaw"], win)))
+        out["head_v"].append(np.diff(smooth(p["pitch"], win)))
+    return {k: (np.concatenate(v) if v else np.array([])) for k, v in out.items()}
 
 
 def track_series(track: Any) -> dict[str, np.ndarray]:
@@ -141,42 +169,60 @@ def track_series(track: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def speech_intervals(audio: Path, segments: Path | None = None) -> tuple[list[tuple[float, float]], float] | None:
-    """Speech intervals (s) of a recording's patient speech and the audio duration.
+@dataclass
+class SpeechActivity:
+    """Voice activity of a recording's analysed (patient) audio.
 
-    Uses the speech extractor's voice-activity detector; returns None when the audio
-    extra is not installed or the recording has no usable audio.
+    Attributes
+    ----------
+    intervals : list of (start, end)
+        Detected speech, seconds.
+    duration : float
+        Length of the audio, seconds.
+    analysed : list of (start, end) or None
+        The patient's turns when a segments file was given (None: whole recording).
+    level_gap_db : float
+        Median frame level of speech minus that of non-speech frames (within the
+        analysed time): a simple speech-to-background ratio (an SNR estimate).
     """
+
+    intervals: list[tuple[float, float]]
+    duration: float
+    analysed: list[tuple[float, float]] | None
+    level_gap_db: float
+
+
+def speech_activity(audio: Path, segments: Path | None = None) -> SpeechActivity | None:
+    """Speech intervals with the timing extractor's own detector
+    (:func:`cdrscreen.features.timing.detect_speech`, default parameters), restricted to
+    the patient's turns when a segments file is given. None when the audio extra is
+    missing or the audio cannot be read."""
     try:
-        from cdrscreen.features import speech
+        from cdrscreen.features.timing import _runs, detect_speech
         from cdrscreen.media.audio import load_audio
     except Exception:
         return None
-    vad = getattr(speech, "speech_intervals", None) or getattr(speech, "vad_intervals", None)
-    if vad is None:
-        return None
     try:
         x, sr = load_audio(audio)
-        iv = vad(x, sr)
     except Exception:
         return None
-    iv = np.asarray(iv, float).reshape(-1, 2)
+    analysed = None
     if segments is not None:
         try:
             from cdrscreen.features.segments import patient_intervals, read_segments
 
-            keep = np.asarray(patient_intervals(read_segments(segments)), float).reshape(-1, 2)
-            iv = _intersect(iv, keep)
+            analysed = np.asarray(patient_intervals(read_segments(segments)), float).reshape(-1, 2)
         except Exception:
-            pass
-    return [(float(a), float(b)) for a, b in iv], float(len(x) / sr)
+            analysed = None
+    vad = detect_speech(x, sr, analysed)
+    runs = _runs(vad.speech)
+    iv = [(float(vad.times[a]), float(vad.times[b - 1] + vad.hop_s)) for a, b in runs]
+    inside = np.ones(vad.speech.size, bool)
+    if analysed is not None:
+        from cdrscreen.features.segments import intervals_to_mask
 
-
-def _intersect(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = []
-    for s0, e0 in a:
-        for s1, e1 in b:
-            s, e = max(s0, s1), min(e0, e1)
-            if e > s:
-                out.append((s, e))
-    return np.asarray(out, float).reshape(-1, 2)
+        inside = intervals_to_mask(analysed, vad.times)
+    sp, bg = vad.level_db[vad.speech & inside], vad.level_db[~vad.speech & inside]
+    gap = float(np.median(sp) - np.median(bg)) if sp.size and bg.size else float("nan")
+    return SpeechActivity(iv, float(len(x) / sr),
+                          None if analysed is None else [(float(a), float(b)) for a, b in analysed], gap)
