@@ -7,11 +7,15 @@ Measures, in one run on at most 2 CPU cores:
   video/tracking mode, background decoding, per-frame table), stride 1, 2 and 3;
 * ``jobs2``: throughput of ``cdrscreen extract --jobs 2`` style work, two videos tracked
   at once in two worker processes (frames of both videos per wall-clock second);
-* ``naive``: the baseline - ``FaceMesh(static_image_mode=True)`` (face detection on every
-  frame), frames decoded in one process, the same per-frame table, no caching;
+* ``track_max_faces1``: the same with ``max_faces=1`` (faster, see docs/features-visual.md);
+* ``naive``: the baseline - ``FaceMesh(static_image_mode=True, max_num_faces=1)`` (face
+  detection on every frame), frames decoded in the same thread, the same per-frame
+  geometry, no caching (single-face, i.e. the cheaper static variant);
 * the effect of ``--stride`` on every pupil/headpose feature (relative change vs stride 1).
 
-Speeds are reported as frames per second, as a ratio to the video's own frame rate
+The machine may be shared: besides wall-clock speed, the CPU time this process used is
+recorded (``cpu_fps`` = frames per CPU-second, summed over its threads), and the load
+average before and after is saved with the results. Speeds are reported as frames per second, as a ratio to the video's own frame rate
 (real-time factor), and as a ratio to the naive baseline. Results go to
 ``benchmarks/results/bench_visual.json``.
 
@@ -47,16 +51,21 @@ def limit_cores(n: int = 2) -> int:
     return os.cpu_count() or 1
 
 
-def naive_track(path: Path) -> tuple[int, float]:
-    """Baseline: static-image-mode face mesh (detection) on every frame; returns (frames, s)."""
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def naive_track(path: Path) -> tuple[int, float, float]:
+    """Baseline: static-image-mode face mesh on every frame; returns (frames, wall s, cpu s)."""
     import mediapipe as mp
 
     from cdrscreen.features.face import frame_features
     from cdrscreen.media.video import iter_frames
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     n = 0
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=2,
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                          refine_landmarks=True) as mesh:
         for fr in iter_frames(path):
             h, w = fr.rgb.shape[:2]
@@ -65,16 +74,16 @@ def naive_track(path: Path) -> tuple[int, float]:
                 p = np.array([(q.x * w, q.y * h, q.z * w) for q in res.multi_face_landmarks[0].landmark])
                 frame_features(p, w, h)
             n += 1
-    return n, time.perf_counter() - t0
+    return n, time.perf_counter() - t0, _cpu() - c0
 
 
-def timed_track(path: Path, stride: int):  # noqa: ANN201
+def timed_track(path: Path, stride: int, max_faces: int = 2):  # noqa: ANN201
     from cdrscreen.features import face
 
     face._MEMO.clear()
-    t0 = time.perf_counter()
-    track = face.track_video(path, stride=stride)
-    return track, time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), _cpu()
+    track = face.track_video(path, stride=stride, max_faces=max_faces)
+    return track, time.perf_counter() - t0, _cpu() - c0
 
 
 def _track_frames(path: str) -> int:
@@ -146,17 +155,23 @@ def main() -> None:
         print(f"rendering a {args.seconds:g} s {w}x{h} @ {args.fps:g} fps demo clip ...", flush=True)
         make_clip(video, duration_s=args.seconds, fps=args.fps, size=(w, h), speech=False,
                   occlusion_s=1.0, cdr=1.0, seed=3)
+        load_before = os.getloadavg()
         timed_track(video, 1)  # warm-up: model load, caches
         dec = decode_fps(video)
-        tracks, speed = {}, {}
+        tracks, speed, cpu_speed = {}, {}, {}
         for k in (1, 2, 3):
-            tr, dt = timed_track(video, k)
+            tr, dt, cpu = timed_track(video, k)
             tracks[k] = tr
             n_video_frames = int(tr.table["frame"].max()) + 1
             speed[k] = n_video_frames / dt  # video frames consumed per second
+            cpu_speed[k] = n_video_frames / cpu
+        tr1, dt1, cpu1 = timed_track(video, 1, max_faces=1)
+        mf1 = (len(tr1.table) / dt1, len(tr1.table) / cpu1)
         jobs2 = two_jobs_fps(video)
-        n_naive, dt_naive = naive_track(video)
+        n_naive, dt_naive, cpu_naive = naive_track(video)
         naive = n_naive / dt_naive
+        naive_cpu = n_naive / cpu_naive
+        load_after = os.getloadavg()
         effect = stride_effect(tracks)
         success = float(tracks[1].table["success"].mean())
 
@@ -166,11 +181,17 @@ def main() -> None:
         "cores": cores, "machine": platform.processor() or platform.machine(),
         "decode_fps": dec,
         "naive_static_fps": naive,
+        "naive_static_cpu_fps": naive_cpu,
+        "loadavg_before_after": [load_before, load_after],
         "naive_realtime_factor": naive / args.fps,
         "track": {
-            f"stride{k}": {"video_fps": v, "realtime_factor": v / args.fps, "speedup_vs_naive": v / naive}
+            f"stride{k}": {"video_fps": v, "realtime_factor": v / args.fps, "speedup_vs_naive": v / naive,
+                           "cpu_fps": cpu_speed[k], "cpu_speedup_vs_naive": cpu_speed[k] / naive_cpu}
             for k, v in speed.items()
         },
+        "track_max_faces1": {"video_fps": mf1[0], "realtime_factor": mf1[0] / args.fps,
+                             "speedup_vs_naive": mf1[0] / naive, "cpu_fps": mf1[1],
+                             "cpu_speedup_vs_naive": mf1[1] / naive_cpu},
         "jobs2": {"video_fps": jobs2, "realtime_factor": jobs2 / args.fps, "speedup_vs_naive": jobs2 / naive},
         "stride_effect_median_rel_change": {k: float(np.median(list(v.values()))) for k, v in effect.items()},
         "stride_effect_per_feature": effect,
@@ -179,12 +200,16 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
-    print(f"cores: {cores}   video: {n_naive} frames {w}x{h} @ {args.fps:g} fps")
+    print(f"cores: {cores}   video: {n_naive} frames {w}x{h} @ {args.fps:g} fps   "
+          f"load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f}")
     print(f"decode only:                {dec:7.1f} fps")
-    print(f"naive (static mode, 1 proc):{naive:7.1f} fps = {naive / args.fps:4.2f}x real time")
+    print(f"naive (static mode, 1 proc):{naive:7.1f} fps = {naive / args.fps:4.2f}x real time "
+          f"({naive_cpu:.1f} frames per CPU-second)")
     for k, v in speed.items():
         print(f"track_video stride {k}:       {v:7.1f} fps = {v / args.fps:4.2f}x real time, "
-              f"{v / naive:4.2f}x naive")
+              f"{v / naive:4.2f}x naive ({cpu_speed[k]:.1f} frames per CPU-second)")
+    print(f"track_video max_faces=1:    {mf1[0]:7.1f} fps = {mf1[0] / args.fps:4.2f}x real time, "
+          f"{mf1[0] / naive:4.2f}x naive ({mf1[1]:.1f} frames per CPU-second)")
     print(f"2 videos in 2 worker processes:{jobs2:6.1f} fps = {jobs2 / args.fps:4.2f}x real time, "
           f"{jobs2 / naive:4.2f}x naive")
     for k, v in res["stride_effect_median_rel_change"].items():
