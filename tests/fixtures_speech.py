@@ -123,15 +123,23 @@ class TwoVoice:
 
 
 @pytest.fixture(scope="session")
-def planted_pauses() -> tuple[np.ndarray, tuple[float, ...]]:
-    """Espeak phrases separated by the silences :data:`PLANTED_PAUSES` (0.3 s lead/tail)."""
-    parts = [silence(0.3)]
+def planted_pauses() -> tuple[np.ndarray, tuple[float, ...], pd.DataFrame]:
+    """Espeak phrases separated by the silences :data:`PLANTED_PAUSES` (0.3 s lead/tail).
+
+    Returns the signal, the planted pauses and the phrases as patient segments.
+    """
+    parts, rows, t = [silence(0.3)], [], 0.3
     for i, text in enumerate(PHRASES):
-        parts.append(espeak(text, speed=140))
+        s = espeak(text, speed=140)
+        parts.append(s)
+        rows.append((t, t + len(s) / SR, "patient"))
+        t += len(s) / SR
         if i < len(PLANTED_PAUSES):
             parts.append(silence(PLANTED_PAUSES[i]))
+            t += PLANTED_PAUSES[i]
     parts.append(silence(0.3))
-    return np.concatenate(parts), PLANTED_PAUSES
+    segs = pd.DataFrame(rows, columns=["start", "end", "speaker"])
+    return np.concatenate(parts), PLANTED_PAUSES, segs
 
 
 @pytest.fixture(scope="session")

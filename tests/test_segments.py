@@ -45,6 +45,17 @@ def test_patient_intervals_exclude_overlap(tmp_path):
     np.testing.assert_allclose(patient_intervals(seg, "interviewer"), [[0.0, 2.0], [5.5, 6.0]])
 
 
+def test_patient_segments_split_at_pauses_form_one_turn(tmp_path):
+    c = tmp_path / "s.csv"
+    c.write_text("start,end,speaker\n0,1,patient\n1.8,3,patient\n3.5,4,interviewer\n"
+                 "4.5,5,patient\n9,10,patient\n")
+    seg = read_segments(c)
+    # the 0.8 s and 4 s gaps hold no other speaker: pauses within the patient's turn
+    np.testing.assert_allclose(patient_intervals(seg), [[0, 3], [4.5, 10]])
+    np.testing.assert_allclose(patient_intervals(seg, max_gap_s=1.0), [[0, 3], [4.5, 5], [9, 10]])
+    np.testing.assert_allclose(patient_intervals(seg, max_gap_s=0), [[0, 1], [1.8, 3], [4.5, 5], [9, 10]])
+
+
 def test_unknown_patient_label_names_file_and_labels(tmp_path):
     r = tmp_path / "s.rttm"
     r.write_text(RTTM)

@@ -99,7 +99,7 @@ def test_mfcc_equals_librosa_on_speech_frames(speech_media):
 # -- timing -------------------------------------------------------------------------------
 @pytest.mark.parametrize("noise_db", [None, -50.0])
 def test_planted_pauses_are_recovered(planted_pauses, noise_db):
-    x, planted = planted_pauses
+    x, planted, _ = planted_pauses
     if noise_db is not None:
         x = x + np.float32(10 ** (noise_db / 20)) * np.random.default_rng(0).standard_normal(x.size).astype(np.float32)
     row = _row("timing", x)
@@ -114,6 +114,18 @@ def test_planted_pauses_are_recovered(planted_pauses, noise_db):
     assert row["timing__pause_total_s"] == pytest.approx(sum(planted), abs=len(planted) * PAUSE_TOLERANCE_S)
     expected_speech = len(x) / SR - sum(planted) - 0.6  # minus lead/tail silence
     assert row["timing__phonation_s"] == pytest.approx(expected_speech, abs=0.15)
+
+
+def test_pauses_between_patient_segments_are_the_patients(planted_pauses):
+    # a diarisation that splits the patient's answer at every pause: same pauses found
+    x, planted, segs = planted_pauses
+    row = _row("timing", x, segments=segs)
+    assert row["timing__patient_only"] == 1.0
+    assert row["timing__pause_count"] == len(planted)
+    assert row["timing__pause_mean_s"] == pytest.approx(np.mean(planted), abs=PAUSE_TOLERANCE_S)
+    # ... unless gaps are not to be joined into turns
+    row = TimingExtractor(max_gap_s=0).process_signal(x, SR, segments=segs).iloc[0]
+    assert row["timing__pause_count"] == 0
 
 
 def test_speech_rate_tracks_espeak_rate():

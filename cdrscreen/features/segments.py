@@ -9,8 +9,11 @@ Two file formats are read (by suffix):
   (seconds; any order, extra columns ignored).
 
 :func:`patient_intervals` turns a segments table into the time intervals used for
-features: the union of the patient's segments, minus (by default) any time where another
-speaker overlaps, so cross-talk is not attributed to the patient.
+features (the patient's *turns*): the union of the patient's segments, minus (by default)
+any time where another speaker overlaps, so cross-talk is not attributed to the patient;
+then consecutive patient segments with no other speaker in between are joined, so the
+silence between them counts as the patient's pause (diarisation tools split a speaker's
+speech at pauses), unless that gap is longer than ``max_gap_s``.
 """
 
 from __future__ import annotations
@@ -170,6 +173,7 @@ def patient_intervals(
     patient: str = DEFAULT_PATIENT,
     *,
     exclude_overlap: bool = True,
+    max_gap_s: float = float("inf"),
     source: str | os.PathLike[str] | None = None,
 ) -> Intervals:
     """Time intervals (seconds) where the patient speaks.
@@ -182,6 +186,9 @@ def patient_intervals(
         The patient's speaker label (compared after stripping, case-sensitively).
     exclude_overlap : bool, default True
         Remove time where any other speaker's segment overlaps the patient's.
+    max_gap_s : float, default inf
+        Join consecutive patient intervals whose gap holds no other speaker and is at
+        most this long (0 never joins).
     source : path-like, optional
         The segments file, named in the error message.
 
@@ -200,9 +207,19 @@ def patient_intervals(
             "set the extractor's patient= parameter",
         )
     iv = merge_intervals(mine[["start", "end"]].to_numpy(float))
+    others = merge_intervals(segments[spk != patient][["start", "end"]].to_numpy(float))
     if exclude_overlap:
-        others = segments[spk != patient][["start", "end"]].to_numpy(float)
         iv = subtract_intervals(iv, others)
+    if len(iv) > 1 and max_gap_s > 0:
+        joined = [iv[0].copy()]
+        for s, e in iv[1:]:
+            gap_s, gap_e = joined[-1][1], s
+            busy = np.any((others[:, 0] < gap_e) & (others[:, 1] > gap_s)) if len(others) else False
+            if not busy and gap_e - gap_s <= max_gap_s:
+                joined[-1][1] = e
+            else:
+                joined.append(np.array([s, e]))
+        iv = np.vstack(joined)
     return iv
 
 

@@ -121,6 +121,9 @@ class SpeechExtractor(Extractor):
         Speaker label of the patient in segments files.
     exclude_overlap : bool, default True
         Drop time where another speaker overlaps the patient.
+    max_gap_s : float, default inf
+        Silence between two patient segments with no other speaker in between is part
+        of the patient's turn (a pause) when at most this long.
     min_speech_s : float, default 1.0
         Less detected speech than this gives NaN features and ``quality_ok = 0``.
     max_clipped : float, default 0.01
@@ -137,6 +140,7 @@ class SpeechExtractor(Extractor):
         sr: int = DEFAULT_SR,
         patient: str = DEFAULT_PATIENT,
         exclude_overlap: bool = True,
+        max_gap_s: float = float("inf"),
         min_speech_s: float = 1.0,
         max_clipped: float = 0.01,
         dc_threshold: float = 1e-3,
@@ -144,6 +148,7 @@ class SpeechExtractor(Extractor):
         self.sr = sr
         self.patient = patient
         self.exclude_overlap = exclude_overlap
+        self.max_gap_s = max_gap_s
         self.min_speech_s = min_speech_s
         self.max_clipped = max_clipped
         self.dc_threshold = dc_threshold
@@ -269,7 +274,7 @@ class SpeechExtractor(Extractor):
         if isinstance(segments, pd.DataFrame):
             if "speaker" in segments.columns:
                 iv = patient_intervals(segments, self.patient, exclude_overlap=self.exclude_overlap,
-                                       source=source)
+                                       max_gap_s=self.max_gap_s, source=source)
             else:
                 iv = merge_intervals(segments[["start", "end"]].to_numpy(float))
         else:
