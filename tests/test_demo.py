@@ -272,7 +272,11 @@ def test_class_counts_and_bad_arguments():
     with pytest.raises(CdrscreenError, match="imbalance"):
         class_counts(24, "skewed")  # type: ignore[arg-type]
     with pytest.raises(CdrscreenError, match="shape"):
-        Trajectories.constant(5, yaw=np.zeros(5)).__class__(**{**Trajectories.constant(5).__dict__, "yaw": np.zeros(4)})
+        Trajectories(**(Trajectories.constant(5).__dict__ | {"yaw": np.zeros(4)}))
+    with pytest.raises(CdrscreenError, match="NaN"):
+        Trajectories.constant(3, pitch=[0.0, np.nan, 0.0])
+    with pytest.raises(CdrscreenError, match="closure"):
+        Trajectories.constant(3, closure=1.5)
     with pytest.raises(CdrscreenError, match="unknown demo face"):
         load_face("mona_lisa")
     with pytest.raises(CdrscreenError, match="at least 3 subjects"):
