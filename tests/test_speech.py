@@ -303,3 +303,29 @@ def test_numba_cache_dir_default_and_respected(tmp_path):
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(tmp_path / "mine")] * 2
+
+
+# -- the demo cohort's recordings -----------------------------------------------------------
+def test_demo_speech_track_pauses_recovered():
+    from cdrscreen.demo import VoiceParams, speech_track
+    from cdrscreen.features.timing import pause_intervals
+
+    track = speech_track(20.0, VoiceParams(rate_wpm=150, pause_mean_s=0.8), seed=3, sr=SR)
+    seg = track.segments
+    planted = seg[(seg.kind == "pause") & (seg.end - seg.start >= 0.3)][["start", "end"]].to_numpy()
+    assert len(planted) >= 4
+    _, vad = timing_features(track.audio, SR)
+    found = pause_intervals(vad, None, 0.25)
+    for s, e in planted:
+        i = int(np.argmin(np.abs(found[:, 0] - s)))
+        assert found[i] == pytest.approx([s, e], abs=PAUSE_TOLERANCE_S), (s, e, found)
+
+
+def test_demo_face_video_egemaps_parity(face_video):
+    import opensmile
+
+    ours = EGeMAPSExtractor().process_file(face_video)
+    assert ours["egemaps__quality_ok"].item() == 1.0
+    x, sr = load_audio(face_video)
+    ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_signal(x, sr)
+    np.testing.assert_allclose(ours.iloc[0, :88].to_numpy(float), ref.iloc[0].to_numpy(float), rtol=1e-6)

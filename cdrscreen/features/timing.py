@@ -154,9 +154,18 @@ def detect_speech(
 
 def pauses(vad: VADResult, intervals: Intervals | None, min_pause_s: float) -> np.ndarray:
     """Durations (s) of the pauses: silent gaps between speech runs within one interval."""
+    iv = pause_intervals(vad, intervals, min_pause_s)
+    return iv[:, 1] - iv[:, 0]
+
+
+def pause_intervals(vad: VADResult, intervals: Intervals | None, min_pause_s: float) -> np.ndarray:
+    """Return the ``(start, end)`` times (s) of the pauses.
+
+    Silent frames ``i..j`` span ``[i * hop - frame / 2, j * hop + frame / 2]``.
+    """
     runs = _runs(vad.speech)
     if len(runs) < 2:
-        return np.zeros(0)
+        return np.zeros((0, 2))
     if intervals is None:
         turn = np.zeros(vad.times.size, dtype=int)
     else:
@@ -166,10 +175,10 @@ def pauses(vad: VADResult, intervals: Intervals | None, min_pause_s: float) -> n
     for (_, e0), (s1, _) in zip(runs[:-1], runs[1:], strict=True):
         if turn[e0 - 1] != turn[s1]:
             continue  # the gap spans a turn boundary: not a pause
-        d = (s1 - e0 - 1) * vad.hop_s + vad.frame_s
-        if d >= min_pause_s - 1e-9:
-            out.append(d)
-    return np.asarray(out, dtype=float)
+        start, end = e0 * vad.hop_s - vad.frame_s / 2, (s1 - 1) * vad.hop_s + vad.frame_s / 2
+        if end - start >= min_pause_s - 1e-9:
+            out.append((start, end))
+    return np.asarray(out, dtype=float).reshape(-1, 2)
 
 
 def _voiced(x: np.ndarray, sr: int, centre: int, threshold: float = 0.45) -> bool:
@@ -280,6 +289,7 @@ __all__ = [
     "VADResult",
     "detect_speech",
     "frame_level_db",
+    "pause_intervals",
     "pauses",
     "speech_runs_s",
     "syllable_nuclei",
