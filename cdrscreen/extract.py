@@ -45,9 +45,13 @@ def parse_features(features: str | Sequence[str]) -> list[str]:
 
 
 def make_extractors(
-    names: Sequence[str], *, stride: int = 1, cache_dir: str | os.PathLike[str] | None = None
+    names: Sequence[str],
+    *,
+    stride: int = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    max_faces: int | None = None,
 ) -> list[Extractor]:
-    """Instantiate the named extractors, passing ``stride``/``cache_dir`` where accepted."""
+    """Instantiate the named extractors, passing ``stride``/``cache_dir``/``max_faces`` where accepted."""
     out = []
     for name in names:
         ex = get_extractor(name)
@@ -57,6 +61,8 @@ def make_extractors(
             params["stride"] = stride
         if "cache_dir" in accepted and cache_dir is not None:
             params["cache_dir"] = str(cache_dir)
+        if "max_faces" in accepted and max_faces is not None:
+            params["max_faces"] = max_faces
         out.append(get_extractor(name, **params) if params else ex)
     return out
 
@@ -103,6 +109,7 @@ def extract_study(
     n_jobs: int = 1,
     stride: int = 1,
     progress: bool = True,
+    max_faces: int | None = None,
 ) -> pd.DataFrame:
     """Extract feature groups for every recording of a study and write them to Parquet.
 
@@ -124,6 +131,9 @@ def extract_study(
         Frame stride for the visual groups (track every ``stride``-th frame).
     progress : bool, default True
         Show a progress bar on a terminal.
+    max_faces : int, optional
+        Faces the visual groups track at once (default 2; 1 is faster, see
+        ``docs/features-visual.md``).
 
     Returns
     -------
@@ -150,7 +160,7 @@ def extract_study(
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache = FeatureCache(cache_root)
-    extractors = make_extractors(names, stride=stride, cache_dir=cache_root)
+    extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces)
     recs = list(study)
 
     if n_jobs == 1:

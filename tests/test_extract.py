@@ -93,7 +93,7 @@ def test_bad_requests_fail_with_one_clear_line(study: Path, tmp_path: Path) -> N
 def test_cli_writes_parquet(study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "f.parquet"
     code = main(["extract", str(study), "--features", "headpose", "--out", str(out),
-                 "--cache", str(tmp_path / "c"), "--stride", "2", "--no-progress"])
+                 "--cache", str(tmp_path / "c"), "--stride", "2", "--max-faces", "1", "--no-progress"])
     assert code == 0
     df = pd.read_parquet(out)
     assert len(df) == 3 and "headpose__yaw_std" in df and "meta__cdr" in df

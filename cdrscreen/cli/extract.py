@@ -32,6 +32,10 @@ def command(
     stride: int = typer.Option(
         1, "--stride", min=1, help="Visual groups track every K-th frame (faster; see docs/features-visual.md for the effect).",
     ),
+    max_faces: int | None = typer.Option(
+        None, "--max-faces", min=1,
+        help="Faces tracked at once by the visual groups (default 2, so a second person cannot take over; 1 is faster).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Extract features for every recording of MANIFEST into one Parquet table."""
@@ -40,7 +44,7 @@ def command(
     from cdrscreen.extract import extract_study
 
     df = extract_study(manifest, features, out, cache_dir=cache, n_jobs=jobs, stride=stride,
-                       progress=progress)
+                       progress=progress, max_faces=max_faces)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
     Console(stderr=True, soft_wrap=True).print(
