@@ -98,7 +98,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert not np.allclose(a.table.yaw, c.table.yaw)
 
 
-def test_cohort_identical_whatever_n_jobs(tmp_path, demo_cohort_small):
+def test_cohort_identical_whatever_n_jobs(tmp_path):
     from cdrscreen.demo import build_cohort
 
     m1 = build_cohort(tmp_path / "one", n_subjects=3, seed=1, duration_s=1.0, n_jobs=1)
@@ -110,6 +110,15 @@ def test_cohort_identical_whatever_n_jobs(tmp_path, demo_cohort_small):
     before = (m1.parent / "videos" / "DEMO01.mp4").stat().st_mtime_ns
     assert build_cohort(tmp_path / "one", n_subjects=3, seed=1, duration_s=1.0, n_jobs=1) == m1
     assert (m1.parent / "videos" / "DEMO01.mp4").stat().st_mtime_ns == before
+    # An interrupted build resumes: finished subjects are kept, the missing one is redone.
+    digest = _md5(m1.parent / "videos" / "DEMO02.mp4")
+    subjects_csv = _md5(m1.parent / "ground_truth" / "subjects.csv")
+    (m1.parent / "cohort.json").unlink()
+    (m1.parent / "videos" / "DEMO02.mp4").unlink()
+    build_cohort(tmp_path / "one", n_subjects=3, seed=1, duration_s=1.0, n_jobs=1)
+    assert (m1.parent / "videos" / "DEMO01.mp4").stat().st_mtime_ns == before
+    assert _md5(m1.parent / "videos" / "DEMO02.mp4") == digest
+    assert _md5(m1.parent / "ground_truth" / "subjects.csv") == subjects_csv
 
 
 # -- the planted motion is really in the pixels ------------------------------------------

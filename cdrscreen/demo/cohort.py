@@ -285,18 +285,37 @@ def make_clip(path: str | Path, *, duration_s: float = 3.0, cdr: float = 1.0, se
 
 
 def _job(spec: SubjectSpec, face: FaceSource, root: Path, duration_s: float, fps: float,
-         size: tuple[int, int]) -> dict[str, Any]:
+         size: tuple[int, int], key: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     video = root / "videos" / f"{spec.subject}.mp4"
-    gt, track, realised = render_subject(spec, video, duration_s=duration_s, fps=fps, size=size, face=face)
     gt_dir = root / "ground_truth"
+    done = _finished(gt_dir / f"{spec.subject}.json", video, key)
+    if done is not None:  # resume: this subject was finished by an interrupted build
+        return {**spec.flat(), **dict(sorted(done["realised"].items())), "render_s": 0.0,
+                "n_frames": done["n_frames"]}
+    gt, track, realised = render_subject(spec, video, duration_s=duration_s, fps=fps, size=size, face=face)
     meta = dict(gt.meta)
     meta.pop("speech_segments", None)
+    meta["cohort_key"] = key
     gt.meta = meta
-    gt.save(gt_dir / spec.subject)
     if track is not None:
         write_text(gt_dir / f"{spec.subject}.speech.csv", track.segments.to_csv(index=False, float_format="%.4f"))
-    return {**spec.flat(), **realised, "render_s": time.perf_counter() - t0, "n_frames": gt.n_frames}
+    gt.save(gt_dir / spec.subject)  # the JSON is written last: it marks the subject done
+    return {**spec.flat(), **dict(sorted(realised.items())), "render_s": time.perf_counter() - t0,
+            "n_frames": gt.n_frames}
+
+
+def _finished(meta_path: Path, video: Path, key: str) -> dict[str, Any] | None:
+    """Return the saved metadata of a subject finished with these settings, else None."""
+    if not (meta_path.exists() and video.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("cohort_key") != key or "realised" not in meta:
+        return None
+    return meta
 
 
 def _settings(n_subjects: int, seed: int, imbalance: str, duration_s: float, fps: float,
@@ -342,6 +361,8 @@ def build_cohort(
         astronaut and grace_hopper, each plain and mirrored.
     force : bool
         Rebuild even if ``out_dir`` already holds a complete cohort with these settings.
+        Without it, an interrupted build resumes: subjects already finished with the
+        same settings are kept.
 
     Returns
     -------
@@ -366,15 +387,18 @@ def build_cohort(
             info = {}
         if info.get("key") == key and all((root / v).exists() for v in info.get("videos", [])):
             return manifest
+    if force and (root / "ground_truth").exists():
+        for old in (root / "ground_truth").glob("*.json"):
+            old.unlink()
     specs = draw_cohort(n_subjects, seed, imbalance, faces)
     faces = {(s.face, s.mirror, s.tint, s.face_height, s.centre): _prepare_face(s, size) for s in specs}
     (root / "videos").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     jobs = (delayed(_job)(s, faces[(s.face, s.mirror, s.tint, s.face_height, s.centre)], root,
-                          duration_s, fps, size) for s in specs)
+                          duration_s, fps, size, key) for s in specs)
     if n_jobs == 1:
-        rows = [_job(s, faces[(s.face, s.mirror, s.tint, s.face_height, s.centre)], root, duration_s, fps, size)
-                for s in track(specs, description="rendering demo cohort")]
+        rows = [_job(s, faces[(s.face, s.mirror, s.tint, s.face_height, s.centre)], root, duration_s, fps,
+                     size, key) for s in track(specs, description="rendering demo cohort")]
     else:
         rows = list(track(Parallel(n_jobs=n_jobs, return_as="generator")(jobs),
                           description="rendering demo cohort", total=len(specs)))
@@ -398,7 +422,8 @@ def build_cohort(
     # Timings vary between runs, so they live apart from the deterministic files.
     write_json(root / "build_time.json", {
         "wall_s": round(wall, 2), "n_jobs": n_jobs, "n_frames": int(subj.n_frames.sum()),
-        "render_encode_s_per_frame": round(float(render_s.sum()) / max(float(subj.n_frames.sum()), 1), 5),
+        "n_frames_rendered": int(subj.n_frames[render_s > 0].sum()),
+        "render_encode_s_per_frame": round(float(render_s.sum()) / max(float(subj.n_frames[render_s > 0].sum()), 1), 5),
     })
     write_text(manifest, man.to_csv(index=False))
     return manifest
