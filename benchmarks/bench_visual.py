@@ -7,7 +7,7 @@ Measures, in one run on at most 2 CPU cores:
   video/tracking mode, background decoding, per-frame table), stride 1, 2 and 3;
 * ``jobs2``: throughput of ``cdrscreen extract --jobs 2`` style work, two videos tracked
   at once in two worker processes (frames of both videos per wall-clock second);
-* ``track_max_faces1``: the same with ``max_faces=1`` (faster, see docs/features-visual.md);
+* ``track_max_faces1``: the same with ``max_faces=1`` (never switches to multi-face tracking);
 * ``naive``: the baseline - ``FaceMesh(static_image_mode=True, max_num_faces=1)`` (face
   detection on every frame), frames decoded in the same thread, the same per-frame
   geometry, no caching (single-face, i.e. the cheaper static variant);

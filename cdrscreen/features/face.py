@@ -17,7 +17,8 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
     well a rigid 3-D face fits the landmarks (about 0.85 or more for a well-tracked face, low when
     the mesh is distorted or lies on a non-face; 0 when not tracked).
 ``n_faces``
-    Faces the mesh reported in the frame (the tracked one is kept, see below).
+    Faces the mesh reported in the frame (the tracked one is kept, see below); at most 1
+    until a second person has been noticed.
 ``face_x, face_y, face_w, face_h``
     Bounding box of the 478 landmarks (px).
 ``iris_r_x, iris_r_y, iris_l_x, iris_l_y``
@@ -36,9 +37,12 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
 ``yaw, pitch, roll, tx, ty, tz, pose_err``
     Head pose, see :mod:`cdrscreen.features.headpose` for conventions.
 
-Several faces in view: the mesh tracks up to ``max_faces`` faces; the kept face is the one
+Several faces in view: tracking starts with a one-face mesh (fast: MediaPipe's detector
+then runs only when the face is lost). A face-detector check every ``verify_every``
+frames, on suspicious frames and on every re-acquisition counts the faces in view; once it
+sees two, the mesh tracks up to ``max_faces`` faces and the kept face is the one
 overlapping the previously kept face most (IoU >= 0.3), else the largest. An interviewer
-entering the frame therefore cannot take over from the tracked subject.
+entering the frame therefore does not take over from the tracked subject.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.errors import MissingDependencyError
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
-TRACK_VERSION = 1
+TRACK_VERSION = 2
 
 IRIS_R, IRIS_L = 468, 473
 #: Eye corners, image-left then image-right: subject's right eye (33 outer, 133 inner),
@@ -217,15 +221,18 @@ def choose_face(faces: list[np.ndarray], previous_box: np.ndarray | None) -> int
     return int(np.argmax([b[2] * b[3] for b in boxes]))
 
 
-def _confirmed(detector: Any, rgb: np.ndarray, box: np.ndarray) -> bool:
-    """Whether the face detector finds a face whose centre lies inside the mesh box."""
+def _detect(detector: Any, rgb: np.ndarray) -> list[tuple[float, float]]:
+    """Centres (px) of the faces MediaPipe's face detector finds in a frame."""
     h, w = rgb.shape[:2]
+    out = []
     for d in detector.process(rgb).detections or []:
         b = d.location_data.relative_bounding_box
-        cx, cy = (b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h
-        if box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3]:
-            return True
-    return False
+        out.append(((b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h))
+    return out
+
+
+def _inside(centres: list[tuple[float, float]], box: np.ndarray) -> bool:
+    return any(box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3] for cx, cy in centres)
 
 
 # --- tracking ---------------------------------------------------------------------------
@@ -249,7 +256,24 @@ def _prefetch(it: Any, size: int = 8) -> Any:
         yield item
 
 
+def _landmarks(res: Any, w: int, h: int) -> list[np.ndarray]:
+    return [
+        np.array([(q.x * w, q.y * h, q.z * w) for q in f.landmark], np.float32)
+        for f in (res.multi_face_landmarks or [])
+        if len(f.landmark) == 478
+    ]
+
+
 def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
+    """Track one video (see :func:`track_video`).
+
+    Speed: with several faces allowed, MediaPipe runs its face detector on every frame in
+    which fewer faces than allowed are tracked. So tracking starts with a one-face mesh,
+    and the periodic detector check (``verify_every``, suspicious frames, and every
+    re-acquisition after a lost face) counts the faces in view; as soon as it sees two or
+    more, the rest of the video (from that frame on) is tracked by a ``max_faces`` mesh and
+    the face is chosen by :func:`choose_face`.
+    """
     try:
         import mediapipe as mp
     except ImportError as err:
@@ -260,45 +284,59 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
     rows: list[dict[str, float]] = []
     lms: list[np.ndarray] = []
     nan_lm = np.full((478, 3), np.nan, np.float32)
-    prev_box = None
+    prev_box: np.ndarray | None = None
+
+    def new_mesh(n: int) -> Any:
+        return mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=n, refine_landmarks=True,
+            min_detection_confidence=cfg.min_detection_confidence,
+            min_tracking_confidence=cfg.min_tracking_confidence,
+        )
+
     detector = mp.solutions.face_detection.FaceDetection(
         model_selection=0, min_detection_confidence=cfg.min_detection_confidence
     ) if cfg.verify_every else None
-    with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=False,
-        max_num_faces=cfg.max_faces,
-        refine_landmarks=True,
-        min_detection_confidence=cfg.min_detection_confidence,
-        min_tracking_confidence=cfg.min_tracking_confidence,
-    ) as mesh:
+    # without the detector check a second face could not be noticed: allow it from the start
+    multi = cfg.max_faces < 2 or detector is None
+    mesh = new_mesh(cfg.max_faces if multi else 1)
+    lost = True
+    try:
         for fr in _prefetch(iter_frames(path, stride=cfg.stride)):
             h, w = fr.rgb.shape[:2]
-            res = mesh.process(fr.rgb)
-            faces = [
-                np.array([(q.x * w, q.y * h, q.z * w) for q in f.landmark], np.float32)
-                for f in (res.multi_face_landmarks or [])
-            ]
-            row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
+            faces = _landmarks(mesh.process(fr.rgb), w, h)
             ok = False
-            if faces and faces[0].shape[0] == 478:
+            if faces:
                 p = faces[choose_face(faces, prev_box)]
                 feats = frame_features(p.astype(np.float64), w, h)
-                prev_box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
-                n_tracked = len(lms)
+                box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
                 suspicious = feats["confidence"] < 0.85 or not feats["ear"] >= 0.22
-                if detector is not None and (suspicious or n_tracked % cfg.verify_every == 0):
-                    ok = _confirmed(detector, fr.rgb, prev_box)
+                if detector is not None and (suspicious or lost or len(lms) % cfg.verify_every == 0):
+                    centres = _detect(detector, fr.rgb)
+                    if not multi and len(centres) >= 2:  # a second person: track several faces
+                        multi = True
+                        mesh.close()
+                        mesh = new_mesh(cfg.max_faces)
+                        faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
+                        p = faces[choose_face(faces, prev_box)]
+                        feats = frame_features(p.astype(np.float64), w, h)
+                        box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
+                    ok = _inside(centres, box)
                 else:
                     ok = True
-            if faces and faces[0].shape[0] == 478 and ok:
+                prev_box = box
+            row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
+            if ok:
                 row.update(feats, success=1.0)
                 lms.append(p)
             else:
                 row["success"] = 0.0
                 lms.append(nan_lm)
+            lost = not ok
             rows.append(row)
-    if detector is not None:
-        detector.close()
+    finally:
+        mesh.close()
+        if detector is not None:
+            detector.close()
     table = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     table["frame"] = table["frame"].astype(np.int64)
     table["n_faces"] = table["n_faces"].astype(np.int64)
