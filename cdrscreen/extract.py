@@ -132,8 +132,8 @@ def extract_study(
     progress : bool, default True
         Show a progress bar on a terminal.
     max_faces : int, optional
-        Faces the visual groups track at once (default 2; 1 is faster, see
-        ``docs/features-visual.md``).
+        Faces the visual groups may track at once after a second person is seen (default
+        2; see ``docs/features-visual.md``).
 
     Returns
     -------

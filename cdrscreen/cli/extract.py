@@ -34,7 +34,7 @@ def command(
     ),
     max_faces: int | None = typer.Option(
         None, "--max-faces", min=1,
-        help="Faces tracked at once by the visual groups (default 2, so a second person cannot take over; 1 is faster).",
+        help="Faces the visual groups may track at once once a second person is seen (default 2, so that person cannot take over).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
