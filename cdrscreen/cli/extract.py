@@ -34,7 +34,7 @@ def command(
     ),
     max_faces: int | None = typer.Option(
         None, "--max-faces", min=1,
-        help="Faces the visual groups may track at once once a second person is seen (default 2, so that person cannot take over).",
+        help="Faces the visual groups may track at once after a second person is seen (default 2, so that person cannot take over).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
