@@ -28,8 +28,11 @@ def _safe(name: str) -> str:
 
 
 def patient_filename(subject: str, session: str | None, n_sessions: int) -> str:
-    """File name of a recording's report: ``<subject>.html``, or ``<subject>_ses-<session>.html``
-    when the subject has several sessions."""
+    """Return the file name of a recording's report.
+
+    ``<subject>.html``, or ``<subject>_ses-<session>.html`` when the subject has several
+    sessions.
+    """
     if session is None or n_sessions <= 1:
         return f"{_safe(subject)}.html"
     return f"{_safe(subject)}_ses-{_safe(session)}.html"
@@ -57,7 +60,7 @@ def recordings(run: RunData) -> list[tuple[str, str | None, list[str]]]:
 
 
 def is_synthetic(run: RunData) -> bool:
-    """True when the run's recordings come from the synthetic demo cohort.
+    """Tell whether the run's recordings come from the synthetic demo cohort.
 
     The demo builder writes ``cohort.json`` (with a ``synthetic`` key) at the cohort's
     root; it is looked for beside and above the feature table's media files. A
@@ -188,8 +191,11 @@ def build_reports(
 
 
 def cohort_summaries(run: RunData, min_class_n: int = MIN_CLASS_N) -> tuple[list[tuple[str, str]], dict]:
-    """Key features and their per-class cohort summaries (computed once per run, identical in
-    every patient report; see :mod:`cdrscreen.reports.cohort`)."""
+    """Return the key features and their per-class cohort summaries.
+
+    Computed once per run and identical in every patient report (see
+    :mod:`cdrscreen.reports.cohort`).
+    """
     if run.features is None:
         return [], {}
     key = select_key_features(list(run.features.columns))

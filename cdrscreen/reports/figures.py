@@ -24,7 +24,7 @@ WIDE = 9.6  # inches: a full-width figure
 def _fig(width: float, height: float, ncols: int = 1, nrows: int = 1, *, left: float = 0.75,
          right: float = 0.2, bottom: float = 0.5, top: float = 0.3, wspace: float = 0.3,
          hspace: float = 0.35, **kw) -> tuple[Figure, np.ndarray]:
-    """A figure with fixed margins given in inches.
+    """Create a figure with fixed margins given in inches.
 
     Fixed margins instead of a layout engine: constrained layout doubles the drawing
     time, and reports draw hundreds of figures.
@@ -43,7 +43,7 @@ def _label_margin(labels: Sequence[str], fontsize: float = 8) -> float:
 
 
 def no_data_figure(message: str, width: float = WIDE, height: float = 1.2) -> Figure:
-    """A small placeholder figure that states why a plot is missing."""
+    """Draw a small placeholder figure that states why a plot is missing."""
     fig, ax = _fig(width, height, left=0.1, right=0.1, bottom=0.1, top=0.1)
     a = ax[0, 0]
     a.axis("off")

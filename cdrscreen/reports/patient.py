@@ -127,8 +127,11 @@ def model_summary(run: RunData, model: str) -> dict[str, str]:
 
 
 def _contributions(run: RunData | None, subject: str, predicted: str) -> pd.DataFrame | None:
-    """Per-group change in this subject's probability of the predicted class when the
-    group is left out (needs an ablation run with ``full`` and ``drop:<group>`` models)."""
+    """Return each group's change in this subject's probability of the predicted class.
+
+    The change when the group is left out; needs an ablation run with ``full`` and
+    ``drop:<group>`` models.
+    """
     if run is None:
         return None
     models = set(run.predictions.index.get_level_values("model"))
@@ -154,7 +157,7 @@ def _contributions(run: RunData | None, subject: str, predicted: str) -> pd.Data
 
 
 def patient_values(features: pd.DataFrame | None, subject: str, session: str | None) -> pd.Series | None:
-    """The recording's own feature values (mean over its files), or None."""
+    """Return the recording's own feature values (mean over its files), or None."""
     if features is None:
         return None
     idx = features.index
@@ -274,8 +277,14 @@ def build_patient_report(
 
     # ---- cohort position ---------------------------------------------------------------
     if own is not None and key_features:
-        dists = [cohort[c] for c, _ in key_features if c in cohort]
         vals = {c: float(own[c]) for c, _ in key_features if c in own.index}
+        # a feature is drawn when there is something to compare: a shown class or own value
+        dists = [cohort[c] for c, _ in key_features if c in cohort
+                 and (cohort[c].shown or np.isfinite(vals.get(c, np.nan)))]
+        if not dists and cohort:
+            rep.add_text("No cohort comparison can be shown: every CDR class has fewer recordings than "
+                         "the privacy threshold, and this recording has no value for these features.",
+                         section="Compared with the cohort", level="plain")
         if dists:
             rep.add_figure(
                 F.cohort_position_figure(dists, vals), "This recording against the cohort",

@@ -31,7 +31,7 @@ def _per_recording(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def cohort_table(features: pd.DataFrame) -> pd.DataFrame:
-    """n subjects / recordings per CDR class with covariate summaries."""
+    """Count subjects and recordings per CDR class, with covariate summaries."""
     rec = _per_recording(features)
     if "meta__cdr" not in rec:
         return pd.DataFrame()
@@ -48,7 +48,7 @@ def cohort_table(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def sex_table(features: pd.DataFrame) -> pd.DataFrame | None:
-    """Counts of sex per CDR class (subject level), when the feature table carries it."""
+    """Count sex per CDR class (subject level), when the feature table carries it."""
     if "meta__sex" not in features.columns or "meta__cdr" not in features.columns:
         return None
     subj = features.reset_index().groupby("subject")[["meta__cdr", "meta__sex"]].first()
@@ -93,7 +93,7 @@ def results_table(run: RunData) -> pd.DataFrame:
         met = m.get("metrics", {})
         base = m.get("baseline", {}) or {}
         perm = m.get("permutation") or {}
-        r: dict[str, object] = {"model": name, "groups": "+".join(m.get("groups", []))}
+        r: dict[str, object] = {"model": name, "groups": " + ".join(m.get("groups", []))}
         for k, label in METRIC_NAMES.items():
             r[label] = _ci(met.get(k))
         r["baseline bal. acc."] = base.get("balanced_accuracy")
@@ -104,8 +104,11 @@ def results_table(run: RunData) -> pd.DataFrame:
 
 
 def detailed_models(run: RunData) -> list[str]:
-    """Models shown with their own confusion matrix and ROC: every protocol model, but of
-    an ablation's variants only the full model (the others are in the ablation table)."""
+    """Return the models shown with their own confusion matrix and ROC.
+
+    Every protocol model, but of an ablation's variants only the full model (the others
+    are in the ablation table).
+    """
     names = list(run.metrics.get("models", {}))
     plain = [n for n in names if not str(n).startswith(("only:", "drop:", "subset:"))]
     return plain or names[:1]

@@ -70,7 +70,7 @@ def _existing(p: str | os.PathLike[str] | None) -> Path | None:
 
 
 def cached_face_track(video: Path, cache_roots: Sequence[Path], compute: bool = False) -> Any | None:
-    """The cached per-frame face track of ``video``, or None when no cache holds it.
+    """Return the cached per-frame face track of ``video``, or None when no cache holds it.
 
     Parameters
     ----------
@@ -193,10 +193,12 @@ class SpeechActivity:
 
 
 def speech_activity(audio: Path, segments: Path | None = None) -> SpeechActivity | None:
-    """Speech intervals with the timing extractor's own detector
-    (:func:`cdrscreen.features.timing.detect_speech`, default parameters), restricted to
-    the patient's turns when a segments file is given. None when the audio extra is
-    missing or the audio cannot be read."""
+    """Detect speech with the timing extractor's own detector.
+
+    :func:`cdrscreen.features.timing.detect_speech` with default parameters, restricted
+    to the patient's turns when a segments file is given. None when the audio extra is
+    missing or the audio cannot be read.
+    """
     try:
         from cdrscreen.features.timing import _runs, detect_speech
         from cdrscreen.media.audio import load_audio
