@@ -174,3 +174,33 @@ def test_trains_with_the_one_loop_on_digits(tmp_path, one_thread):
     m = evaluate(task, make_loader(FERDataset(test, 16), 128), torch.device("cpu"),
                  (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     assert m["accuracy"] > 0.25
+
+
+def test_semi_protocol_runs_end_to_end(tmp_path, one_thread):
+    from fer_backbone.tasks.semi_supervised import load_semi_protocol, run_semi_protocol
+
+    ov = ["model.backbone=test_resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
+          "train.max_steps_per_epoch=3", "train.device=cpu", "train.threads=1",
+          "task.params.student_wait_epochs=0", "semi.samples_per_epoch=48"]
+    proto, semi = load_semi_protocol("protocols/fer_semi_digits.yaml", ov)
+    assert semi.labels_per_class == 5 and proto.task.name == "semi_supervised"
+    res = run_semi_protocol("protocols/fer_semi_digits.yaml", tmp_path / "run", overrides=ov)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert "train_feedback" in res.history[0] and np.isfinite(res.history[0]["train_loss"])
+    from fer_backbone.export import load_trained
+
+    task, info = load_trained(tmp_path / "run")
+    assert info["task"] == "semi_supervised"
+    assert task.predict(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_semi_protocol_errors_name_the_file(tmp_path):
+    from fer_backbone.tasks.semi_supervised import load_semi_protocol
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\nsemi: {}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*exactly one"):
+        load_semi_protocol(p)
+    p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\nsemi: {labels_per_class: 2, bogus: 1}\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_semi_protocol(p)

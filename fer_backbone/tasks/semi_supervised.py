@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -118,6 +120,12 @@ class SemiSupervisedTask(Task):
         consistency loss and no pseudo-label (0 keeps all, as Meta Pseudo Labels does).
     predict_with : {"student", "teacher"}
         Network used by :meth:`predict` / :meth:`embed`.
+    student_wait_epochs : int
+        During the first epochs the student is not updated and ``f = 0`` (the teacher learns
+        from labels and consistency first); Meta Pseudo Labels' public code has the same
+        "student wait steps". Not in the paper (0 = off).
+    consistency_rampup_epochs : int
+        ``lambda_c`` rises linearly from 0 over these epochs (UDA practice; 0 = off).
     """
 
     name = "semi_supervised"
@@ -141,6 +149,8 @@ class SemiSupervisedTask(Task):
         temperature: float = 1.0,
         threshold: float = 0.0,
         predict_with: Literal["student", "teacher"] = "student",
+        student_wait_epochs: int = 0,
+        consistency_rampup_epochs: int = 0,
     ) -> None:
         super().__init__(num_classes, num_train)
         if feedback not in ("first_order", "exact", "none"):
@@ -159,7 +169,9 @@ class SemiSupervisedTask(Task):
         self.temperature, self.threshold, self.predict_with = temperature, threshold, predict_with
         self.student_opt = torch.optim.SGD(self.student.parameters(), lr=self.student_lr,
                                            momentum=student_momentum, weight_decay=student_weight_decay)
+        self.student_wait_epochs, self.consistency_rampup_epochs = student_wait_epochs, consistency_rampup_epochs
         self._hist = np.zeros(num_classes)
+        self._student_active, self._lambda_c = student_wait_epochs <= 0, float(consistency_weight)
 
     @classmethod
     def from_config(cls, *, backbone: dict[str, Any], num_classes: int, num_train: int, **params: Any) -> Task:
@@ -196,9 +208,12 @@ class SemiSupervisedTask(Task):
         return self.student_min_lr + 0.5 * (self.student_lr - self.student_min_lr) * (1 + math.cos(math.pi * t))
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
-        """Set the student's learning rate and reset the pseudo-label histogram."""
+        """Set the student's learning rate, the wait and ramp state; reset the histogram."""
         for g in self.student_opt.param_groups:
             g["lr"] = self.student_lr_at(epoch, num_epochs)
+        self._student_active = epoch >= self.student_wait_epochs
+        ramp = min(1.0, epoch / self.consistency_rampup_epochs) if self.consistency_rampup_epochs > 0 else 1.0
+        self._lambda_c = self.consistency_weight * ramp
         self._hist = np.zeros(self.num_classes)
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -281,22 +296,27 @@ class SemiSupervisedTask(Task):
         target = hard if self.pseudo_labels == "hard" else p_src
         self._hist += np.bincount(hard[mask > 0].cpu().numpy(), minlength=self.num_classes)[: self.num_classes]
 
-        l_u, ce_new, f = self._student_update(x_l, y_l, x_s, target, mask)
+        if self._student_active:
+            l_u, ce_new, f = self._student_update(x_l, y_l, x_s, target, mask)
+        else:
+            l_u, ce_new, f = float("nan"), float("nan"), 0.0
         f_eff = self.feedback_weight * f
         fb_ce = (soft_cross_entropy(t_s, target) * mask).sum() / mask.sum().clamp(min=1.0)
         feedback_loss = f_eff * fb_ce
-        loss = ce_teacher + self.consistency_weight * consistency + feedback_loss
+        loss = ce_teacher + self._lambda_c * consistency + feedback_loss
         dev = loss.device
-        return {
+        out = {
             "loss": loss,
             "ce_teacher": ce_teacher.detach(),
             "consistency": consistency.detach(),
             "feedback": torch.tensor(f, device=dev),
             "feedback_loss": feedback_loss.detach(),
-            "student_ce_unlabeled": torch.tensor(l_u, device=dev),
-            "student_ce_labeled": torch.tensor(ce_new, device=dev),
             "mask_rate": mask.mean(),
         }
+        if self._student_active:  # absent while the student waits
+            out["student_ce_unlabeled"] = torch.tensor(l_u, device=dev)
+            out["student_ce_labeled"] = torch.tensor(ce_new, device=dev)
+        return out
 
 
 # ---------------------------------------------------------------------------------- data
@@ -374,3 +394,155 @@ class SemiSupervisedDataset(Dataset):
         item["unlabeled_weak"] = self.weak(img)
         item["unlabeled_strong"] = self.strong(img)
         return item
+
+
+# ------------------------------------------------------------------------------- recipes
+class UnlabeledImages:
+    """Every image under a folder (recursively); labels are neither needed nor read."""
+
+    def __init__(self, root: str | Path) -> None:
+        from cdrscreen.errors import InputError
+        from fer_backbone.data.readers import IMAGE_SUFFIXES
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(self.root, "unlabeled image folder not found")
+        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise InputError(self.root, "no images (jpg/png/bmp/webp) under the unlabeled folder")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def raw_image(self, i: int) -> torch.Tensor:
+        """Image ``i`` as uint8 ``(3, H, W)``."""
+        from fer_backbone.data.dataset import load_image
+
+        return load_image(self.paths[i])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WeakConfig(_Strict):
+    """Weak view: flip, colour jitter, translation (fraction of the side)."""
+
+    flip: bool = True
+    jitter: float = Field(0.4, ge=0)
+    translate: float = Field(0.125, ge=0, lt=1)
+
+
+class StrongConfig(_Strict):
+    """Strong view: RandAugment on top of the weak view, then random erasing."""
+
+    num_ops: int = Field(2, ge=0)
+    magnitude: int = Field(10, ge=0, le=30)
+    erase_p: float = Field(0.5, ge=0, le=1)
+
+
+class SemiConfig(_Strict):
+    """Where the unlabeled images come from, and how both views are made.
+
+    ``unlabeled_path``: a folder of face images (searched recursively). ``labels_per_class``:
+    keep only this many labeled images per class from the training split and use the rest
+    of it, labels dropped, as unlabeled data (for controlled experiments such as digits).
+    One of the two is required. ``samples_per_epoch``: class-balanced labeled draws per
+    epoch (steps per epoch = this / batch size); by default one epoch pairs every unlabeled
+    image once on average.
+    """
+
+    unlabeled_path: Path | None = None
+    labels_per_class: int | None = Field(None, ge=1)
+    samples_per_epoch: int | None = Field(None, ge=1, description="labeled draws per epoch "
+                                          "(default: the number of unlabeled images)")
+    weak: WeakConfig = Field(default_factory=WeakConfig)
+    strong: StrongConfig = Field(default_factory=StrongConfig)
+
+
+def load_semi_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple[Any, SemiConfig]:
+    """Read a semi-supervised recipe: a standard FER protocol plus a ``semi:`` section.
+
+    Returns
+    -------
+    (Protocol, SemiConfig)
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from fer_backbone.config import Protocol, _set_path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: protocol file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict) or "semi" not in raw:
+        raise ConfigError(f"{path}: a semi-supervised recipe needs a 'semi:' section")
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected key.path=value")
+        k, v = ov.split("=", 1)
+        _set_path(raw, k.strip(), yaml.safe_load(v))
+    semi_raw = raw.pop("semi") or {}
+    try:
+        proto, semi = Protocol.model_validate(raw), SemiConfig.model_validate(semi_raw)
+    except ValidationError as err:
+        probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path}: {probs}") from None
+    if proto.task.name != "semi_supervised":
+        raise ConfigError(f"{path}: task.name must be semi_supervised, got {proto.task.name!r}")
+    if (semi.unlabeled_path is None) == (semi.labels_per_class is None):
+        raise ConfigError(f"{path}: give exactly one of semi.unlabeled_path and semi.labels_per_class")
+    return proto, semi
+
+
+def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[str] | None = None,
+                      resume: bool = True) -> Any:
+    """Train a semi-supervised recipe with the one training loop; return its ``FitResult``.
+
+    The labeled training split goes through the class-balanced sampler (as in the paper);
+    each labeled item carries a weak and a strong view of a random unlabeled image.
+    """
+    from torchvision.transforms.v2 import functional as TF
+
+    from fer_backbone.build import backbone_spec, build_data
+    from fer_backbone.data import ClassBalancedSampler, FERDataset
+    from fer_backbone.tasks import build_task
+    from fer_backbone.train import fit
+
+    proto, semi = load_semi_protocol(path, overrides)
+    d = proto.data
+    bundle = build_data(d)
+    train = bundle.train
+    if semi.labels_per_class is not None:
+        rng = np.random.default_rng(d.split_seed)
+        keep = np.concatenate([
+            rng.choice(np.flatnonzero(train.labels == c), min(semi.labels_per_class, int((train.labels == c).sum())),
+                       replace=False) for c in range(len(bundle.class_names)) if (train.labels == c).any()
+        ])
+        unlabeled: Any = FERDataset(train.subset(np.setdiff1d(np.arange(len(train)), keep)), d.image_size)
+        train = train.subset(np.sort(keep))
+    else:
+        unlabeled = UnlabeledImages(semi.unlabeled_path)
+    size = d.image_size
+    weak = weak_augment(semi.weak.flip, semi.weak.jitter, semi.weak.translate)
+    strong = strong_augment(weak, semi.strong.num_ops, semi.strong.magnitude, semi.strong.erase_p)
+    labeled = FERDataset(train, size, d.resize, train=True,
+                         transform=lambda im: weak(TF.resize(im, [size, size], antialias=True)))
+    data = SemiSupervisedDataset(labeled, unlabeled, size, weak, strong)
+    spec = backbone_spec(proto)
+    task = build_task("semi_supervised", backbone=spec, num_classes=len(bundle.class_names),
+                      num_train=len(train), **proto.task.params)
+    val = FERDataset(bundle.val, size, d.resize)
+    test = FERDataset(bundle.test, size, d.resize) if bundle.test is not None else None
+    metadata = {"task": "semi_supervised", "task_params": proto.task.params, "backbone": spec,
+                "image_size": size, "resize": d.resize, "protocol_name": proto.name,
+                "num_train": len(train), "num_classes": len(bundle.class_names),
+                "semi": semi.model_dump(mode="json")}
+    return fit(task, data, proto.train, out_dir, val_data=val, test_data=test,
+               sampler=ClassBalancedSampler(train.labels, num_samples=semi.samples_per_epoch or len(unlabeled),
+                                            seed=proto.train.seed), resume=resume,
+               class_names=bundle.class_names, mean=d.mean, std=d.std, metadata=metadata)
