@@ -48,6 +48,7 @@ from cdrscreen.demo.trajectories import GroundTruth, Trajectories, rotation_matr
 
 _RING_SCALE = 1.4  # head ring around the face oval (moves with the head)
 _PIVOT_DEPTH = 0.6  # pivot behind the nose tip, in face widths
+_RING_DEPTH = 0.0  # depth of the head ring behind the face oval, in face widths
 _SS = 8  # supersampling factor for anti-aliased eye masks
 _BANK, _PAD = 12, 24  # pixel noise: fields in the bank, random-offset margin (pixels)
 
@@ -194,7 +195,7 @@ class FaceAnimator:
         ring[:, :2] = ctr + (oval[:, :2] - ctr) * _RING_SCALE
         ring[:, 0] = np.clip(ring[:, 0], 2, w - 3)
         ring[:, 1] = np.clip(ring[:, 1], 2, h - 3)
-        ring[:, 2] = oval[:, 2] + 0.15 * face.face_width
+        ring[:, 2] = oval[:, 2] + _RING_DEPTH * face.face_width
         head = np.vstack([mesh, ring])
         nb = 8
         bx = np.linspace(0, w - 1, nb + 1)
@@ -206,6 +207,8 @@ class FaceAnimator:
         self._n_head = len(head)
         self._src2d = np.vstack([head[:, :2], border]).astype(np.float64)
         self._tri = Delaunay(self._src2d).simplices.astype(np.int64)
+        self._src_sign = np.sign(_signed_area(self._src2d[self._tri]))
+        self._is_mesh = np.all(self._tri < 468, axis=1)  # triangles of the face surface
         self._border = border
         # 3-D head points in camera space: pivot at depth f.
         z_pivot = lm[NOSE_TIP, 2] + _PIVOT_DEPTH * face.face_width
@@ -301,6 +304,9 @@ class FaceAnimator:
             self._paint_eyes(tex, traj.iris_dx[i], traj.iris_dy[i], traj.closure[i])
             # Affine dst -> src per triangle.
             aff, ok = _affine_maps(d_tri, s_tri)
+            # Back-face culling: face-surface triangles turned away from the camera are
+            # hidden (otherwise the far cheek's folded triangles make a jagged silhouette).
+            ok &= ~(self._is_mesh & (np.sign(_signed_area(d_tri)) != self._src_sign))
             order = np.argsort(-depth[tri].mean(1))  # far first
             ids.fill(-1)
             pts16 = np.round(d_tri * 16).astype(np.int32)
@@ -343,6 +349,12 @@ class FaceAnimator:
                 q = self._project(p3)[0]
                 info[f"iris_{tag}_x"], info[f"iris_{tag}_y"] = float(q[0]), float(q[1])
             yield out, info, rot
+
+
+def _signed_area(tri: np.ndarray) -> np.ndarray:
+    """Twice the signed area of triangles of shape (T, 3, 2)."""
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
 
 def _affine_maps(d_tri: np.ndarray, s_tri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
