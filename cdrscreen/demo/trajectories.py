@@ -165,15 +165,14 @@ class GroundTruth:
 
     def save(self, prefix: str | Path) -> tuple[Path, Path]:
         """Write ``<prefix>.frames.csv`` (the table) and ``<prefix>.json`` (the rest)."""
-        from cdrscreen._io import write_json
+        from cdrscreen._io import atomic_path, write_json
 
         prefix = Path(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         csv_path = prefix.with_name(prefix.name + ".frames.csv")
         json_path = prefix.with_name(prefix.name + ".json")
-        tmp = csv_path.with_name(csv_path.name + ".tmp")
-        self.table.to_csv(tmp, index=False, float_format="%.5g")
-        tmp.replace(csv_path)
+        with atomic_path(csv_path) as tmp:
+            self.table.to_csv(tmp, index=False, float_format="%.5g")
         write_json(json_path, {
             "synthetic": "SYNTHETIC demo data for pipeline checking only; not patient data",
             "fps": self.fps, "size": list(self.size), "focal": self.focal, "face": self.face,

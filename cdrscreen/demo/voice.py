@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import CdrscreenError, MissingDependencyError
+from cdrscreen.errors import CdrscreenError
 
 ALSA_CLIPS = Path("/usr/share/sounds/alsa")
 _ESPEAK_SR = 22050
@@ -159,7 +159,7 @@ def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def _espeak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise MissingDependencyError("demo speech", "system package espeak-ng (apt-get install espeak-ng)")
+        raise CdrscreenError("demo speech needs the espeak-ng program: apt-get install -y espeak-ng")
     proc = subprocess.run(
         [exe, "-v", voice, "-s", str(rate), "-p", str(pitch), "-z", "--stdout", text],
         capture_output=True, check=False, timeout=60,
@@ -229,7 +229,7 @@ def speech_track(duration_s: float, params: VoiceParams, *, seed: int = 0, sr: i
     n_total = int(round(duration_s * sr))
     others = human_clips(sr) if other_speaker_turns else []
     if other_speaker_turns and not others:
-        raise MissingDependencyError("human speech clips", "system package alsa-utils (apt-get install alsa-utils)")
+        raise CdrscreenError(f"no human speech clips in {ALSA_CLIPS}: apt-get install -y alsa-utils")
     order = rng.permutation(len(PHRASES))
     pieces: list[np.ndarray] = [np.zeros(int(lead_in_s * sr), np.float32)]
     pos = len(pieces[0])
