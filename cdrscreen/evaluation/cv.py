@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, ParameterGrid
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC
 
+from cdrscreen.errors import ConfigError
 from cdrscreen.evaluation.data import Dataset
 from cdrscreen.evaluation.metrics import score
 from cdrscreen.evaluation.protocol import ModelSpec, Protocol
@@ -72,14 +76,62 @@ def make_folds(protocol: Protocol, data: Dataset, with_inner: bool = True) -> li
     return folds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelPlan:
-    """A protocol model turned into an estimator, its grid and its groups."""
+    """A protocol model turned into an estimator, its grid and its groups.
+
+    For early fusion the estimator is ``Pipeline([features, select, clf])``; its first
+    step (imputation + scaling per group) does not look at labels, so the engine fits it
+    once per training set and reuses the transformed arrays for every grid point and
+    every label permutation (``prep`` / ``head``). Fitting ``head`` on the output of a
+    fitted ``prep`` is exactly what ``Pipeline.fit`` does.
+    """
 
     name: str
     estimator: BaseEstimator
     grid: dict[str, list[Any]]
     groups: list[str]
+
+    @property
+    def prep(self) -> BaseEstimator | None:
+        """The label-independent first step, or None."""
+        est = self.estimator
+        if isinstance(est, Pipeline) and est.steps[0][0] == "features":
+            return est.steps[0][1]
+        return None
+
+    @cached_property
+    def head(self) -> BaseEstimator:
+        """What is fitted on the output of ``prep`` (the whole estimator if no prep).
+
+        A ``Pipeline([select="passthrough", clf])`` is just ``clf`` (same numbers, less
+        overhead); grid names ``clf__*`` are then applied to ``clf`` directly.
+        """
+        est = self.estimator
+        if self.prep is None:
+            return est
+        rest = [(n, s) for n, s in est.steps[1:] if s != "passthrough"]
+        if len(rest) == 1 and rest[0][0] == "clf":
+            return rest[0][1]
+        return Pipeline(est.steps[1:])
+
+    def head_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Grid parameters renamed for ``head``."""
+        if isinstance(self.head, Pipeline) or self.prep is None:
+            return params
+        return {k.removeprefix("clf__"): v for k, v in params.items()}
+
+    @cached_property
+    def takes_groups(self) -> bool:
+        """Whether ``head.fit`` accepts subject ``groups`` (stacking does)."""
+        return "groups" in inspect.signature(self.head.fit).parameters
+
+    @cached_property
+    def decision_inner(self) -> bool:
+        """Tune an SVM on its decision function (no Platt calibration needed to rank C)."""
+        head = self.head
+        clf = head.steps[-1][1] if isinstance(head, Pipeline) else head
+        return self.prep is not None and isinstance(clf, SVC) and bool(clf.probability)
 
 
 def plan_model(spec: ModelSpec, data: Dataset, seed: int, groups: list[str] | None = None) -> ModelPlan:
@@ -96,14 +148,14 @@ def plan_model(spec: ModelSpec, data: Dataset, seed: int, groups: list[str] | No
     valid = est.get_params(deep=True)
     for key, pname in zip(spec.grid, grid, strict=True):
         if pname not in valid:
-            from cdrscreen.errors import ConfigError
-
             raise ConfigError(f"model '{spec.name}': grid key '{key}' is not a parameter of learner '{spec.learner}'")
     return ModelPlan(spec.name, est, grid, names)
 
 
-def _fit(est: BaseEstimator, X: np.ndarray, y: np.ndarray, subjects: np.ndarray) -> BaseEstimator:
-    if "groups" in inspect.signature(est.fit).parameters:
+def _fit(plan: ModelPlan, params: dict[str, Any], X: np.ndarray, y: np.ndarray, subjects: np.ndarray
+         ) -> BaseEstimator:
+    est = clone(plan.head).set_params(**plan.head_params(params))
+    if plan.takes_groups:
         return est.fit(X, y, groups=subjects)
     return est.fit(X, y)
 
@@ -115,8 +167,21 @@ def _proba(est: BaseEstimator, X: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def aggregate(proba: np.ndarray, subjects: np.ndarray, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
-    """Per-subject probabilities: mean (or median) over a subject's rows, renormalised."""
+def _decision(est: BaseEstimator, X: np.ndarray, k: int) -> np.ndarray:
+    """Decision values as a (n, k) score matrix (absent classes: -inf)."""
+    d = est.decision_function(X)
+    cls = np.asarray(est.classes_, dtype=int)
+    out = np.full((X.shape[0], k), -np.inf)
+    if d.ndim == 1:
+        out[:, cls[0]], out[:, cls[1]] = -d, d
+    else:
+        out[:, cls] = d
+    return out
+
+
+def aggregate(proba: np.ndarray, subjects: np.ndarray, how: str = "mean", normalize: bool = True
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-subject values: mean (or median) over a subject's rows (probabilities renormalised)."""
     uniq, inv = np.unique(subjects, return_inverse=True)
     if how == "mean":
         out = np.zeros((len(uniq), proba.shape[1]))
@@ -124,21 +189,64 @@ def aggregate(proba: np.ndarray, subjects: np.ndarray, how: str = "mean") -> tup
         out /= np.bincount(inv)[:, None]
     else:
         out = np.stack([np.median(proba[inv == i], axis=0) for i in range(len(uniq))])
+    if not normalize:
+        return uniq, out
     s = out.sum(1, keepdims=True)
     return uniq, np.divide(out, s, out=np.full_like(out, 1.0 / out.shape[1]), where=s > 0)
 
 
-def _tune(plan: ModelPlan, fold: Fold, X: np.ndarray, y: np.ndarray, subjects: np.ndarray,
+class Prepared:
+    """Fitted label-independent blocks (per group, per training set), shared by every
+    model, grid point and label permutation.
+
+    ``ColumnTransformer.fit_transform`` fits each block on its own columns and
+    concatenates the outputs with ``np.hstack``; doing the same per block and caching
+    the result gives the same arrays without refitting. A block is identified by its
+    name and columns (all blocks are the same imputer + scaler pipeline).
+    """
+
+    def __init__(self, X: np.ndarray, blocks: dict | None = None) -> None:
+        self.X = X
+        self.blocks: dict = dict(blocks or {})
+        self._stacked: dict = {}
+
+    def get(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """Transformed (train, test) arrays of ``plan`` for one training set."""
+        if plan.prep is None:
+            return self.X[train], self.X[test]
+        bkeys = []
+        for name, trans, cols in plan.prep.transformers:
+            bkey = (name, tuple(cols), key)
+            if bkey not in self.blocks:
+                # same selection (and memory layout) as Pipeline + ColumnTransformer
+                xtr, xte = self.X[train][:, cols], self.X[test][:, cols]
+                fitted = clone(trans).fit(xtr)
+                self.blocks[bkey] = (fitted.transform(xtr), fitted.transform(xte))
+            bkeys.append(bkey)
+        skey = tuple(bkeys)
+        hit = self._stacked.get(skey)
+        if hit is None:
+            parts = [self.blocks[k] for k in bkeys]
+            hit = self._stacked[skey] = (np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]))
+        return hit
+
+
+def _tune(plan: ModelPlan, fold_id: int, fold: Fold, prepared: Prepared, y: np.ndarray, subjects: np.ndarray,
           k: int, scoring: str, how: str) -> dict[str, Any]:
     """Pick the grid point with the best mean inner subject-level score (first on ties)."""
     best, best_score = {}, -np.inf
+    decision = plan.decision_inner
+    extra = {"clf__probability": False} if decision else {}
     for params in ParameterGrid(plan.grid):
         scores = []
-        for itr, iva in fold.inner:
+        for j, (itr, iva) in enumerate(fold.inner):
             if len(np.unique(y[itr])) < 2 or len(iva) == 0:
                 continue
-            est = _fit(clone(plan.estimator).set_params(**params), X[itr], y[itr], subjects[itr])
-            subj, sp = aggregate(_proba(est, X[iva], k), subjects[iva], how)
+            ztr, zva = prepared.get(plan, (fold_id, j), itr, iva)
+            est = _fit(plan, {**params, **extra}, ztr, y[itr], subjects[itr])
+            rows = _decision(est, zva, k) if decision else _proba(est, zva, k)
+            subj, sp = aggregate(rows, subjects[iva], how, normalize=not decision)
             y_subj = np.zeros(len(subj), int)
             y_subj[np.searchsorted(subj, subjects[iva])] = y[iva]
             scores.append(score(scoring, y_subj, sp))
@@ -148,20 +256,23 @@ def _tune(plan: ModelPlan, fold: Fold, X: np.ndarray, y: np.ndarray, subjects: n
     return dict(best)
 
 
-def fit_predict_fold(plan: ModelPlan, fold: Fold, X: np.ndarray, y: np.ndarray, subjects: np.ndarray,
-                     k: int, scoring: str, how: str) -> tuple[np.ndarray, dict[str, Any]]:
+def fit_predict_fold(plan: ModelPlan, fold_id: int, fold: Fold, prepared: Prepared, y: np.ndarray,
+                     subjects: np.ndarray, k: int, scoring: str, how: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Tune on the inner splits, refit on the outer training rows, predict the test rows."""
-    params = _tune(plan, fold, X, y, subjects, k, scoring, how) if plan.grid else {}
-    est = _fit(clone(plan.estimator).set_params(**params), X[fold.train], y[fold.train], subjects[fold.train])
-    return _proba(est, X[fold.test], k), params
+    params = _tune(plan, fold_id, fold, prepared, y, subjects, k, scoring, how) if plan.grid else {}
+    ztr, zte = prepared.get(plan, (fold_id, -1), fold.train, fold.test)
+    est = _fit(plan, params, ztr, y[fold.train], subjects[fold.train])
+    return _proba(est, zte, k), params
 
 
 def run_folds(plan: ModelPlan, folds: list[Fold], data: Dataset, y: np.ndarray, protocol: Protocol,
-              fold_ids: list[int] | None = None) -> list[tuple[np.ndarray, dict[str, Any]]]:
+              fold_ids: list[int] | None = None, prepared: Prepared | None = None
+              ) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """``fit_predict_fold`` for the given folds (all by default), sequentially."""
     k = len(data.classes)
     ids = range(len(folds)) if fold_ids is None else fold_ids
-    return [fit_predict_fold(plan, folds[i], data.X, y, data.subjects, k, protocol.cv.inner_scoring,
+    prepared = prepared if prepared is not None else Prepared(data.X)
+    return [fit_predict_fold(plan, i, folds[i], prepared, y, data.subjects, k, protocol.cv.inner_scoring,
                              protocol.subject_aggregation) for i in ids]
 
 
@@ -187,13 +298,14 @@ def subject_predictions(row_proba: np.ndarray, data: Dataset, how: str) -> tuple
 
 
 def permutation_scores(plan: ModelPlan, folds: list[Fold], data: Dataset, protocol: Protocol,
-                       perms: list[np.ndarray], metric: str) -> list[float]:
+                       perms: list[np.ndarray], metric: str, prepared: Prepared | None = None) -> list[float]:
     """Repeat the whole nested procedure for each subject-label permutation; return scores."""
     k, how = len(data.classes), protocol.subject_aggregation
+    prepared = prepared if prepared is not None else Prepared(data.X)
     out = []
     for y_subj in perms:
         y = y_subj[data.subjects]
-        row_proba, _ = assemble(folds, run_folds(plan, folds, data, y, protocol), len(y), k)
+        row_proba, _ = assemble(folds, run_folds(plan, folds, data, y, protocol, prepared=prepared), len(y), k)
         subj, sp = subject_predictions(row_proba, data, how)
         out.append(score(metric, y_subj[subj], sp))
     return out

@@ -7,11 +7,13 @@ does not depend on ``n_jobs`` or on the order tasks finish in.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
 
 from cdrscreen.evaluation import cv
 from cdrscreen.evaluation.data import Dataset
@@ -40,13 +42,25 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
-def _fold_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol: Protocol, ids: list[int]):
-    return cv.run_folds(plan, folds, data, data.y, protocol, ids)
+def _fold_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol: Protocol, ids: list[int],
+               prepared: cv.Prepared | None = None):
+    with threadpool_limits(1):  # tiny matrices: BLAS threads only add overhead
+        prepared = prepared if prepared is not None else cv.Prepared(data.X)
+        return cv.run_folds(plan, folds, data, data.y, protocol, ids, prepared), prepared.blocks
 
 
 def _perm_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol: Protocol,
-               perms: list[np.ndarray], metric: str):
-    return cv.permutation_scores(plan, folds, data, protocol, perms, metric)
+               perms: list[np.ndarray], metric: str, blocks: dict):
+    with threadpool_limits(1):
+        return cv.permutation_scores(plan, folds, data, protocol, perms, metric, cv.Prepared(data.X, blocks))
+
+
+def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str) -> list[Any]:
+    if n_jobs == 1:
+        results = (fn(*args, **kw) for fn, args, kw in tasks)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+    return list(track(results, description=description, total=len(tasks), disable=not progress))
 
 
 def run_plans(
@@ -59,38 +73,51 @@ def run_plans(
     progress: bool = True,
     description: str = "evaluating",
 ) -> list[ModelRun]:
-    """Evaluate every plan on ``folds`` and run ``n_permutations`` label permutations each."""
+    """Evaluate every plan on ``folds`` and run ``n_permutations`` label permutations each.
+
+    Phase 1 runs the folds (fitting and caching the label-independent blocks); phase 2
+    repeats the whole nested procedure for each label permutation, reusing those blocks.
+    """
     metric = protocol.statistics.permutation_metric
     perms = subject_permutations(data.subject_y, n_permutations, protocol.seed)
-    n_workers = max(1, n_jobs if n_jobs > 0 else 1)
-    fold_size = max(1, -(-len(folds) // (4 * n_workers)))
-    perm_size = max(1, -(-n_permutations // (8 * n_workers))) if n_permutations else 1
-    tasks = []
+    n_workers = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
+    shared = cv.Prepared(data.X) if n_jobs == 1 else None  # in-process: one cache for everything
+    fold_size = max(1, -(-len(folds) // (2 * n_workers)))
+    tasks, owners = [], []
     for p, plan in enumerate(plans):
         for ids in _chunks(len(folds), fold_size):
-            tasks.append((("fold", p, len(ids)), delayed(_fold_task)(plan, folds, data, protocol, ids)))
-        for ids in _chunks(n_permutations, perm_size):
-            chunk = [perms[i] for i in ids]
-            tasks.append((("perm", p, len(ids)), delayed(_perm_task)(plan, folds, data, protocol, chunk, metric)))
-    if n_jobs == 1:
-        results = (call[0](*call[1], **call[2]) for _, call in tasks)
-    else:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(call for _, call in tasks)
-    collected: list[Any] = list(track(results, description=description, total=len(tasks), disable=not progress))
+            tasks.append(delayed(_fold_task)(plan, folds, data, protocol, ids, shared))
+            owners.append(p)
+    fold_out = _run(tasks, n_jobs, progress, f"{description} (folds)")
+    blocks: dict = dict(shared.blocks) if shared is not None else {}
+    fold_results: list[list[Any]] = [[] for _ in plans]
+    for p, (res, blk) in zip(owners, fold_out, strict=True):
+        fold_results[p] += res
+        if shared is None:
+            blocks.update(blk)
+
+    null: list[list[float]] = [[] for _ in plans]
+    if n_permutations:
+        perm_size = max(1, -(-n_permutations // (2 * n_workers)))
+        tasks, owners = [], []
+        for p, plan in enumerate(plans):
+            ids_of_plan = {(n, tuple(c)) for n, _, c in plan.prep.transformers} if plan.prep is not None else set()
+            mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in ids_of_plan}
+            for ids in _chunks(n_permutations, perm_size):
+                tasks.append(delayed(_perm_task)(plan, folds, data, protocol, [perms[i] for i in ids], metric, mine))
+                owners.append(p)
+        for p, scores in zip(owners, _run(tasks, n_jobs, progress, f"{description} (permutations)"), strict=True):
+            null[p] += scores
 
     runs = []
     k = len(data.classes)
     for p, plan in enumerate(plans):
-        fold_results = [r for ((kind, i, _), _c), res in zip(tasks, collected, strict=True)
-                        if kind == "fold" and i == p for r in res]
-        null = [s for ((kind, i, _), _c), res in zip(tasks, collected, strict=True)
-                if kind == "perm" and i == p for s in res]
-        row_proba, fold_of_row = cv.assemble(folds, fold_results, len(data.y), k)
+        row_proba, fold_of_row = cv.assemble(folds, fold_results[p], len(data.y), k)
         subj, sp = cv.subject_predictions(row_proba, data, protocol.subject_aggregation)
-        run = ModelRun(plan, row_proba, fold_of_row, subj, sp, [r[1] for r in fold_results])
+        run = ModelRun(plan, row_proba, fold_of_row, subj, sp, [r[1] for r in fold_results[p]])
         run.observed = score(metric, data.subject_y[subj], sp)
-        if null:
-            run.null = np.asarray(null)
+        if null[p]:
+            run.null = np.asarray(null[p])
             run.p_value = permutation_p_value(run.observed, run.null)
         runs.append(run)
     return runs
