@@ -22,13 +22,16 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from cdrscreen.errors import CdrscreenError, InputError
+from cdrscreen.errors import CdrscreenError, ConfigError, InputError
 from fer_backbone.models.temporal import TemporalEncoder
+from fer_backbone.smoothing import macro_f1, majority_vote, smooth_probabilities
 
 AFFWILD2_CLASSES = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise", "other"]
 
@@ -390,3 +393,179 @@ class TemporalClassifier:
         obj.model_.to(torch.device(obj.device)).eval()
         obj.in_dim_ = int(blob["in_dim"])
         return obj
+
+
+# ------------------------------------------------------------------------------- recipes
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnnotationConfig(_Strict):
+    """Aff-Wild2-style annotation folders and the face crops."""
+
+    train: Path
+    val: Path
+    frames_root: Path
+    image_ext: str = ".jpg"
+
+
+class EncoderConfig(_Strict):
+    """:class:`TemporalClassifier` parameters."""
+
+    window: int = Field(64, ge=1)
+    stride: int = Field(32, ge=1)
+    causal: bool = False
+    d_model: int = Field(256, ge=8)
+    nhead: int = Field(4, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dim_feedforward: int = Field(512, ge=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    class_weight: Literal["balanced"] | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+class SmoothingConfig(_Strict):
+    """Post-processing of the encoder's frame predictions (see :mod:`fer_backbone.smoothing`)."""
+
+    method: Literal["vote", "mean", "gaussian", "ema"] = "vote"
+    window: int = Field(15, ge=1)
+    mode: Literal["centered", "block"] = "centered"
+
+
+class TemporalProtocol(_Strict):
+    """A phase-2 recipe: frozen phase-1 network, annotations, encoder, smoothing."""
+
+    name: str
+    description: str = ""
+    student: Path = Field(description="phase-1 run folder or its checkpoints/best.pt (frozen)")
+    annotations: AnnotationConfig
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    batch_size: int = Field(128, ge=1, description="frames per forward pass of the frozen network")
+
+
+def load_temporal_protocol(path: str | Path) -> TemporalProtocol:
+    """Read and validate a phase-2 recipe (one error line naming the file and fields)."""
+    import yaml
+    from pydantic import ValidationError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: protocol file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return TemporalProtocol.model_validate(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    except ValidationError as err:
+        probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path}: {probs}") from None
+
+
+def smooth_labels(probs: np.ndarray, cfg: SmoothingConfig) -> np.ndarray:
+    """Frame labels after the configured post-processing (frames with NaN rows stay -1)."""
+    ok = np.isfinite(probs).all(axis=1)
+    if cfg.method == "vote":
+        raw = np.where(ok, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
+        return majority_vote(raw, cfg.window, mode=cfg.mode, n_classes=probs.shape[1], fill_missing=True)
+    sp = smooth_probabilities(probs, cfg.window, method=cfg.method)
+    has = np.isfinite(sp).all(axis=1)
+    return np.where(has, np.nan_to_num(sp, nan=-1.0).argmax(axis=1), -1)
+
+
+def _embedder(student: str | Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module, dict]:
+    from fer_backbone.export import load_trained
+
+    task, info = load_trained(student)
+    freeze(task)
+    return task.embed, task, info
+
+
+def _load_frames(paths: list[Path | None], size: int, resize: int | None, mean, std) -> list[torch.Tensor | None]:
+    from fer_backbone.data.dataset import load_image, resize_crop
+
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    out: list[torch.Tensor | None] = []
+    for p in paths:
+        if p is None:
+            out.append(None)
+            continue
+        img = resize_crop(load_image(p), size, resize, train=False).float().div(255.0)
+        out.append((img - m) / s)
+    return out
+
+
+def sequence_features(seqs: list[FrameSequence], embed: Callable[[torch.Tensor], torch.Tensor],
+                      info: dict, batch_size: int = 128) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Frozen per-frame features and the frozen network's own per-frame probabilities.
+
+    ``info`` is the checkpoint information of :func:`fer_backbone.export.load_trained`
+    (input size, resize, normalisation); probabilities come from ``info["_task"].predict``
+    when present, else are NaN.
+    """
+    feats, probs = [], []
+    size, resize = int(info["image_size"]), info.get("resize")
+    for q in seqs:
+        frames = _load_frames(q.frames, size, resize, info["mean"], info["std"])
+        present = [i for i, f in enumerate(frames) if f is not None]
+        if not present:
+            raise InputError(q.name, "no frame of this video has a face crop")
+        f = extract_features(embed, frames, batch_size=batch_size)
+        p = np.full((len(frames), info["num_classes"]), np.nan)
+        task = info.get("_task")
+        if task is not None:
+            with torch.no_grad():
+                ok = np.flatnonzero(np.isfinite(f).all(axis=1))
+                for s in range(0, len(ok), batch_size):
+                    idx = ok[s : s + batch_size]
+                    x = torch.stack([frames[i] for i in idx])
+                    p[idx] = torch.softmax(task.predict(x).float(), dim=1).numpy()
+        feats.append(f)
+        probs.append(p)
+    return feats, probs
+
+
+def run_temporal_protocol(path: str | Path, out_dir: str | Path) -> dict:
+    """Phase 2 end to end: freeze the student, extract features, train, evaluate, save.
+
+    Writes ``temporal.pt`` (the :class:`TemporalClassifier`) and ``results.json`` (validation
+    macro-F1 of the frozen per-frame network, the encoder, and the encoder + smoothing).
+    """
+    from cdrscreen._io import write_json
+
+    cfg = load_temporal_protocol(path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    embed, task, info = _embedder(cfg.student)
+    info = dict(info, _task=task)
+    a = cfg.annotations
+    tr = read_affwild2_sequences(a.train, a.frames_root, a.image_ext)
+    va = read_affwild2_sequences(a.val, a.frames_root, a.image_ext)
+    f_tr, _ = sequence_features(tr, embed, info, cfg.batch_size)
+    f_va, p_va = sequence_features(va, embed, info, cfg.batch_size)
+    k = int(info["num_classes"])
+    clf = TemporalClassifier(k, **cfg.encoder.model_dump())
+    clf.fit(f_tr, [q.labels for q in tr])
+    clf.save(out / "temporal.pt")
+    pred = clf.predict_proba(f_va)
+    y = np.concatenate([q.labels for q in va])
+    per_frame = np.concatenate([np.where(np.isfinite(p).all(1), np.nan_to_num(p, nan=-1).argmax(1), -1) for p in p_va])
+    res = {
+        "protocol": cfg.model_dump(mode="json"),
+        "n_train_videos": len(tr), "n_val_videos": len(va), "n_val_annotated_frames": int((y >= 0).sum()),
+        "val_macro_f1": {
+            "per_frame": macro_f1(y, per_frame, k),
+            "temporal": macro_f1(y, np.concatenate([p.argmax(1) for p in pred]), k),
+            "temporal+smoothing": macro_f1(y, np.concatenate([smooth_labels(p, cfg.smoothing) for p in pred]), k),
+        },
+        "train_loss": clf.history_,
+    }
+    write_json(out / "results.json", res)
+    return res

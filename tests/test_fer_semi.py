@@ -139,6 +139,7 @@ def test_student_cosine_schedule_and_extra_state_roundtrip():
     np.testing.assert_allclose(other._hist, task._hist)
 
 
+@pytest.mark.slow
 def test_trains_with_the_one_loop_on_digits(tmp_path, one_thread):
     from fer_backbone.config import TrainConfig
     from fer_backbone.data import ClassBalancedSampler, FERDataset, digits_train_test
@@ -176,6 +177,7 @@ def test_trains_with_the_one_loop_on_digits(tmp_path, one_thread):
     assert m["accuracy"] > 0.25
 
 
+@pytest.mark.slow
 def test_semi_protocol_runs_end_to_end(tmp_path, one_thread):
     from fer_backbone.tasks.semi_supervised import load_semi_protocol, run_semi_protocol
 

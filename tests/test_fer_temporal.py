@@ -162,3 +162,53 @@ def test_affwild2_sequence_reader(tmp_path):
     (ann / "vidB.txt").write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n0\n9\n")
     with pytest.raises(Exception, match=r"vidB.txt.*line 3"):
         read_affwild2_sequences(ann)
+
+
+@pytest.mark.slow
+def test_temporal_protocol_end_to_end_on_digit_videos(tmp_path, one_thread):
+    """Phase 1 (tiny digits run) -> Aff-Wild2-style folders of real digit frames -> phase 2."""
+    from PIL import Image
+
+    from fer_backbone.build import run_protocol
+    from fer_backbone.config import load_protocol
+    from fer_backbone.data import load_digits_samples
+    from fer_backbone.temporal import load_temporal_protocol, run_temporal_protocol
+
+    ov = ["model.backbone=test_resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=32",
+          "train.max_steps_per_epoch=4", "train.device=cpu", "train.threads=1", "train.selection=last"]
+    run_protocol(load_protocol("protocols/fer_baseline_digits.yaml", ov), tmp_path / "phase1")
+
+    s = load_digits_samples()
+    rng = np.random.default_rng(0)
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other,c8,c9\n"
+    for split, n_vid in (("train", 3), ("val", 2)):
+        (tmp_path / split).mkdir()
+        for v in range(n_vid):
+            name = f"{split}{v}"
+            labels = np.repeat(rng.integers(0, 10, size=6), 8)
+            (tmp_path / "crops" / name).mkdir(parents=True)
+            for i, y in enumerate(labels, 1):
+                if rng.random() < 0.1:
+                    continue  # no face crop for this frame
+                img = s.images[rng.choice(np.flatnonzero(s.labels == y))]
+                Image.fromarray(img).save(tmp_path / "crops" / name / f"{i:05d}.jpg")
+            lines = [str(int(y)) if rng.random() > 0.05 else "-1" for y in labels]
+            (tmp_path / split / f"{name}.txt").write_text(header + "\n".join(lines) + "\n")
+    proto = tmp_path / "temporal.yaml"
+    proto.write_text(
+        f"name: t\nstudent: {tmp_path / 'phase1'}\n"
+        f"annotations: {{train: {tmp_path / 'train'}, val: {tmp_path / 'val'}, frames_root: {tmp_path / 'crops'}}}\n"
+        "encoder: {window: 16, stride: 8, d_model: 16, nhead: 2, num_layers: 1, dim_feedforward: 32, epochs: 2}\n"
+        "smoothing: {method: vote, window: 5}\n"
+    )
+    assert load_temporal_protocol(proto).encoder.window == 16
+    res = run_temporal_protocol(proto, tmp_path / "phase2")
+    assert set(res["val_macro_f1"]) == {"per_frame", "temporal", "temporal+smoothing"}
+    assert all(0.0 <= v <= 1.0 for v in res["val_macro_f1"].values())
+    assert res["n_val_videos"] == 2 and (tmp_path / "phase2" / "results.json").exists()
+    clf = TemporalClassifier.load(tmp_path / "phase2" / "temporal.pt")
+    assert clf.window == 16 and clf.num_classes == 10
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nstudent: x\nannotations: {train: a, val: b, frames_root: c}\nencoder: {windw: 3}\n")
+    with pytest.raises(CdrscreenError, match="bad.yaml.*windw"):
+        load_temporal_protocol(bad)
