@@ -286,13 +286,13 @@ def make_clip(path: str | Path, *, duration_s: float = 3.0, cdr: float = 1.0, se
 
 def _job(spec: SubjectSpec, face: FaceSource, root: Path, duration_s: float, fps: float,
          size: tuple[int, int], key: str) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     video = root / "videos" / f"{spec.subject}.mp4"
     gt_dir = root / "ground_truth"
     done = _finished(gt_dir / f"{spec.subject}.json", video, key)
     if done is not None:  # resume: this subject was finished by an interrupted build
         return {**spec.flat(), **dict(sorted(done["realised"].items())), "render_s": 0.0,
-                "n_frames": done["n_frames"]}
+                "cpu_s": 0.0, "n_frames": done["n_frames"]}
     gt, track, realised = render_subject(spec, video, duration_s=duration_s, fps=fps, size=size, face=face)
     meta = dict(gt.meta)
     meta.pop("speech_segments", None)
@@ -302,7 +302,7 @@ def _job(spec: SubjectSpec, face: FaceSource, root: Path, duration_s: float, fps
         write_text(gt_dir / f"{spec.subject}.speech.csv", track.segments.to_csv(index=False, float_format="%.4f"))
     gt.save(gt_dir / spec.subject)  # the JSON is written last: it marks the subject done
     return {**spec.flat(), **dict(sorted(realised.items())), "render_s": time.perf_counter() - t0,
-            "n_frames": gt.n_frames}
+            "cpu_s": time.process_time() - c0, "n_frames": gt.n_frames}
 
 
 def _finished(meta_path: Path, video: Path, key: str) -> dict[str, Any] | None:
@@ -405,6 +405,7 @@ def build_cohort(
     wall = time.perf_counter() - t0
     subj = pd.DataFrame(rows)
     render_s = subj.pop("render_s")
+    cpu_s = subj.pop("cpu_s")
     write_text(root / "ground_truth" / "subjects.csv", subj.to_csv(index=False, float_format="%.5g"))
     man = pd.DataFrame({
         "subject": [s.subject for s in specs], "session": "1",
@@ -419,11 +420,13 @@ def build_cohort(
         "key": key, "settings": settings, "videos": list(man.video),
         "class_counts": {str(c): int((man.cdr == c).sum()) for c in CLASSES},
     })
+    n_rendered = int(subj.n_frames[render_s > 0].sum())
     # Timings vary between runs, so they live apart from the deterministic files.
     write_json(root / "build_time.json", {
         "wall_s": round(wall, 2), "n_jobs": n_jobs, "n_frames": int(subj.n_frames.sum()),
-        "n_frames_rendered": int(subj.n_frames[render_s > 0].sum()),
-        "render_encode_s_per_frame": round(float(render_s.sum()) / max(float(subj.n_frames[render_s > 0].sum()), 1), 5),
+        "n_frames_rendered": n_rendered,
+        "render_encode_s_per_frame": round(float(render_s.sum()) / max(n_rendered, 1), 5),
+        "render_encode_cpu_s_per_frame": round(float(cpu_s.sum()) / max(n_rendered, 1), 5),
     })
     write_text(manifest, man.to_csv(index=False))
     return manifest
