@@ -328,3 +328,32 @@ def timeline_segments(timeline: pd.DataFrame) -> pd.DataFrame:
             "expression": timeline["expression"].to_numpy()[starts],
         }
     )
+
+
+def timeline_summary(timeline: pd.DataFrame, class_names: Sequence[str]) -> dict[str, float]:
+    """Per-video numbers from a timeline of :func:`expression_timeline`.
+
+    Returns
+    -------
+    dict
+        ``frac_<name>``: share of frames with a face labelled ``name``; ``transitions_per_min``:
+        label changes between consecutive labelled frames per minute of video; ``mean_run_s``:
+        mean duration of runs of one expression (frames without a face end a run);
+        ``face_frac``: share of frames with a face. NaN where undefined (no labelled frame).
+    """
+    lab = timeline["label"].to_numpy()
+    t = timeline["time"].to_numpy()
+    labelled = lab >= 0
+    out: dict[str, float] = {}
+    n_lab = int(labelled.sum())
+    for k, name in enumerate(class_names):
+        out[f"frac_{name}"] = float((lab == k).sum() / n_lab) if n_lab else float("nan")
+    seq = lab[labelled]
+    duration = float(t[-1] - t[0] + (t[1] - t[0] if t.size > 1 else 0.0)) if t.size else 0.0
+    changes = int((seq[1:] != seq[:-1]).sum()) if seq.size > 1 else 0
+    out["transitions_per_min"] = changes / (duration / 60.0) if duration > 0 and n_lab else float("nan")
+    seg = timeline_segments(timeline)
+    runs = seg[seg["label"] >= 0]
+    out["mean_run_s"] = float(runs["duration"].mean()) if len(runs) else float("nan")
+    out["face_frac"] = float(timeline["success"].mean()) if len(timeline) else float("nan")
+    return out

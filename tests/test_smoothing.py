@@ -106,3 +106,16 @@ def test_expression_timeline_and_segments():
     soft = expression_timeline(p, fps=4.0, class_names=names, window=3, method="mean", fill_missing=True)
     assert soft.loc[7, "label"] == 1 or soft.loc[7, "label"] == 0
     assert np.isfinite(soft["confidence"]).all()
+
+
+def test_timeline_summary_hand_computed():
+    from fer_backbone.smoothing import timeline_summary
+
+    names = ["neutral", "happy"]
+    p = np.array([[0.9, 0.1]] * 6 + [[np.nan, np.nan]] * 2 + [[0.1, 0.9]] * 2)
+    tl = expression_timeline(p, fps=2.0, class_names=names)  # 10 frames = 5 s
+    s = timeline_summary(tl, names)
+    assert s["frac_neutral"] == pytest.approx(6 / 8) and s["frac_happy"] == pytest.approx(2 / 8)
+    assert s["transitions_per_min"] == pytest.approx(1 / (5 / 60))
+    assert s["mean_run_s"] == pytest.approx((3.0 + 1.0) / 2)
+    assert s["face_frac"] == pytest.approx(0.8)
