@@ -291,6 +291,7 @@ def build_model(
     weights: Mapping[str, float] | None = None,
     stacking_splits: int = 3,
     seed: int = 0,
+    meta_learner: str = "logreg",
 ) -> tuple[BaseEstimator, str]:
     """Build the estimator for a protocol model; also return its grid-parameter prefix.
 
@@ -303,7 +304,7 @@ def build_model(
     if fusion == "late":
         return LateFusionClassifier(member, dict(groups), dict(weights) if weights else None), "estimator__"
     if fusion == "stacking":
-        meta = LogisticRegression(max_iter=2000, random_state=seed)
+        meta = make_learner(meta_learner, None, seed)
         return StackingGroupsClassifier(member, dict(groups), meta, stacking_splits), "estimator__"
     raise ValueError(f"unknown fusion {fusion!r}; use 'early', 'late' or 'stacking'")
 

@@ -142,7 +142,7 @@ def plan_model(spec: ModelSpec, data: Dataset, seed: int, groups: list[str] | No
         select_k = int(spec.grid["select_k"][0])
     est, prefix = build_model(
         spec.fusion, data.select_groups(names), spec.learner, spec.params, select_k,
-        spec.weights, spec.stacking_splits, seed,
+        spec.weights, spec.stacking_splits, seed, spec.meta_learner,
     )
     grid = {grid_param_name(k, prefix): list(v) for k, v in spec.grid.items()}
     valid = est.get_params(deep=True)

@@ -85,7 +85,7 @@ class ModelSpec(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     select_k: int | None = Field(default=None, ge=1)
     weights: dict[str, float] | None = None
-    meta_learner: Literal["logreg"] = "logreg"
+    meta_learner: Literal["logreg", "rf"] = "logreg"
     stacking_splits: int = Field(default=3, ge=2)
     groups: list[str] | None = None
 

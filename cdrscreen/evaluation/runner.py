@@ -68,6 +68,7 @@ def _metrics_doc(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: i
     st = proto.statistics
     return {
         "protocol": proto.name,
+        "description": proto.description,
         "classes": data.classes,
         "positive_class": data.classes[1] if len(data.classes) == 2 else None,
         "primary_model": runs[0].plan.name,
