@@ -90,3 +90,13 @@ def test_interval_algebra():
     np.testing.assert_allclose(subtract_intervals(a, [[1, 3.5]]), [[0, 1], [3.5, 4]])
     mask = intervals_to_mask(a, np.array([0.0, 2.49, 2.5, 2.9, 3.0, 4.0]))
     assert mask.tolist() == [True, True, False, False, True, False]
+
+
+def test_subtract_intervals_matches_a_sampled_grid():
+    rng = np.random.default_rng(0)
+    grid = np.arange(0, 100, 0.01) + 0.005
+    for _ in range(100):
+        a = np.sort(rng.uniform(0, 100, (rng.integers(1, 15), 2)), axis=1)
+        b = np.sort(rng.uniform(0, 100, (rng.integers(0, 15), 2)), axis=1)
+        expected = intervals_to_mask(a, grid) & ~intervals_to_mask(b, grid)
+        assert (intervals_to_mask(subtract_intervals(a, b), grid) == expected).all()

@@ -153,16 +153,17 @@ def subtract_intervals(a: Intervals, b: Intervals) -> Intervals:
     """Parts of the intervals ``a`` not covered by ``b`` (both merged)."""
     a, b = merge_intervals(a), merge_intervals(b)
     out = []
+    j = 0
     for s, e in a:
         cur = s
-        for bs, be in b:
-            if be <= cur or bs >= e:
-                continue
-            if bs > cur:
-                out.append((cur, bs))
-            cur = max(cur, be)
-            if cur >= e:
-                break
+        while j < len(b) and b[j, 1] <= cur:
+            j += 1
+        k = j
+        while k < len(b) and b[k, 0] < e:
+            if b[k, 0] > cur:
+                out.append((cur, b[k, 0]))
+            cur = max(cur, b[k, 1])
+            k += 1
         if cur < e:
             out.append((cur, e))
     return merge_intervals(out)
@@ -214,7 +215,8 @@ def patient_intervals(
         joined = [iv[0].copy()]
         for s, e in iv[1:]:
             gap_s, gap_e = joined[-1][1], s
-            busy = np.any((others[:, 0] < gap_e) & (others[:, 1] > gap_s)) if len(others) else False
+            k = int(np.searchsorted(others[:, 0], gap_e, side="left"))
+            busy = k > 0 and others[k - 1, 1] > gap_s  # others are merged: ends sorted too
             if not busy and gap_e - gap_s <= max_gap_s:
                 joined[-1][1] = e
             else:
