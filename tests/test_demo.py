@@ -290,3 +290,30 @@ def test_class_counts_and_bad_arguments():
         load_face("mona_lisa")
     with pytest.raises(CdrscreenError, match="at least 3 subjects"):
         build_cohort("/nonexistent/never", n_subjects=2)
+
+
+def test_lfw_face_and_ground_truth_files(tmp_path):
+    import json
+
+    from cdrscreen.demo import Trajectories, load_face, render_frames
+
+    face = load_face("lfw:0", (160, 120))
+    assert face.landmarks.shape == (478, 3) and face.image.shape == (120, 160, 3)
+    frames, gt = render_frames(face, Trajectories.constant(2, yaw=[0, 10]))
+    assert frames[0].shape == (120, 160, 3) and gt.table.nose_x[1] > gt.table.nose_x[0]
+    csv_path, json_path = gt.save(tmp_path / "clip")
+    meta = json.loads(json_path.read_text())
+    assert "SYNTHETIC" in meta["synthetic"] and meta["n_frames"] == 2 and meta["face"] == "lfw:0"
+    assert len(pd.read_csv(csv_path)) == 2
+
+
+@pytest.mark.skipif(not Path("/usr/share/sounds/alsa/Front_Left.wav").exists(), reason="alsa-utils not installed")
+def test_real_human_clips_as_other_speaker():
+    from cdrscreen.demo import VoiceParams, speech_track
+
+    tr = speech_track(14, VoiceParams(rate_wpm=200, pause_mean_s=0.3), seed=1, other_speaker_turns=2)
+    other = tr.segments[tr.segments.kind == "other"]
+    assert len(other) == 2
+    for row in other.itertuples():
+        chunk = tr.audio[int(row.start * tr.sr):int(row.end * tr.sr)]
+        assert row.end - row.start > 0.4 and np.sqrt(np.mean(chunk ** 2)) > 0.01
