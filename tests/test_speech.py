@@ -329,3 +329,25 @@ def test_demo_face_video_egemaps_parity(face_video):
     x, sr = load_audio(face_video)
     ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_signal(x, sr)
     np.testing.assert_allclose(ours.iloc[0, :88].to_numpy(float), ref.iloc[0].to_numpy(float), rtol=1e-6)
+
+
+def test_cli_extracts_all_speech_groups(tmp_path, speech_media, two_voice, capsys):
+    import soundfile as sf
+
+    from cdrscreen.cli import main
+
+    sf.write(str(tmp_path / "iv.wav"), two_voice.signal, SR, subtype="PCM_16")
+    two_voice.segments.to_csv(tmp_path / "iv.csv", index=False)
+    (tmp_path / "study.csv").write_text(
+        f"subject,video,audio,segments,cdr\nS1,{speech_media['mp4']},,,0.5\nS2,,iv.wav,iv.csv,1\n"
+    )
+    out = tmp_path / "f.parquet"
+    code = main(["extract", str(tmp_path / "study.csv"), "--features", "mfcc,gemaps,egemaps,timing",
+                 "--out", str(out), "--cache", str(tmp_path / "c"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    df = pd.read_parquet(out)
+    assert len(df) == 2
+    for g, n in (("mfcc", 273), ("gemaps", 62), ("egemaps", 88), ("timing", 15)):
+        assert len([c for c in feature_columns(df) if c.startswith(f"{g}__")]) == n
+        assert df[f"{g}__patient_only"].tolist() == [0.0, 1.0]
+        assert df[f"{g}__quality_ok"].tolist() == [1.0, 1.0]
