@@ -35,6 +35,14 @@ from cdrscreen.study import Recording, Study
 META_COLUMNS = ("cdr", "age", "sex", "mmse")
 
 
+class ExtractionError(CdrscreenError):
+    """Some recordings failed; the message has one line per failed recording."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = list(lines)
+        Exception.__init__(self, "\n".join(" ".join(str(x).split()) for x in self.lines))
+
+
 def parse_features(features: str | Sequence[str]) -> list[str]:
     """Feature-group names from a list or a comma-separated string (duplicates removed)."""
     items = features.split(",") if isinstance(features, str) else list(features)
@@ -81,6 +89,10 @@ def _recording_task(
             dfs.append(_one(ex, rec, cache))
     except CdrscreenError as err:  # sent back as text: custom exceptions may not unpickle
         return None, computed, str(err)
+    except OSError as err:  # e.g. a media file deleted or unreadable since the manifest check
+        where = err.filename or rec.media
+        why = "file not found" if isinstance(err, FileNotFoundError) else f"cannot be read ({err.strerror})"
+        return None, computed, f"{where}: {why}"
     return dfs, computed, None
 
 
@@ -144,7 +156,7 @@ def extract_study(
 
     Raises
     ------
-    CdrscreenError
+    ExtractionError
         Listing every recording that failed (one line each); results of the recordings
         that succeeded stay cached.
     """
@@ -175,7 +187,7 @@ def extract_study(
               zip(recs, results, strict=True) if e is not None]
     if errors:
         head = f"{len(errors)} of {len(recs)} recordings failed (finished ones are cached; fix and rerun)"
-        raise CdrscreenError("\n".join([head, *errors]))
+        raise ExtractionError([head, *errors])
 
     blocks = []
     for i, _ in enumerate(extractors):

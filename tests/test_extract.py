@@ -137,3 +137,19 @@ def test_kill_9_then_rerun_gives_identical_features_recomputing_only_unfinished(
     face_mod._MEMO.clear()
     fresh = extract_study(manifest, ["pupil", "headpose"], None, cache_dir=tmp_path / "fresh", progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out), fresh)
+
+
+def test_a_failing_recording_is_listed_and_the_others_stay_cached(study: Path, tmp_path: Path) -> None:
+    from cdrscreen.study import Study
+
+    good = study.parent / "a.mp4"
+    rows = [("line 2", {"subject": "S1", "video": str(good), "cdr": "0.5"}),
+            ("line 3", {"subject": "S2", "video": str(tmp_path / "gone.mp4"), "cdr": "1"})]
+    st = Study.from_rows(rows, base=tmp_path, check_media=False)
+    with pytest.raises(CdrscreenError) as ei:
+        extract_study(st, ["pupil"], tmp_path / "f.parquet", cache_dir=tmp_path / "c", progress=False)
+    lines = str(ei.value).splitlines()
+    assert lines[0].startswith("1 of 2 recordings failed")
+    assert len(lines) == 2 and "gone.mp4" in lines[1] and "not found" in lines[1]
+    assert not (tmp_path / "f.parquet").exists()
+    assert len(list((tmp_path / "c" / "pupil").glob("*.parquet"))) == 1  # the good one is kept
