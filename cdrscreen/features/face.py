@@ -324,6 +324,7 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                 else:
                     ok = True
                 prev_box = box
+                ok = ok and all(np.isfinite(v) for v in feats.values())  # e.g. a failed PnP solve
             row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
             if ok:
                 row.update(feats, success=1.0)
