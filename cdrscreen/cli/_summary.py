@@ -9,6 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _console() -> Console:
+    con = Console()
+    # in logs/pipes (no terminal) use a wide console so the table does not wrap
+    return con if con.is_terminal else Console(width=160)
+
+
 def _fmt(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("value") is None:
         return "-"
@@ -22,7 +28,7 @@ def _p(p: float | None) -> str:
 
 def print_metrics(metrics: dict[str, Any], out_dir: Any, console: Console | None = None) -> None:
     """One row per model: n per class, metrics with 95% CIs, baseline, permutation p."""
-    con = console or Console()
+    con = console or _console()
     ci = int(round(100 * metrics["bootstrap"]["ci"]))
     table = Table(title=f"{metrics['protocol']}: subject-level, out-of-fold ({ci}% bootstrap CI)")
     for col in ("model", "n per class", "accuracy", "balanced acc.", "macro F1", "ROC-AUC", "majority baseline", "perm. p"):
@@ -45,7 +51,7 @@ def print_metrics(metrics: dict[str, Any], out_dir: Any, console: Console | None
 
 def print_ablation(table_df: Any, metric: str, console: Console | None = None) -> None:
     """Ranked ablation variants with the ranking metric and its CI."""
-    con = console or Console()
+    con = console or _console()
     table = Table(title=f"ablation ranked by {metric.replace('_', ' ')} (95% CI)")
     for col in ("rank", "variant", "groups", metric, "delta vs full", "perm. p"):
         table.add_column(col)
