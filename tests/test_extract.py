@@ -153,3 +153,11 @@ def test_a_failing_recording_is_listed_and_the_others_stay_cached(study: Path, t
     assert len(lines) == 2 and "gone.mp4" in lines[1] and "not found" in lines[1]
     assert not (tmp_path / "f.parquet").exists()
     assert len(list((tmp_path / "c" / "pupil").glob("*.parquet"))) == 1  # the good one is kept
+
+
+def test_extractor_process_study_accepts_a_manifest_path(study: Path, tmp_path: Path) -> None:
+    from cdrscreen.features import get_extractor
+
+    df = get_extractor("pupil").process_study(study, cache=tmp_path, progress=False)
+    assert df.index.get_level_values("subject").tolist() == ["S1", "S2", "S3"]
+    assert df["pupil__valid"].tolist() == [1.0, 1.0, 0.0]

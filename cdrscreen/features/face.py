@@ -501,3 +501,15 @@ class TrackedExtractor(Extractor):
         feats = self.features_from_track(self.track(path))
         row = {f"{self.prefix}__{k}": float(v) for k, v in feats.items()}
         return pd.DataFrame([row], index=pd.Index([str(path)], name="file"))
+
+    def process_study(self, study: Any, **kwargs: Any) -> pd.DataFrame:
+        """Run over a study (a :class:`~cdrscreen.study.Study` or a manifest path).
+
+        Keyword arguments go to :meth:`Extractor.process_study` (``cache``, ``n_jobs``,
+        ``progress``). For several groups at once use :func:`cdrscreen.extract.extract_study`.
+        """
+        if isinstance(study, str | os.PathLike):
+            from cdrscreen.study import Study
+
+            study = Study.from_file(study)
+        return super().process_study(study, **kwargs)
