@@ -68,7 +68,7 @@ class BatchAugment:
 
 
 def is_image_batch(t: torch.Tensor) -> bool:
-    """A uint8 ``(B, 3, H, W)`` tensor: the loop treats it as images to prepare."""
+    """Tell whether ``t`` is a uint8 ``(B, 3, H, W)`` image batch (the loop prepares those)."""
     return t.dtype == torch.uint8 and t.ndim == 4 and t.shape[1] in (1, 3)
 
 

@@ -43,7 +43,7 @@ def _req(cfg: DataConfig, field: str) -> Path:
 
 
 def read_splits(cfg: DataConfig) -> tuple[Samples, Samples | None]:
-    """The data set's official training and test samples."""
+    """Read the data set's official training and test samples."""
     f = cfg.format
     if f == "digits":
         return digits_train_test(cfg.digits_test_fraction, cfg.split_seed)
@@ -95,8 +95,9 @@ def datasets(bundle: DataBundle, cfg: DataConfig) -> tuple[FERDataset, FERDatase
 def task_params(protocol: Protocol, bundle: DataBundle) -> dict[str, Any]:
     """Task parameters from the protocol, plus ``train_labels`` for tasks that take them."""
     params = dict(protocol.task.params)
-    from fer_backbone.tasks import get_task_class
     import inspect
+
+    from fer_backbone.tasks import get_task_class
 
     cls = get_task_class(protocol.task.name)
     if "train_labels" in inspect.signature(cls.__init__).parameters and "train_labels" not in params:

@@ -7,6 +7,7 @@
     cdrscreen-fer export runs/scn --out scn_embedder.onnx
 """
 
+# ruff: noqa: B008  (typer declares options as argument defaults)
 from __future__ import annotations
 
 import json

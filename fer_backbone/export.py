@@ -107,7 +107,7 @@ def export_onnx(task: Task, out_path: str | Path, *, input_size: int, mean: tupl
 
 
 def read_metadata(onnx_path: str | Path) -> dict[str, Any]:
-    """The embedder metadata of an exported model (onnxruntime only)."""
+    """Read the embedder metadata of an exported model (onnxruntime only)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

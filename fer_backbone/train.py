@@ -58,7 +58,7 @@ class FitResult:
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed python, numpy and torch; make CPU (and cuDNN) kernels deterministic."""
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - legacy global state used by libraries
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -76,7 +76,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_dtype_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision (``auto``: on for CUDA only)."""
+    """Return the autocast dtype, or None for full precision (``auto``: on for CUDA only)."""
     on = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     if not on:
         return None
@@ -110,7 +110,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    st = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+          "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -118,7 +119,7 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(st: dict[str, Any]) -> None:
     random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    np.random.set_state(st["numpy"])  # noqa: NPY002
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
@@ -126,7 +127,7 @@ def _set_rng_state(st: dict[str, Any]) -> None:
 
 def make_loader(dataset: Dataset, batch_size: int, *, sampler: Sampler | None = None,
                 num_workers: int = 0, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """A DataLoader with seeded workers (``pin_memory`` on CUDA)."""
+    """Build a DataLoader with seeded workers (``pin_memory`` on CUDA)."""
     g = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=num_workers, drop_last=drop_last, generator=g,
@@ -325,5 +326,5 @@ def _rewrite_csv(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def history_to_json(history: list[dict[str, Any]]) -> str:
-    """The per-epoch history as JSON text."""
+    """Format the per-epoch history as JSON text."""
     return json.dumps(history, indent=1)

@@ -269,7 +269,7 @@ class ExpressionExtractor(TrackedExtractor):
         self.cache_dir = cache_dir
 
     def embedder_path(self) -> Path:
-        """The embedder file (parameter, else ``$CDRSCREEN_EXPR_EMBEDDER``); one-line error if none."""
+        """Return the embedder file (parameter, else ``$CDRSCREEN_EXPR_EMBEDDER``); one-line error if none."""
         p = self.embedder if self.embedder is not None else os.environ.get(ENV_VAR)
         if not p:
             raise CdrscreenError(
@@ -281,7 +281,7 @@ class ExpressionExtractor(TrackedExtractor):
         return path
 
     def get_config(self) -> dict[str, Any]:
-        """Configuration incl. the embedder's content hash (not its path), without batching/threads."""
+        """Return the configuration incl. the embedder's content hash (not its path), without batching/threads."""
         from cdrscreen._io import file_sha256
 
         cfg = super().get_config()

@@ -1,5 +1,6 @@
-"""FER data: readers for RAF-DB, FERPlus, AffectNet, Aff-Wild2 and image folders, the
-digits stand-in, label-noise injection, class-balanced sampling and validation splits.
+"""FER data: readers, digits stand-in, label noise, class-balanced sampling, splits.
+
+Readers cover RAF-DB, FERPlus, AffectNet, Aff-Wild2 and plain image folders.
 """
 
 from fer_backbone.data.dataset import FERDataset, load_image

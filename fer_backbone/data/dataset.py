@@ -7,7 +7,8 @@ Items are dicts (the batch keys of :mod:`fer_backbone.tasks.base`)::
 Images stay ``uint8`` until they reach the device: the training loop converts, normalises
 and augments whole batches there (flip, Gaussian noise, random erasing), which is cheaper
 than per-sample work in loader workers and runs on the GPU when there is one. Only
-resizing and the random crop happen here.
+resizing (PIL, bilinear, to a square ``resize`` or ``image_size``) and the crop happen
+here; in-memory images (arrays) are resized once and cached.
 """
 
 from __future__ import annotations
@@ -23,13 +24,19 @@ from cdrscreen.errors import InputError
 from fer_backbone.data.samples import Samples
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Read an image file as a uint8 RGB tensor ``(3, H, W)``; one clear error if unreadable."""
+def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """Read an image file as a uint8 RGB tensor ``(3, H, W)``; one clear error if unreadable.
+
+    With ``size`` the image is resized to ``size`` x ``size`` (PIL, bilinear).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+            arr = np.asarray(im)
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
     except (UnidentifiedImageError, OSError) as err:
@@ -37,34 +44,44 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
-def array_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """uint8 ``(H, W)`` or ``(H, W, 3)`` array -> uint8 tensor ``(3, H, W)``."""
+def array_to_tensor(arr: np.ndarray, size: int | None = None) -> torch.Tensor:
+    """uint8 ``(H, W)`` or ``(H, W, 3)`` array -> uint8 tensor ``(3, H, W)`` (resized with ``size``)."""
     arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         raise ValueError(f"image arrays must be uint8, got {arr.dtype}")
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    if size is not None and arr.shape[:2] != (size, size):
+        from PIL import Image
+
+        arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
+    return torch.from_numpy(np.array(arr, dtype=np.uint8, order="C")).permute(2, 0, 1).contiguous()
+
+
+def random_or_center_crop(img: torch.Tensor, size: int, train: bool,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Crop ``size`` x ``size`` from a square image: random in training, central otherwise."""
+    side = img.shape[-1]
+    if side == size:
+        return img
+    if train:
+        top = int(torch.randint(0, side - size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, side - size + 1, (1,), generator=generator))
+    else:
+        top = left = (side - size) // 2
+    return img[:, top : top + size, left : left + size]
 
 
 def resize_crop(img: torch.Tensor, size: int, resize: int | None, train: bool,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Resize the short side to ``resize`` (default ``size``), then crop ``size`` x ``size``.
+    """Resize a uint8 ``(3, H, W)`` tensor to ``resize`` (default ``size``) square, then crop ``size``.
 
     The crop is random in training (the "256 -> crop 224" recipe) and central otherwise.
     """
     from torchvision.transforms.v2 import functional as F
 
-    resize = resize or size
-    img = F.resize(img, [resize, resize], antialias=True)
-    if resize == size:
-        return img
-    if train:
-        top = int(torch.randint(0, resize - size + 1, (1,), generator=generator))
-        left = int(torch.randint(0, resize - size + 1, (1,), generator=generator))
-    else:
-        top = left = (resize - size) // 2
-    return img[:, top : top + size, left : left + size]
+    img = F.resize(img, [resize or size, resize or size], antialias=True)
+    return random_or_center_crop(img, size, train, generator)
 
 
 class FERDataset(Dataset):
@@ -76,7 +93,8 @@ class FERDataset(Dataset):
     image_size : int
         Side of the square crop fed to the network.
     resize : int, optional
-        Resize to this side first, then crop ``image_size`` (random crop when ``train``).
+        Resize to this square side first, then crop ``image_size`` (random crop when
+        ``train``, central otherwise). Default: resize straight to ``image_size``.
     train : bool
         Random crop (if ``resize > image_size``); evaluation crops the centre.
     transform : callable, optional
@@ -100,19 +118,27 @@ class FERDataset(Dataset):
         """Class names of the underlying samples."""
         return self.samples.class_names
 
-    def raw_image(self, i: int) -> torch.Tensor:
-        """Sample ``i`` as a uint8 ``(3, H, W)`` tensor at its stored size."""
+    def raw_image(self, i: int, size: int | None = None) -> torch.Tensor:
+        """Sample ``i`` as a uint8 ``(3, H, W)`` tensor, at its stored size or ``size`` x ``size``."""
         imgs = self.samples.images
         if isinstance(imgs, np.ndarray):
-            return array_to_tensor(imgs[i])
-        return load_image(imgs[i])
+            return array_to_tensor(imgs[i], size)
+        return load_image(imgs[i], size)
+
+    def _resized(self, i: int) -> torch.Tensor:
+        side = self.resize or self.image_size
+        if not isinstance(self.samples.images, np.ndarray):
+            return self.raw_image(i, side)
+        # in-memory images: resize all once, then only crop per access
+        if getattr(self, "_cache", None) is None:
+            self._cache = torch.stack([self.raw_image(j, side) for j in range(len(self))])
+        return self._cache[i]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        img = self.raw_image(i)
         if self.transform is not None:
-            img = self.transform(img)
+            img = self.transform(self.raw_image(i))
         else:
-            img = resize_crop(img, self.image_size, self.resize, self.train)
+            img = random_or_center_crop(self._resized(i), self.image_size, self.train)
         item = {
             "image": img,
             "label": torch.tensor(int(self.samples.labels[i]), dtype=torch.long),

@@ -23,7 +23,7 @@ def load_digits_samples() -> Samples:
 
 
 def digits_train_test(test_fraction: float = 0.3, seed: int = 0) -> tuple[Samples, Samples]:
-    """A stratified, seeded train/test split of the digits."""
+    """Return a stratified, seeded train/test split of the digits."""
     from sklearn.model_selection import train_test_split
 
     s = load_digits_samples()

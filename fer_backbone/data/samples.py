@@ -63,7 +63,7 @@ class Samples:
         return len(self.class_names)
 
     def subset(self, index: Sequence[int] | np.ndarray) -> Samples:
-        """The samples at ``index`` (a new object; arrays are copied)."""
+        """Return the samples at ``index`` (a new object; arrays are copied)."""
         idx = np.asarray(index, dtype=np.int64)
         images = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
         pick = lambda a: None if a is None else np.asarray(a)[idx]  # noqa: E731
@@ -71,9 +71,9 @@ class Samples:
                        pick(self.groups), pick(self.frames))
 
     def with_labels(self, labels: np.ndarray) -> Samples:
-        """A copy whose hard labels are replaced (e.g. after noise injection)."""
+        """Return a copy whose hard labels are replaced (e.g. after noise injection)."""
         return dataclasses.replace(self, labels=np.asarray(labels, dtype=np.int64).copy())
 
     def class_counts(self) -> np.ndarray:
-        """Samples per class, shape ``(K,)``."""
+        """Count samples per class, shape ``(K,)``."""
         return np.bincount(self.labels, minlength=self.num_classes)

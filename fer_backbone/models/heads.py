@@ -14,7 +14,7 @@ class ImportanceHead(nn.Module):
         self.fc = nn.Linear(in_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Importance weights ``(B, 1)``."""
+        """Compute importance weights ``(B, 1)``."""
         return torch.sigmoid(self.fc(x))
 
 

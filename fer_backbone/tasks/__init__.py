@@ -18,7 +18,7 @@ TASKS: dict[str, str] = {
 
 
 def get_task_class(name: str) -> type[Task]:
-    """The task class registered as ``name``."""
+    """Return the task class registered as ``name``."""
     if name not in TASKS:
         raise ConfigError(f"unknown FER task '{name}'; available: {', '.join(TASKS)}")
     mod, cls = TASKS[name].split(":")

@@ -98,10 +98,10 @@ class Task(nn.Module, ABC):
         return [p for p in self.parameters() if p.requires_grad]
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
-        """Hook for epoch-dependent schedules (ramps, relabel start); ``epoch`` is 0-based."""
+        """Prepare epoch-dependent schedules (ramps, relabel start); ``epoch`` is 0-based."""
 
     def after_optimizer_step(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
-        """Hook run after the loop's optimizer step (e.g. SLM label-logit update)."""
+        """Update task-owned state after the loop's optimizer step (e.g. SLM label-logit update)."""
 
     def epoch_metrics(self) -> dict[str, float]:
         """Extra per-epoch numbers to log (e.g. how many labels were changed)."""

@@ -127,7 +127,7 @@ class SCNTask(Task):
         return self._heads(self.embed(images))[0]
 
     def current_labels(self, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The labels after any relabelling so far."""
+        """Return the labels after any relabelling so far."""
         r = self.relabels[index]
         return torch.where(r >= 0, r, labels)
 
