@@ -56,20 +56,23 @@ def test_generated_reports_in_chromium(browser, built_reports):
 
 
 @pytest.mark.slow
-def test_demo_cohort_reports_in_chromium(browser, demo_cohort_small, tmp_path):
-    """Demo cohort -> real features -> real evaluation -> reports with per-frame plots."""
+def test_demo_cohort_reports_in_chromium(browser, demo_cohort_small, fer_embedder_onnx, tmp_path,
+                                        monkeypatch):
+    """Demo cohort -> real features (incl. an exported expression embedder) -> real
+    evaluation -> reports with per-frame plots."""
     from cdrscreen.evaluation import evaluate
     from cdrscreen.extract import extract_study
     from cdrscreen.reports import SYNTHETIC_BANNER, build_reports
 
     feats = tmp_path / "features.parquet"
-    extract_study(demo_cohort_small, "pupil,headpose,gemaps,timing", feats,
-                  cache_dir=tmp_path / "cache", n_jobs=2, progress=False)
+    monkeypatch.setenv("CDRSCREEN_EXPR_EMBEDDER", str(fer_embedder_onnx))
+    extract_study(demo_cohort_small, "pupil,headpose,gemaps,timing,expr", feats,
+                  cache_dir=tmp_path / "cache", n_jobs=1, progress=False)  # env reaches no reused worker
     proto = {"name": "demo_binary", "seed": 0, "labels": {"scheme": "binary"},
              "models": [{"name": "logreg", "learner": "logreg", "params": {"C": 0.1}}],
              "statistics": {"n_bootstrap": 50, "n_permutations": 0}}
     evaluate(proto, feats, tmp_path / "run", progress=False)
-    paths = build_reports(tmp_path / "run", n_jobs=2)
+    paths = build_reports(tmp_path / "run", n_jobs=2, min_class_n=2)  # 2 subjects per class here
     study, *patients = paths
     assert len(patients) == 6
     r = check_page(browser, study, "demo-study")
@@ -77,7 +80,8 @@ def test_demo_cohort_reports_in_chromium(browser, demo_cohort_small, tmp_path):
     html = patients[0].read_text()
     for title in ("Face tracking over time", "Pupil trajectory and its superposed spectrum",
                   "Head pose over time", "Pupil and head movement together",
-                  "Speech and pauses over time", "This recording against the cohort"):
+                  "Speech and pauses over time", "This recording against the cohort",
+                  "Expression timeline"):
         assert f"<h3>{title}</h3>" in html, title
     r = check_page(browser, patients[0], f"demo-patient-{patients[0].stem}")
-    assert len(r["images"]) >= 7
+    assert len(r["images"]) >= 8

@@ -131,9 +131,24 @@ def test_cohort_figure_takes_only_aggregates():
     fig = F.cohort_position_figure(dists, {"g__x": 0.4, "g__y": 100.0})
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "CDR 2 (too few to show)" in legend and "this recording" in legend
+    assert legend == ["CDR 0.5", "CDR 1", "CDR 2", "this recording"]
+    # the suppressed class (n=2) draws nothing: two classes x two features of curves
+    assert len([line for line in ax.get_lines() if len(line.get_xdata()) > 2]) == 4
     # an out-of-range patient value is clipped to the axis and flagged
     assert any(t.get_text() == "beyond axis" for t in ax.texts)
     # no scatter of points: only lines, fills and class-mean markers
     assert not ax.collections or all(type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")
                                      for c in ax.collections)
+
+
+def test_key_features_cover_every_group():
+    from cdrscreen.reports.patient import select_key_features
+
+    cols = ["gemaps__F0semitoneFrom27.5Hz_sma3nz_amean", "gemaps__loudness_sma3_amean",
+            "gemaps__jitterLocal_sma3nz_amean", "gemaps__shimmerLocaldB_sma3nz_amean",
+            "gemaps__HNRdBACF_sma3nz_amean", "timing__pause_rate_per_min", "timing__pause_mean_s",
+            "timing__speech_rate_syl_per_s", "headpose__corr_vel_v_r", "headpose__corr_vel_h_r",
+            "pupil__saccade_rate_per_min", "meta__cdr"]
+    chosen = [c for c, _ in select_key_features(cols, max_n=4)]
+    assert {c.split("__")[0] for c in chosen} == {"gemaps", "timing", "headpose", "pupil"}
+    assert "meta__cdr" not in [c for c, _ in select_key_features(cols)]

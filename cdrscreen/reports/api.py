@@ -99,6 +99,7 @@ def build_reports(
     banner: str | None = None,
     min_class_n: int = MIN_CLASS_N,
     n_jobs: int | None = None,
+    embedder: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write the study report and per-recording patient reports of a run.
 
@@ -131,6 +132,9 @@ def build_reports(
         Cohort classes smaller than this show only their count in patient reports.
     n_jobs : int, optional
         Worker processes for patient reports (default: up to 2).
+    embedder : path-like, optional
+        Exported expression embedder (ONNX) for the expression timeline; default
+        ``$CDRSCREEN_EXPR_EMBEDDER``. Used only when the feature table has ``expr__`` columns.
 
     Returns
     -------
@@ -176,8 +180,11 @@ def build_reports(
         path = out / "patients" / patient_filename(subj, ses, n_sessions[subj])
         jobs.append((subj, ses, media, path))
     n_jobs = min(n_jobs or min(2, os.cpu_count() or 1), len(jobs))
+    emb = embedder if embedder is not None else os.environ.get("CDRSCREEN_EXPR_EMBEDDER")
+    has_expr = run.features is not None and any(c.startswith("expr__") for c in run.features.columns)
+    emb_path = Path(emb) if emb and has_expr and Path(emb).is_file() else None
     args = dict(run=run, cohort=cohort, key=key, roots=roots, compute=tracks == "compute", banner=banner,
-                ablation=abl)
+                ablation=abl, embedder=emb_path)
     if n_jobs <= 1:
         written += [_one(*j, **args) for j in jobs]
     else:
@@ -207,9 +214,9 @@ def cohort_summaries(run: RunData, min_class_n: int = MIN_CLASS_N) -> tuple[list
 
 def _one(subj: str, ses: str | None, media: RecordingMedia | None, path: Path, *, run: RunData,
          cohort: dict, key: list, roots: list[Path], compute: bool, banner: str | None,
-         ablation: RunData | None) -> Path:
+         ablation: RunData | None, embedder: Path | None) -> Path:
     rep = build_patient_report(run, subj, ses, cohort, key, media=media, cache_roots=roots,
-                               compute_tracks=compute, banner=banner, ablation=ablation)
+                               compute_tracks=compute, banner=banner, ablation=ablation, embedder=embedder)
     return rep.save(path)
 
 

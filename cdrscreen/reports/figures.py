@@ -206,7 +206,7 @@ def cohort_position_figure(
     cohort mean of each feature), so features with different units share one panel.
     Only aggregate :class:`FeatureDistribution` objects are accepted, so the figure can
     show no other participant's individual value: per class a smoothed density and a
-    mean marker; suppressed (small) classes appear only in the legend with their n.
+    mean marker; suppressed (small) classes are not drawn (the report's table gives their n).
     """
     k = max(len(dists), 1)
     names = [d.name for d in dists]
@@ -218,19 +218,17 @@ def cohort_position_figure(
         base = k - 1 - row
         z = (d.grid - d.center) / d.scale
         tops = [float(c.density.max()) for c in d.shown if c.density is not None]
-        norm = 0.85 / max(tops) if tops else 1.0
+        norm = 0.85 / max(tops) if tops and max(tops) > 0 else 1.0
         for i, c in enumerate(d.classes):
             colour = CLASS_COLOURS[i % len(CLASS_COLOURS)]
-            lab = f"{c.label}" if not c.suppressed else f"{c.label} (too few to show)"
+            if c.label not in legend_done:
+                a.fill_between([], [], color=colour, alpha=0.35, lw=0, label=c.label)
+                legend_done.add(c.label)
             if c.suppressed or c.density is None:
-                if lab not in legend_done:
-                    a.plot([], [], color=colour, lw=0, marker="s", alpha=0.3, label=lab)
-                    legend_done.add(lab)
                 continue
-            y = base + c.density * d.scale * norm
+            y = base + c.density * norm
             a.fill_between(z, base, y, color=colour, alpha=0.18, lw=0)
-            a.plot(z, y, color=colour, lw=1.2, label=lab if lab not in legend_done else None)
-            legend_done.add(lab)
+            a.plot(z, y, color=colour, lw=1.2)
             zm = (c.mean - d.center) / d.scale
             a.plot([zm], [base + 0.04], marker="^", color=colour, ms=6, clip_on=False)
         pv = patient_values.get(d.feature)

@@ -23,6 +23,7 @@ from cdrscreen.reports.rundata import RunData
 from cdrscreen.reports.tracks import (
     RecordingMedia,
     cached_face_track,
+    expression_timeline,
     pupil_head_motion,
     pupil_spectra,
     speech_activity,
@@ -63,28 +64,33 @@ QUALITY_FEATURES: tuple[tuple[str, str], ...] = (
 def select_key_features(columns: Sequence[str], max_n: int = MAX_KEY_FEATURES) -> list[tuple[str, str]]:
     """Pick the features shown against the cohort: (column, display name) pairs.
 
-    The preferred clinical/speech features of :data:`KEY_FEATURES` first (first match per
-    pattern, skipping ``meta__`` columns); if fewer than four are found, the first
-    column of each remaining feature group fills up.
+    Matches of :data:`KEY_FEATURES` (first column per pattern, ``meta__`` columns
+    skipped), taken round-robin over feature groups so that every group present is
+    represented before any group gets a second feature; if fewer than four match, the
+    first column of each remaining group fills up.
     """
-    chosen: list[tuple[str, str]] = []
     cols = [c for c in columns if "__" in c and not c.startswith("meta__")]
+    by_group: dict[str, list[tuple[str, str]]] = {}
+    taken: set[str] = set()
     for pattern, name in KEY_FEATURES:
         rx = re.compile(pattern, re.IGNORECASE)
-        hit = next((c for c in cols if rx.search(c) and c not in dict(chosen)), None)
+        hit = next((c for c in cols if rx.search(c) and c not in taken), None)
         if hit:
-            chosen.append((hit, name))
-        if len(chosen) >= max_n:
-            return chosen
+            taken.add(hit)
+            by_group.setdefault(hit.split("__")[0], []).append((hit, name))
+    chosen: list[tuple[str, str]] = []
+    queues = list(by_group.values())
+    while any(queues) and len(chosen) < max_n:
+        for q in queues:
+            if q and len(chosen) < max_n:
+                chosen.append(q.pop(0))
     if len(chosen) < 4:
         seen = {c.split("__")[0] for c, _ in chosen}
         for c in cols:
             g = c.split("__")[0]
-            if g not in seen:
+            if g not in seen and len(chosen) < max_n:
                 chosen.append((c, c))
                 seen.add(g)
-            if len(chosen) >= max_n:
-                break
     return chosen
 
 
@@ -181,6 +187,7 @@ def build_patient_report(
     compute_tracks: bool = False,
     banner: str | None = None,
     ablation: RunData | None = None,
+    embedder: Path | None = None,
 ) -> Report:
     """Build the report of one recording (subject × session).
 
@@ -205,6 +212,8 @@ def build_patient_report(
     ablation : RunData, optional
         An ablation run of the same features (per-group contributions); default: ``run``
         itself when it is an ablation run.
+    embedder : Path, optional
+        Exported expression embedder (ONNX): adds the expression timeline.
 
     Returns
     -------
@@ -273,7 +282,7 @@ def build_patient_report(
                      section="What drove the prediction", level="plain")
 
     # ---- recording quality and signals -------------------------------------------------
-    _signals(rep, own, media, cache_roots, compute_tracks)
+    _signals(rep, own, media, cache_roots, compute_tracks, embedder)
 
     # ---- cohort position ---------------------------------------------------------------
     if own is not None and key_features:
@@ -375,7 +384,7 @@ def _quality_values(own: pd.Series | None) -> dict[str, str]:
 
 
 def _signals(rep: Report, own: pd.Series | None, media: RecordingMedia | None,
-             cache_roots: Sequence[Path], compute: bool) -> None:
+             cache_roots: Sequence[Path], compute: bool, embedder: Path | None = None) -> None:
     qual = _quality_values(own)
     track = None
     if media is not None and media.video is not None:
@@ -420,6 +429,13 @@ def _signals(rep: Report, own: pd.Series | None, media: RecordingMedia | None,
             caption="Frame-to-frame pupil movement against head movement (yaw for horizontal, pitch for "
                     "vertical), on tracked frames without blinks; Pearson r per axis as in the "
                     "headpose__corr_vel features.")
+        expr = expression_timeline(track, embedder) if embedder is not None else None
+        if expr is not None:
+            rep.add_figure(F.expression_figure(expr["time"], expr["probs"]), "Expression timeline",
+                           section="Facial expression",
+                           caption="Class probabilities of the expression embedder on every 5th tracked frame "
+                                   "(aligned face crops, as in the expr features). Expression models are "
+                                   "trained on posed and in-the-wild photos, not on older adults.")
     else:
         why = ("no video for this recording" if media is None or media.video is None
                else "its per-frame face track is not cached (run 'cdrscreen extract' with the pupil or "

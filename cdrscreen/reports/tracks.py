@@ -228,3 +228,23 @@ def speech_activity(audio: Path, segments: Path | None = None) -> SpeechActivity
     gap = float(np.median(sp) - np.median(bg)) if sp.size and bg.size else float("nan")
     return SpeechActivity(iv, float(len(x) / sr),
                           None if analysed is None else [(float(a), float(b)) for a, b in analysed], gap)
+
+
+def expression_timeline(track: Any, embedder: Path, every: int = 5) -> dict[str, Any] | None:
+    """Per-frame expression probabilities of a tracked video from an exported embedder.
+
+    Runs :func:`cdrscreen.features.expression.embed_track` (aligned face crops of every
+    ``every``-th tracked frame through the ONNX embedder, as the ``expr`` features do).
+    Returns ``time`` and one probability array per class, or None when onnxruntime is
+    missing or the embedder cannot be used.
+    """
+    try:
+        from cdrscreen.features.expression import Embedder, embed_track
+
+        table = embed_track(track, Embedder(embedder), every=every)
+    except Exception:
+        return None
+    probs = {c.removeprefix("prob_"): table[c].to_numpy(float) for c in table.columns if c.startswith("prob_")}
+    if not probs:
+        return None
+    return {"time": table.index.get_level_values("time").to_numpy(float), "probs": probs}
