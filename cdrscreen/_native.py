@@ -39,3 +39,49 @@ def quiet_native_stderr() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
+
+
+#: Native log lines that are start-up chatter, not problems (MediaPipe / TFLite / absl).
+NOISE_PREFIXES: tuple[bytes, ...] = (
+    b"INFO: Created TensorFlow Lite",
+    b"WARNING: All log messages before absl::InitializeLog()",
+    b"W0000 ",
+    b"I0000 ",
+)
+_filter_installed = False
+
+
+def filter_native_stderr() -> None:
+    """In a worker process, drop known native start-up chatter from fd 2 for good.
+
+    fd 2 is replaced by a pipe; a daemon thread forwards every line except those that
+    start with one of :data:`NOISE_PREFIXES` to the original stderr. Graph threads log
+    asynchronously, so a block-scoped redirect cannot catch them; this can. Meant for
+    joblib workers (no progress bars there); idempotent per process.
+    """
+    global _filter_installed
+    if _filter_installed or os.environ.get("CDRSCREEN_NATIVE_LOGS"):
+        return
+    _filter_installed = True
+    try:
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    real = os.dup(2)
+    r, w = os.pipe()
+    os.dup2(w, 2)
+    os.close(w)
+
+    def pump() -> None:
+        with os.fdopen(r, "rb", buffering=0) as src:
+            buf = b""
+            while chunk := src.read(4096):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                out = b"".join(ln + b"\n" for ln in lines if not ln.startswith(NOISE_PREFIXES))
+                if out:
+                    os.write(real, out)
+            if buf and not buf.startswith(NOISE_PREFIXES):
+                os.write(real, buf)
+
+    threading.Thread(target=pump, name="native-stderr-filter", daemon=True).start()

@@ -75,6 +75,14 @@ def make_extractors(
     return out
 
 
+def _worker_task(*args: Any) -> Any:
+    """:func:`_recording_task` in a worker process, without MediaPipe's start-up log lines."""
+    from cdrscreen._native import filter_native_stderr
+
+    filter_native_stderr()
+    return _recording_task(*args)
+
+
 def _recording_task(
     extractors: Sequence[Extractor], rec: Recording, cache: FeatureCache
 ) -> tuple[list[pd.DataFrame] | None, int, str | None]:
@@ -179,7 +187,7 @@ def extract_study(
         gen = (_recording_task(extractors, r, cache) for r in recs)
     else:
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_recording_task)(extractors, r, cache) for r in recs
+            delayed(_worker_task)(extractors, r, cache) for r in recs
         )
     results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
 

@@ -47,6 +47,7 @@ entering the frame therefore does not take over from the tracked subject.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -58,6 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cdrscreen._native import quiet_native_stderr
 from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.errors import MissingDependencyError
 
@@ -225,7 +227,9 @@ def _detect(detector: Any, rgb: np.ndarray) -> list[tuple[float, float]]:
     """Centres (px) of the faces MediaPipe's face detector finds in a frame."""
     h, w = rgb.shape[:2]
     out = []
-    for d in detector.process(rgb).detections or []:
+    with quiet_native_stderr():  # first runs of the detector graph log on fd 2
+        detections = detector.process(rgb).detections
+    for d in detections or []:
         b = d.location_data.relative_bounding_box
         out.append(((b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h))
     return out
@@ -287,15 +291,17 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
     prev_box: np.ndarray | None = None
 
     def new_mesh(n: int) -> Any:
-        return mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=n, refine_landmarks=True,
-            min_detection_confidence=cfg.min_detection_confidence,
-            min_tracking_confidence=cfg.min_tracking_confidence,
-        )
+        with quiet_native_stderr():  # graph start-up chatter on fd 2
+            return mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=n, refine_landmarks=True,
+                min_detection_confidence=cfg.min_detection_confidence,
+                min_tracking_confidence=cfg.min_tracking_confidence,
+            )
 
-    detector = mp.solutions.face_detection.FaceDetection(
-        model_selection=0, min_detection_confidence=cfg.min_detection_confidence
-    ) if cfg.verify_every else None
+    with quiet_native_stderr():
+        detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=cfg.min_detection_confidence
+        ) if cfg.verify_every else None
     # without the detector check a second face could not be noticed: allow it from the start
     multi = cfg.max_faces < 2 or detector is None
     mesh = new_mesh(cfg.max_faces if multi else 1)
@@ -303,7 +309,9 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
     try:
         for fr in _prefetch(iter_frames(path, stride=cfg.stride)):
             h, w = fr.rgb.shape[:2]
-            faces = _landmarks(mesh.process(fr.rgb), w, h)
+            # the graphs log (fd 2) on their first runs: keep those quiet, not later frames
+            with quiet_native_stderr() if len(rows) < 30 else contextlib.nullcontext():
+                faces = _landmarks(mesh.process(fr.rgb), w, h)
             ok = False
             if faces:
                 p = faces[choose_face(faces, prev_box)]
@@ -316,7 +324,8 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                         multi = True
                         mesh.close()
                         mesh = new_mesh(cfg.max_faces)
-                        faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
+                        with quiet_native_stderr():
+                            faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
                         p = faces[choose_face(faces, prev_box)]
                         feats = frame_features(p.astype(np.float64), w, h)
                         box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
