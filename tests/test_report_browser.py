@@ -85,3 +85,15 @@ def test_demo_cohort_reports_in_chromium(browser, demo_cohort_small, fer_embedde
         assert f"<h3>{title}</h3>" in html, title
     r = check_page(browser, patients[0], f"demo-patient-{patients[0].stem}")
     assert len(r["images"]) >= 8
+
+
+def test_print_to_pdf(browser, built_reports, tmp_path):
+    import re
+
+    from cdrscreen.reports.browser import A4_WIDTH_PX
+
+    browser.open(built_reports[0], width=A4_WIDTH_PX, media="print")
+    pdf = browser.print_pdf(tmp_path / "study.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF")
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
+    assert pages >= 3  # the study report spans several A4 pages

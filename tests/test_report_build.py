@@ -114,3 +114,17 @@ def test_cli_report(report_runs, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "nope: not a folder" in err and "Traceback" not in err
+
+
+def test_one_report_per_session(tmp_path):
+    from tests.fixtures_reports import make_feature_table, make_runs
+
+    proto = {"name": "sessions", "seed": 0, "labels": {"scheme": "binary"},
+             "models": [{"name": "logreg", "learner": "logreg", "params": {"C": 0.1}}],
+             "statistics": {"n_bootstrap": 20, "n_permutations": 0}}
+    run_dir, _ = make_runs(tmp_path, make_feature_table(8, seed=3, sessions=2), proto, ablation=False)
+    paths = build_reports(run_dir, subject="P002", n_jobs=1)
+    assert [p.name for p in paths] == ["P002_ses-1.html", "P002_ses-2.html"]
+    one, two = (_text(p) for p in paths)
+    assert "subject P002, session 1" in one and "subject P002, session 2" in two
+    assert "This session" in one and "(this session)" in two

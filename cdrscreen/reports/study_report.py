@@ -76,11 +76,12 @@ def quality_table(features: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Da
 
 
 def quality_columns(features: pd.DataFrame) -> pd.DataFrame:
-    """Summary (mean, min) of quality-like columns (usable fraction, success, SNR)."""
+    """Summarise quality-like columns (usable fraction, success, SNR): mean, SD, counts."""
     rec = _per_recording(features)
     cols = [c for c in rec.columns if not c.startswith("meta__")
             and any(k in c.lower() for k in ("usable", "success", "snr", "quality"))]
-    rows = [{"column": c, "mean": rec[c].mean(), "lowest": rec[c].min(),
+    rows = [{"column": c, "recordings": int(rec[c].notna().sum()), "mean": rec[c].mean(),
+             "SD": rec[c].std(ddof=1),
              "recordings below 0.8": int((rec[c] < 0.8).sum()) if "snr" not in c.lower() else np.nan}
             for c in cols]
     return pd.DataFrame(rows)
