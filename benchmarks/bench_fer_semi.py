@@ -119,19 +119,20 @@ def run(method: str, seed: int, per_class: int, epochs: int, steps: int, batch: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=1, help="seed 0 was used for pilot runs")
     ap.add_argument("--per-class", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--steps-per-epoch", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--methods", default="supervised,ts_feedback,ts_no_feedback")
-    ap.add_argument("--wait", type=int, default=2, help="student wait / consistency ramp epochs")
+    ap.add_argument("--wait", type=int, default=1, help="student wait / consistency ramp epochs")
     ap.add_argument("--threshold", type=float, default=0.0)
     ap.add_argument("--width", type=int, default=16)
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods.split(","):
                 r = run(method, seed, args.per_class, args.epochs, args.steps_per_epoch, args.batch, Path(tmp),
                         wait=args.wait, width=args.width, threshold=args.threshold)

@@ -206,3 +206,23 @@ def test_semi_protocol_errors_name_the_file(tmp_path):
     p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\nsemi: {labels_per_class: 2, bogus: 1}\n")
     with pytest.raises(ConfigError, match="bogus"):
         load_semi_protocol(p)
+
+
+def test_labeled_half_of_semi_batches_is_class_balanced(one_thread):
+    from fer_backbone.data import ClassBalancedSampler, FERDataset, load_digits_samples
+    from fer_backbone.train import make_loader
+
+    s = load_digits_samples()
+    # heavily imbalanced labeled set: 150 of class 0, 10 of each other class
+    idx = np.concatenate([np.flatnonzero(s.labels == 0)[:150]]
+                         + [np.flatnonzero(s.labels == c)[:10] for c in range(1, 10)])
+    labeled = s.subset(idx)
+    weak = weak_augment(flip=False, jitter=0.0, translate=0.0)
+    ds = SemiSupervisedDataset(FERDataset(labeled, 8), FERDataset(s, 8), 8, weak, weak)
+    sampler = ClassBalancedSampler(labeled.labels, num_samples=1000, seed=0)
+    counts = np.zeros(10)
+    for batch in make_loader(ds, 100, sampler=sampler):
+        counts += np.bincount(batch["label"].numpy(), minlength=10)
+        assert batch["unlabeled_weak"].shape == (100, 3, 8, 8)
+    frac = counts / counts.sum()
+    assert np.abs(frac - 0.1).max() < 0.04  # without balancing class 0 would be 62%
