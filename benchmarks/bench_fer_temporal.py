@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_fer_semi import MEAN, STD, SIZE, SmallCNN  # noqa: E402
+from bench_fer_semi import MEAN, SIZE, STD, SmallCNN  # noqa: E402
 
 from fer_backbone.config import TrainConfig  # noqa: E402
 from fer_backbone.data import FERDataset, load_digits_samples  # noqa: E402
