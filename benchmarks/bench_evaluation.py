@@ -7,7 +7,8 @@ ablation (bootstrap CIs, no permutations), with joblib on ``--jobs`` workers.
 
     python benchmarks/bench_evaluation.py --jobs 2 --permutations 1000
 
-Prints the timings and writes them to benchmarks/results/bench_evaluation.json. The
+Prints the timings and writes them to benchmarks/results/bench_evaluation_<learner>.json
+(``--learner svm`` or ``ridge``; ridge runs its permutations batched in closed form). The
 permutation test is linear in N (every permutation is the same amount of work), so a
 run with fewer permutations also reports the measured time per permutation and the
 extrapolation to 1,000.
@@ -53,12 +54,19 @@ def cohort(n_subjects: int = 100, seed: int = 0) -> pd.DataFrame:
     return df.set_index(idx)
 
 
+LEARNERS = {
+    "svm": {"name": "svm", "learner": "svm", "params": {"gamma": "scale"}, "grid": {"C": [0.1, 1.0, 10.0]}},
+    "ridge": {"name": "ridge", "learner": "ridge", "grid": {"alpha": [1.0, 10.0, 100.0]}},
+}
+LEARNER = "svm"
+
+
 def protocol(scheme: str, n_perm: int, n_boot: int) -> dict:
     return {
         "name": f"bench_{scheme}",
         "seed": 0,
         "labels": {"scheme": scheme},
-        "models": [{"name": "svm", "learner": "svm", "params": {"gamma": "scale"}, "grid": {"C": [0.1, 1.0, 10.0]}}],
+        "models": [LEARNERS[LEARNER]],
         "cv": {"outer": "loso", "inner_splits": 3},
         "statistics": {"n_bootstrap": n_boot, "n_permutations": n_perm},
         "ablation": {"singles": True, "leave_one_out": True, "n_permutations": 0},
@@ -71,7 +79,11 @@ def main() -> None:
     ap.add_argument("--permutations", type=int, default=1000)
     ap.add_argument("--bootstraps", type=int, default=1000)
     ap.add_argument("--subjects", type=int, default=100)
+    ap.add_argument("--learner", choices=sorted(LEARNERS), default="svm",
+                    help="svm: RBF-SVM, C tuned; ridge: closed-form ridge, alpha tuned (batched permutations)")
     args = ap.parse_args()
+    global LEARNER
+    LEARNER = args.learner
     os.environ.setdefault("CDRSCREEN_NO_PROGRESS", "1")
     from cdrscreen.evaluation import ablate, evaluate
 
@@ -108,6 +120,7 @@ def main() -> None:
     spec_total = timings["total_s"] - sum(timings[f"{s}_evaluate_without_permutations_s"] for s in ("binary", "3class"))
     out = {
         "benchmark": "evaluation: binary + 3-class LOSO nested CV + bootstraps + permutations + ablations",
+        "learner": LEARNERS[LEARNER],
         "subjects": args.subjects, "groups": GROUPS, "jobs": args.jobs,
         "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
         "permutations": args.permutations, "bootstraps": args.bootstraps,
@@ -122,7 +135,7 @@ def main() -> None:
     print(json.dumps(out, indent=2))
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / "bench_evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
+    (res_dir / f"bench_evaluation_{LEARNER}.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

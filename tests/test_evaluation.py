@@ -194,3 +194,32 @@ def test_bad_inputs_are_one_line_errors(tmp_path, feature_table):
         evaluate(small_protocol(), path, progress=False)
     with pytest.raises(ConfigError, match="grid key 'Cc'"):
         evaluate(small_protocol(models=[{"name": "s", "grid": {"Cc": [1]}}]), feature_table, progress=False)
+
+
+@pytest.mark.parametrize("scheme,grid,cv_spec", [
+    ("binary", {"alpha": [0.1, 10.0, 1000.0]}, {}),
+    ("3class", {"alpha": [1.0, 100.0]}, {"outer": "group_kfold", "n_splits": 4, "repeats": 2}),
+    ("binary", {}, {}),
+])
+def test_batched_ridge_permutations_equal_the_estimator_path(scheme, grid, cv_spec):
+    from cdrscreen.evaluation import cv, fast
+    from cdrscreen.evaluation.stats import subject_permutations
+
+    df = make_feature_table(18, signal={"pupil": 0.7}, augmented_copies=1, seed=8)
+    proto = load_protocol(small_protocol(labels={"scheme": scheme}, cv=cv_spec,
+                                         models=[{"name": "r", "learner": "ridge", "grid": grid}]))
+    data = load_dataset(proto, df)
+    folds = cv.make_folds(proto, data)
+    plan = cv.plan_model(proto.models[0], data, 0)
+    assert fast.supports(plan, proto)
+    perms = [data.subject_y] + subject_permutations(data.subject_y, 6, seed=1)
+    slow = cv.permutation_scores(plan, folds, data, proto, perms, "balanced_accuracy")
+    quick = fast.permutation_scores(plan, folds, data, proto, perms, "balanced_accuracy")
+    assert quick == pytest.approx(slow, abs=1e-12)
+    assert len(set(slow)) > 1  # the permutations do change the score
+    # the observed run: same row scores and the same chosen alpha in every fold
+    ref = cv.run_folds(plan, folds, data, data.y, proto)
+    ours = fast.run_folds(plan, folds, data, data.y, proto)
+    for (p_ref, c_ref), (p_ours, c_ours) in zip(ref, ours, strict=True):
+        np.testing.assert_allclose(p_ours, p_ref, rtol=0, atol=1e-12)
+        assert c_ours == c_ref

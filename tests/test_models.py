@@ -9,6 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cdrscreen.models import (
     LateFusionClassifier,
+    RidgeScoreClassifier,
     StackingGroupsClassifier,
     build_model,
     grid_param_name,
@@ -24,6 +25,7 @@ def _fast_member():
     [
         LateFusionClassifier(_fast_member()),
         StackingGroupsClassifier(_fast_member(), final_estimator=LogisticRegression(max_iter=200), n_splits=2),
+        RidgeScoreClassifier(),
     ]
 )
 def test_sklearn_estimator_contract(estimator, check):
@@ -87,3 +89,19 @@ def test_build_model_grid_names_are_valid_parameters():
 def test_unknown_learner_is_rejected():
     with pytest.raises(ValueError, match="unknown learner"):
         make_group_pipeline("xgboost")
+
+
+def test_ridge_matches_sklearn_ridge_classifier():
+    from sklearn.linear_model import RidgeClassifier
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(50, 6))
+    for k in (2, 3):
+        y = np.arange(50) % k
+        X[:, 0] += y
+        ours = RidgeScoreClassifier(alpha=3.0).fit(X, y)
+        ref = RidgeClassifier(alpha=3.0).fit(X, y)
+        dref = ref.decision_function(X)
+        np.testing.assert_allclose(ours.decision_function(X), dref, atol=1e-10)
+        np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+        np.testing.assert_allclose(ours.predict_proba(X).sum(1), 1.0)

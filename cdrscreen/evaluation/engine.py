@@ -15,11 +15,12 @@ import numpy as np
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
-from cdrscreen.evaluation import cv
+from cdrscreen.evaluation import cv, fast
 from cdrscreen.evaluation.data import Dataset
 from cdrscreen.evaluation.metrics import score
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.evaluation.stats import permutation_p_value, subject_permutations
+from cdrscreen.models import make_early_fusion
 from cdrscreen.progress import track
 
 
@@ -46,13 +47,31 @@ def _fold_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol
                prepared: cv.Prepared | None = None):
     with threadpool_limits(1):  # tiny matrices: BLAS threads only add overhead
         prepared = prepared if prepared is not None else cv.Prepared(data.X)
-        return cv.run_folds(plan, folds, data, data.y, protocol, ids, prepared), prepared.blocks
+        run = fast.run_folds if fast.supports(plan, protocol) else cv.run_folds
+        return run(plan, folds, data, data.y, protocol, ids, prepared), prepared.blocks
+
+
+def _blocks_task(plans: list[cv.ModelPlan], folds: list[cv.Fold], X: np.ndarray, ids: list[int]) -> dict:
+    """Fit every distinct per-group block of ``plans`` on the training sets of folds ``ids``."""
+    with threadpool_limits(1):
+        prepared = cv.Prepared(X)
+        for f in ids:
+            for plan in plans:
+                for j, (itr, iva) in enumerate(folds[f].inner):
+                    prepared.get(plan, (f, j), itr, iva)
+                prepared.get(plan, (f, -1), folds[f].train, folds[f].test)
+        return prepared.blocks
+
+
+def _plan_blocks(plan: cv.ModelPlan) -> set[tuple[str, tuple]]:
+    return {(n, tuple(c)) for n, _, c in plan.prep.transformers} if plan.prep is not None else set()
 
 
 def _perm_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol: Protocol,
                perms: list[np.ndarray], metric: str, blocks: dict):
     with threadpool_limits(1):
-        return cv.permutation_scores(plan, folds, data, protocol, perms, metric, cv.Prepared(data.X, blocks))
+        run = fast.permutation_scores if fast.supports(plan, protocol) else cv.permutation_scores
+        return run(plan, folds, data, protocol, perms, metric, cv.Prepared(data.X, blocks))
 
 
 def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str) -> list[Any]:
@@ -83,13 +102,32 @@ def run_plans(
     n_workers = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
     shared = cv.Prepared(data.X) if n_jobs == 1 else None  # in-process: one cache for everything
     fold_size = max(1, -(-len(folds) // (2 * n_workers)))
+    blocks: dict = {}
+    if shared is None and any(plan.prep is not None for plan in plans):
+        # phase 0: fit each distinct group block once per training set (shared by all plans)
+        distinct: dict[frozenset, cv.ModelPlan] = {}
+        for plan in plans:
+            for name, trans, cols in (plan.prep.transformers if plan.prep is not None else []):
+                key = frozenset([(name, tuple(cols))])
+                if key not in distinct:
+                    one = cv.ModelPlan(name, make_early_fusion({name: cols}), {}, [name])
+                    distinct[key] = one
+        block_plans = list(distinct.values())
+        tasks = [delayed(_blocks_task)(block_plans, folds, data.X, ids) for ids in _chunks(len(folds), fold_size)]
+        for blk in _run(tasks, n_jobs, progress, f"{description} (scaling)"):
+            blocks.update(blk)
     tasks, owners = [], []
     for p, plan in enumerate(plans):
+        mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in _plan_blocks(plan)}
         for ids in _chunks(len(folds), fold_size):
-            tasks.append(delayed(_fold_task)(plan, folds, data, protocol, ids, shared))
+            prepared = shared
+            if shared is None:
+                prepared = cv.Prepared(data.X, {k: v for k, v in mine.items() if k[2][0] in ids})
+            tasks.append(delayed(_fold_task)(plan, folds, data, protocol, ids, prepared))
             owners.append(p)
     fold_out = _run(tasks, n_jobs, progress, f"{description} (folds)")
-    blocks: dict = dict(shared.blocks) if shared is not None else {}
+    if shared is not None:
+        blocks = dict(shared.blocks)
     fold_results: list[list[Any]] = [[] for _ in plans]
     for p, (res, blk) in zip(owners, fold_out, strict=True):
         fold_results[p] += res
@@ -98,10 +136,11 @@ def run_plans(
 
     null: list[list[float]] = [[] for _ in plans]
     if n_permutations:
-        perm_size = max(1, -(-n_permutations // (2 * n_workers)))
         tasks, owners = [], []
         for p, plan in enumerate(plans):
-            ids_of_plan = {(n, tuple(c)) for n, _, c in plan.prep.transformers} if plan.prep is not None else set()
+            per_task = n_workers if fast.supports(plan, protocol) else 2 * n_workers
+            perm_size = max(1, -(-n_permutations // per_task))
+            ids_of_plan = _plan_blocks(plan)
             mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in ids_of_plan}
             for ids in _chunks(n_permutations, perm_size):
                 tasks.append(delayed(_perm_task)(plan, folds, data, protocol, [perms[i] for i in ids], metric, mine))

@@ -80,7 +80,7 @@ class ModelSpec(_Strict):
 
     name: str
     fusion: Literal["early", "late", "stacking"] = "early"
-    learner: Literal["svm", "logreg", "rf"] = "svm"
+    learner: Literal["svm", "logreg", "rf", "ridge"] = "svm"
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     select_k: int | None = Field(default=None, ge=1)
