@@ -183,6 +183,7 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    prev_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
@@ -306,6 +307,7 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
                "train_images_per_second_this_session": ips, "device": str(device),
                "amp": str(amp_dtype) if amp_dtype else None, "channels_last": channels_last}
     write_json(out_dir / "summary.json", summary)
+    torch.set_num_threads(prev_threads)
     return FitResult(out_dir, best_epoch, val_metrics, test_metrics, history, ips)
 
 

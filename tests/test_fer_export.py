@@ -15,6 +15,14 @@ from tests.fixtures_fer import TINY_BACKBONE
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("name", ["baseline", "scn", "slm_aea"])
 def test_onnx_parity_and_metadata(tmp_path, name):
     torch.manual_seed(0)
@@ -50,24 +58,25 @@ def test_read_metadata_rejects_foreign_onnx(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_evaluate_export(tmp_path):
+def test_cli_train_evaluate_export(tmp_path, capsys):
+    from fer_backbone.cli import main
+
     run = tmp_path / "run"
-    common = [sys.executable, "-m", "fer_backbone"]
-    env_set = ["--set", f"model.backbone={TINY_BACKBONE}", "--set", "data.train_limit=160",
-               "--set", "train.epochs=1", "--set", "train.threads=1"]
-    out = subprocess.run([*common, "train", "protocols/fer_scn_digits.yaml", "--out", str(run), *env_set],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    sets = ["--set", f"model.backbone={TINY_BACKBONE}", "--set", "data.train_limit=160",
+            "--set", "train.epochs=1", "--set", "train.threads=1"]
+    out = subprocess.run([sys.executable, "-m", "fer_backbone", "train", "protocols/fer_scn_digits.yaml",
+                          "--out", str(run), *sets], cwd=REPO, capture_output=True, text=True, check=True)
     trained = json.loads(out.stdout.strip().splitlines()[-1])
     assert trained["best_epoch"] == 1 and 0 <= trained["test_accuracy"] <= 1
-    ev = subprocess.run([*common, "evaluate", str(run)], cwd=REPO, capture_output=True, text=True, check=True)
-    assert json.loads(ev.stdout)["accuracy"] == pytest.approx(trained["test_accuracy"])
-    ex = subprocess.run([*common, "export", str(run), "--out", str(tmp_path / "m.onnx")], cwd=REPO,
-                        capture_output=True, text=True, check=True)
-    res = json.loads(ex.stdout)
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(trained["test_accuracy"])
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
+    res = json.loads(capsys.readouterr().out)
     assert res["parity_max_abs_diff"]["probs"] < 1e-5
     assert read_metadata(tmp_path / "m.onnx")["class_names"] == [str(i) for i in range(10)]
     task, info = load_trained(run)
     assert info["task"] == "scn" and task.relabels.shape == (136,)  # 160 - 15 % validation
-    bad = subprocess.run([*common, "export", str(tmp_path / "nowhere"), "--out", "x.onnx"], cwd=REPO,
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
+    assert main(["export", str(tmp_path / "nowhere"), "--out", "x.onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

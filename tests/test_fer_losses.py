@@ -10,6 +10,14 @@ from fer_backbone.tasks.slm_aea import init_label_logits, label_logit_update, ra
 from tests.fixtures_fer import TINY_BACKBONE
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_rank_regularization_margin():
     alpha = torch.tensor([0.1, 0.9, 0.2, 0.8, 0.7])
     # beta 0.6 -> top int(5*0.6)=3: {0.9, 0.8, 0.7} mean 0.8; low {0.2, 0.1} mean 0.15; gap 0.65

@@ -19,6 +19,14 @@ from fer_backbone.tasks import build_task
 from fer_backbone.train import fit
 from tests.fixtures_fer import TINY_BACKBONE
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
