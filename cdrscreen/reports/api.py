@@ -162,10 +162,15 @@ def build_reports(
             raise InputError(run.run_dir / "predictions.parquet",
                              f"no prediction for subject {subject!r}"
                              + (f" (did you mean {hint[0]!r}?)" if hint else f"; subjects: {', '.join(known[:10])}"))
+    want_study = study if study is not None else subject is None
     written: list[Path] = []
-    if study if study is not None else subject is None:
-        written.append(build_study_report(run, banner=banner, ablation=abl).save(out / "study.html"))
+
+    def write_study() -> None:
+        if want_study:
+            written.insert(0, build_study_report(run, banner=banner, ablation=abl).save(out / "study.html"))
+
     if not recs:
+        write_study()
         return written
 
     key, cohort = cohort_summaries(run, min_class_n)
@@ -186,14 +191,17 @@ def build_reports(
     args = dict(run=run, cohort=cohort, key=key, roots=roots, compute=tracks == "compute", banner=banner,
                 ablation=abl, embedder=emb_path)
     if n_jobs <= 1:
+        write_study()
         written += [_one(*j, **args) for j in jobs]
     else:
         from joblib import Parallel, delayed
 
         chunks = [jobs[i::n_jobs] for i in range(n_jobs)]
-        res = Parallel(n_jobs=n_jobs)(delayed(_many)(c, **args) for c in chunks)
-        by_path = {p: p for r in res for p in r}
-        written += [by_path[j[3]] for j in jobs]
+        # workers start on the patients while this process writes the study report
+        gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_many)(c, **args) for c in chunks)
+        write_study()
+        done = {p for r in gen for p in r}
+        written += [j[3] for j in jobs if j[3] in done]
     return written
 
 

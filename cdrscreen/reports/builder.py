@@ -157,6 +157,16 @@ class Report:
                    "alt": alt or title})
         )
 
+    def add_png(self, png: bytes, width: int, height: int, title: str, caption: str = "",
+                section: str = "Figures", alt: str | None = None) -> None:
+        """Add an already rendered PNG image (``width`` x ``height`` pixels)."""
+        data = base64.b64encode(png).decode("ascii")
+        self._items.append(
+            _Item("figure", title, section, caption,
+                  {"src": f"data:image/png;base64,{data}", "width": int(width), "height": int(height),
+                   "alt": alt or title})
+        )
+
     def add_figure_row(
         self,
         figs: list[Any],

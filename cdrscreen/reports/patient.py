@@ -295,8 +295,9 @@ def build_patient_report(
                          "the privacy threshold, and this recording has no value for these features.",
                          section="Compared with the cohort", level="plain")
         if dists:
-            rep.add_figure(
-                F.cohort_position_figure(dists, vals), "This recording against the cohort",
+            png, w, h = _cohort_plot(dists, rep.dpi).png(vals)
+            rep.add_png(
+                png, w, h, "This recording against the cohort",
                 section="Compared with the cohort",
                 caption="Curves: smoothed distribution of each CDR class in the study cohort; triangles: "
                         "class means; red line: this recording. Each feature is drawn in cohort standard "
@@ -304,6 +305,21 @@ def build_patient_report(
                         "Only class summaries are shown; classes with too few people show only their count.")
             rep.add_table(_cohort_table(dists, vals), "Values", section="Compared with the cohort")
     return rep
+
+
+_COHORT_PLOTS: dict[tuple, tuple[list[FeatureDistribution], F.CohortPlot]] = {}
+
+
+def _cohort_plot(dists: list[FeatureDistribution], dpi: int) -> F.CohortPlot:
+    """The cohort plot's shared background for these features (built once per process)."""
+    key = (tuple(id(d) for d in dists), dpi)
+    hit = _COHORT_PLOTS.get(key)
+    if hit is None or any(a is not b for a, b in zip(hit[0], dists, strict=True)):
+        if len(_COHORT_PLOTS) >= 4:
+            _COHORT_PLOTS.pop(next(iter(_COHORT_PLOTS)))
+        hit = (list(dists), F.CohortPlot(dists, dpi=dpi))  # keeps dists alive: ids stay unique
+        _COHORT_PLOTS[key] = hit
+    return hit[1]
 
 
 def _footer(rep: Report, run: RunData) -> None:

@@ -21,6 +21,8 @@ import pandas as pd
 
 #: Strides tried when looking a cached track up (extraction's ``--stride``).
 _STRIDES = (1, 2, 3, 4, 5, 6, 8, 10)
+#: ``max_faces`` values tried (extraction's default first).
+_MAX_FACES = (2, 1, 3, 4)
 
 
 @dataclass
@@ -91,10 +93,12 @@ def cached_face_track(video: Path, cache_roots: Sequence[Path], compute: bool = 
         cache = FeatureCache(root)
         if not (root / "facetrack").is_dir():
             continue
-        for stride in _STRIDES:
-            key = cache.key("facetrack", face.TrackConfig(stride=stride).as_dict(), [video])
-            if cache.path_for("facetrack", key).exists():
-                return face.load_track(video, stride=stride, cache=cache)
+        for max_faces in _MAX_FACES:
+            for stride in _STRIDES:
+                cfg = face.TrackConfig(stride=stride, max_faces=max_faces)
+                key = cache.key("facetrack", cfg.as_dict(), [video])
+                if cache.path_for("facetrack", key).exists():
+                    return face.load_track(video, stride=stride, max_faces=max_faces, cache=cache)
     if compute:
         return face.load_track(video, cache=roots[0] if roots else None)
     return None
