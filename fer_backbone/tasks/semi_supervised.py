@@ -242,11 +242,12 @@ class SemiSupervisedTask(Task):
                         target: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, float]:
         """Step S on the pseudo-labels; return (L_u, CE_labeled(S_new), f)."""
         params = [p for p in self.student.parameters() if p.requires_grad]
-        n_l = x_l.shape[0]
+        # CE_labeled before and after the step are measured on the same batch (x_l alone), so
+        # batch-norm statistics do not differ between the two and bias f
+        with torch.no_grad():
+            ce_old = F.cross_entropy(self.student(x_l).float(), y_l)
         with torch.enable_grad():
-            logits = self.student(torch.cat([x_l, x_u])).float()
-            ce_old = F.cross_entropy(logits[:n_l].detach(), y_l)
-            per = soft_cross_entropy(logits[n_l:], target)
+            per = soft_cross_entropy(self.student(x_u).float(), target)
             l_u = (per * mask).sum() / mask.sum().clamp(min=1.0)
             self.student_opt.zero_grad(set_to_none=True)
             l_u.backward()
