@@ -311,7 +311,7 @@ _COHORT_PLOTS: dict[tuple, tuple[list[FeatureDistribution], F.CohortPlot]] = {}
 
 
 def _cohort_plot(dists: list[FeatureDistribution], dpi: int) -> F.CohortPlot:
-    """The cohort plot's shared background for these features (built once per process)."""
+    """Return the cohort plot's shared background for these features (built once per process)."""
     key = (tuple(id(d) for d in dists), dpi)
     hit = _COHORT_PLOTS.get(key)
     if hit is None or any(a is not b for a, b in zip(hit[0], dists, strict=True)):
