@@ -141,6 +141,9 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
     rep.set_footer(run=run.run_dir.name, protocol=run.protocol_name,
                    **{"run started": str(run.run.get("started_at") or "–"),
                       "cdrscreen": str(env.get("cdrscreen") or (env.get("packages", {}) or {}).get("cdrscreen") or "–")})
+    desc = str(run.metrics.get("description") or run.protocol.get("description") or "").strip()
+    if desc:
+        rep.add_text(desc, title="Protocol", section="Summary", level="plain")
     models = run.metrics.get("models", {})
     pm = models.get(primary, {})
     met = pm.get("metrics", {})
