@@ -10,7 +10,9 @@ only; a subject's rows (sessions, augmented copies) are always on one side of a 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -195,9 +197,46 @@ def aggregate(proba: np.ndarray, subjects: np.ndarray, how: str = "mean", normal
     return uniq, np.divide(out, s, out=np.full_like(out, 1.0 / out.shape[1]), where=s > 0)
 
 
+class _Memo:
+    """Process-wide, content-addressed store of fitted blocks (bounded, oldest dropped first).
+
+    The key hashes the block's transformer, its input columns' values and the train/test
+    row indices, so a hit is the same computation with the same inputs (e.g. the same
+    folds of the same table in an evaluation and then an ablation).
+    """
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes, self.nbytes, self.store = max_bytes, 0, OrderedDict()
+
+    @staticmethod
+    def key(trans: Any, X: np.ndarray, cols: Any, train: np.ndarray, test: np.ndarray) -> bytes:
+        h = hashlib.blake2b(digest_size=20)
+        for part in (repr(trans).encode(), np.ascontiguousarray(X[:, cols]).tobytes(), np.asarray(cols).tobytes(),
+                     np.asarray(train).tobytes(), b"|", np.asarray(test).tobytes()):
+            h.update(part)
+        return h.digest()
+
+    def get(self, key: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.store.get(key)
+
+    def put(self, key: bytes, value: tuple[np.ndarray, np.ndarray]) -> None:
+        if key in self.store:
+            return
+        self.store[key] = value
+        self.nbytes += value[0].nbytes + value[1].nbytes
+        while self.nbytes > self.max_bytes and self.store:
+            _, old = self.store.popitem(last=False)
+            self.nbytes -= old[0].nbytes + old[1].nbytes
+
+
+MEMO = _Memo()
+
+
 class Prepared:
-    """Fitted label-independent blocks (per group, per training set), shared by every
-    model, grid point and label permutation.
+    """Cache of fitted label-independent blocks (per group, per training set).
+
+    Shared by every model, grid point and label permutation (and, through ``MEMO``, by
+    later runs on the same table and folds).
 
     ``ColumnTransformer.fit_transform`` fits each block on its own columns and
     concatenates the outputs with ``np.hstack``; doing the same per block and caching
@@ -210,22 +249,47 @@ class Prepared:
         self.blocks: dict = dict(blocks or {})
         self._stacked: dict = {}
 
+    def lookup(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray) -> bool:
+        """Fill this plan's blocks for one training set from ``MEMO``; True if all were there."""
+        ok = True
+        for name, trans, cols in (plan.prep.transformers if plan.prep is not None else []):
+            bkey = (name, tuple(cols), key)
+            if bkey not in self.blocks:
+                hit = MEMO.get(MEMO.key(trans, self.X, cols, train, test))
+                if hit is None:
+                    ok = False
+                else:
+                    self.blocks[bkey] = hit
+        return ok
+
+    def remember(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray) -> None:
+        """Store this plan's fitted blocks for one training set in ``MEMO``."""
+        for name, trans, cols in (plan.prep.transformers if plan.prep is not None else []):
+            bkey = (name, tuple(cols), key)
+            if bkey in self.blocks:
+                MEMO.put(MEMO.key(trans, self.X, cols, train, test), self.blocks[bkey])
+
     def get(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-        """Transformed (train, test) arrays of ``plan`` for one training set."""
+        """Return the transformed (train, test) arrays of ``plan`` for one training set."""
         if plan.prep is None:
             return self.X[train], self.X[test]
         bkeys = []
         for name, trans, cols in plan.prep.transformers:
             bkey = (name, tuple(cols), key)
             if bkey not in self.blocks:
-                # same selection (and memory layout) as Pipeline + ColumnTransformer
-                xtr, xte = self.X[train][:, cols], self.X[test][:, cols]
-                fitted = clone(trans).fit(xtr)
-                self.blocks[bkey] = (fitted.transform(xtr), fitted.transform(xte))
+                mkey = MEMO.key(trans, self.X, cols, train, test)
+                hit = MEMO.get(mkey)
+                if hit is None:
+                    # same selection (and memory layout) as Pipeline + ColumnTransformer
+                    xtr, xte = self.X[train][:, cols], self.X[test][:, cols]
+                    fitted = clone(trans).fit(xtr)
+                    hit = (fitted.transform(xtr), fitted.transform(xte))
+                    MEMO.put(mkey, hit)
+                self.blocks[bkey] = hit
             bkeys.append(bkey)
         skey = tuple(bkeys)
-        hit = self._stacked.get(skey)
+        hit = self._stacked.get(skey)  # type: ignore[assignment]
         if hit is None:
             parts = [self.blocks[k] for k in bkeys]
             hit = self._stacked[skey] = (np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]))

@@ -107,15 +107,30 @@ def run_plans(
         # phase 0: fit each distinct group block once per training set (shared by all plans)
         distinct: dict[frozenset, cv.ModelPlan] = {}
         for plan in plans:
-            for name, trans, cols in (plan.prep.transformers if plan.prep is not None else []):
+            for name, _trans, cols in (plan.prep.transformers if plan.prep is not None else []):
                 key = frozenset([(name, tuple(cols))])
                 if key not in distinct:
                     one = cv.ModelPlan(name, make_early_fusion({name: cols}), {}, [name])
                     distinct[key] = one
         block_plans = list(distinct.values())
-        tasks = [delayed(_blocks_task)(block_plans, folds, data.X, ids) for ids in _chunks(len(folds), fold_size)]
+        parent = cv.Prepared(data.X)  # blocks already in this process's memo need no work
+
+        def keys(f: int) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]]:
+            fold = folds[f]
+            return [((f, j), tr, va) for j, (tr, va) in enumerate(fold.inner)] + [((f, -1), fold.train, fold.test)]
+
+        missing = [f for f in range(len(folds))
+                   if not all([parent.lookup(bp, k, tr, te) for bp in block_plans for k, tr, te in keys(f)])]
+        blocks.update(parent.blocks)
+        tasks = [delayed(_blocks_task)(block_plans, folds, data.X, [missing[i] for i in ids])
+                 for ids in _chunks(len(missing), fold_size)]
         for blk in _run(tasks, n_jobs, progress, f"{description} (scaling)"):
             blocks.update(blk)
+        memo = cv.Prepared(data.X, blocks)
+        for f in missing:
+            for bp in block_plans:
+                for k, tr, te in keys(f):
+                    memo.remember(bp, k, tr, te)
     tasks, owners = [], []
     for p, plan in enumerate(plans):
         mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in _plan_blocks(plan)}

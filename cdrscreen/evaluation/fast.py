@@ -120,7 +120,7 @@ def _nested(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol: P
 def run_folds(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, y: np.ndarray, protocol: Protocol,
               fold_ids: list[int] | None = None, prepared: cv.Prepared | None = None
               ) -> list[tuple[np.ndarray, dict]]:
-    """Same output as :func:`cdrscreen.evaluation.cv.run_folds` (row scores, chosen params)."""
+    """Compute the same output as :func:`cdrscreen.evaluation.cv.run_folds` (row scores, chosen params)."""
     prepared = prepared if prepared is not None else cv.Prepared(data.X)
     ids = list(range(len(folds))) if fold_ids is None else list(fold_ids)
     y_subject = np.zeros(len(data.subject_ids), dtype=int)

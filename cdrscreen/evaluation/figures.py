@@ -21,7 +21,7 @@ def _plt():
 
 
 def safe_name(name: str) -> str:
-    """A model name usable in a file name."""
+    """Return a model name usable in a file name."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 

@@ -165,7 +165,7 @@ class Protocol(_Strict):
         return self
 
     def to_yaml(self) -> str:
-        """The resolved protocol (defaults filled in) as YAML text."""
+        """Return the resolved protocol (defaults filled in) as YAML text."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 

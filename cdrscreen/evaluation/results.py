@@ -11,7 +11,12 @@ from sklearn.metrics import roc_curve
 
 from cdrscreen.evaluation.data import Dataset
 from cdrscreen.evaluation.engine import ModelRun
-from cdrscreen.evaluation.metrics import majority_baseline, point_metrics, predict_from_proba, with_cis
+from cdrscreen.evaluation.metrics import (
+    majority_baseline,
+    point_metrics,
+    predict_from_proba,
+    with_cis,
+)
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.evaluation.stats import mcnemar, paired_difference, paired_permutation
 
@@ -27,7 +32,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def model_metrics(run: ModelRun, data: Dataset, protocol: Protocol) -> dict[str, Any]:
-    """The ``metrics.json`` entry of one model."""
+    """Build the ``metrics.json`` entry of one model."""
     st = protocol.statistics
     y = data.subject_y[run.subjects]
     classes = data.classes

@@ -94,7 +94,8 @@ def _write(out: Path, kind: str, proto: Protocol, data: Dataset, result: RunResu
     write_parquet(out / "row_predictions.parquet", result.row_predictions)
     write_json(out / "metrics.json", result.metrics)
     write_parquet(out / "roc.parquet", result.roc)
-    for run in runs:
+    # ablate runs: confusion/ROC figures for the full model only (the plot compares variants)
+    for run in runs if kind == "evaluate" else runs[:1]:
         name = run.plan.name
         entry = result.metrics["models"][name]
         f = figs / f"confusion_{safe_name(name)}.png"
@@ -199,7 +200,7 @@ def ablate(
     runs = run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"ablate {proto.name}")
     result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None)
     rows = []
-    for (vname, kind, vgroups, dropped), run in zip(var, runs, strict=True):
+    for vname, kind, vgroups, dropped in var:
         entry = result.metrics["models"][vname]
         rows.append({"variant": vname, "kind": kind, "groups": vgroups, "dropped": dropped,
                      "metrics": entry["metrics"], "p_value": (entry["permutation"] or {}).get("p_value")})
