@@ -337,6 +337,7 @@ def tracking_figure(t: np.ndarray, success: np.ndarray, window_s: float = 1.0) -
                        step="mid", label="face lost")
         a.plot(t, rate, color=CLASS_COLOURS[0], lw=1.5, label=f"success rate ({window_s:g} s window)")
     a.set_ylim(-0.05, 1.05)
+    a.set_yticks([0, 0.5, 1])
     a.set_xlabel("time (s)")
     a.set_ylabel("tracked")
     a.legend(fontsize=8, frameon=False, loc="lower left")

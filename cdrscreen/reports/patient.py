@@ -246,7 +246,7 @@ def build_patient_report(
             {"label": f"Probability of class {predicted}",
              "value": f"{100 * probs[classes.index(predicted)]:.0f}%" if predicted in classes else "–",
              "detail": "out-of-fold: the model never saw this person"},
-        ], title="Prediction", section="Prediction")
+        ], title="", section="Prediction")
         rep.add_figure(F.probability_figure(classes, probs, predicted),
                        "Class probabilities", section="Prediction",
                        caption="Model probabilities for this person, from the model trained on all other "
