@@ -128,3 +128,19 @@ def test_one_report_per_session(tmp_path):
     one, two = (_text(p) for p in paths)
     assert "subject P002, session 1" in one and "subject P002, session 2" in two
     assert "This session" in one and "(this session)" in two
+
+
+def test_three_class_run(tmp_path):
+    from tests.fixtures_reports import make_feature_table, make_runs
+
+    proto = {"name": "three", "seed": 0, "labels": {"scheme": "3class"},
+             "models": [{"name": "logreg", "learner": "logreg", "params": {"C": 0.1}}],
+             "statistics": {"n_bootstrap": 20, "n_permutations": 0}}
+    run_dir, _ = make_runs(tmp_path, make_feature_table(12, seed=2, cdr_probs=(0.34, 0.33, 0.33)), proto,
+                           ablation=False)
+    study, patient = build_reports(run_dir, subject="P001", study=True, n_jobs=1)
+    html = _text(study)
+    assert "<figcaption>ROC curve from out-of-fold subject probabilities" in html  # one-vs-rest curves
+    assert html.count("recall of class") == 3
+    text = _text(patient)
+    assert re.search(r"Probability of class (0\.5|1|2)", text)
