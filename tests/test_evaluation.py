@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold, LeaveOneGroupOut, cross_val_predict
 
 from cdrscreen.errors import ConfigError, InputError
@@ -42,6 +41,7 @@ def test_loso_equals_cross_val_predict_with_leave_one_group_out():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # sklearn's inner scoring
 def test_nested_tuning_equals_gridsearchcv_inside_cross_val_predict():
     """One row per subject: our nested LOSO = cross_val_predict(GridSearchCV(GroupKFold))."""
     df = make_feature_table(16, signal={"pupil": 0.8}, seed=5).drop(columns="meta__augmented")
