@@ -188,6 +188,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, feature_table):
     bad.loc[bad.index[1], "meta__cdr"] = 2.0  # S000's flipped copy gets another label
     with pytest.raises(InputError, match="S000.*different labels"):
         evaluate(small_protocol(), bad, progress=False)
+    lonely = feature_table.copy()
+    lonely.loc[lonely.index.get_level_values("subject") != "S002", "meta__cdr"] = 0.5  # only S002 is CDR 2
+    with pytest.raises(InputError, match="class.*1\\+.*fewer than 2 subjects"):
+        evaluate(small_protocol(), lonely, progress=False)
     path = tmp_path / "broken.parquet"
     path.write_text("not parquet")
     with pytest.raises(InputError, match="broken.parquet: not a readable Parquet"):

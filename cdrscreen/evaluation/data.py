@@ -166,6 +166,13 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     if len(classes) < 2:
         raise InputError(where, f"need subjects of at least 2 classes, found {classes}")
     y = np.array([classes.index(c) for c in mapped], dtype=int)
+    subj_class = pd.Series(y, index=np.asarray(subj)).groupby(level=0).first()
+    per_class = subj_class.value_counts()
+    lonely = [classes[i] for i in range(len(classes)) if per_class.get(i, 0) < 2]
+    if lonely:
+        raise InputError(where, f"class(es) {', '.join(lonely)} have fewer than 2 subjects; a held-out subject's "
+                                "class must exist in the training subjects (merge classes with labels.scheme, "
+                                "or add subjects)")
     if len(subject_ids) < 3:
         raise InputError(where, f"need at least 3 subjects with labels, found {len(subject_ids)}")
 
