@@ -5,6 +5,10 @@
     cdrscreen-fer train protocols/fer_scn_rafdb.yaml --out runs/scn [--set train.epochs=5] [--no-resume]
     cdrscreen-fer evaluate runs/scn [--split test|val]
     cdrscreen-fer export runs/scn --out scn_embedder.onnx
+    cdrscreen-fer temporal protocols/fer_temporal_affwild2.yaml --out runs/temporal
+
+Recipes with a ``semi:`` section (teacher/student pretraining) are routed to the
+semi-supervised runner by ``train``; everything else uses the supervised runner.
 """
 
 # ruff: noqa: B008  (typer declares options as argument defaults)
@@ -29,12 +33,20 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
     resume: bool = typer.Option(True, help="continue from the run folder's last checkpoint"),
 ) -> None:
-    """Train a recipe; checkpoints, metrics.csv and summary.json go to the run folder."""
-    from fer_backbone.build import run_protocol
-    from fer_backbone.config import load_protocol
+    """Train a recipe; checkpoints, metrics.csv and summary.json go to the run folder.
 
-    proto = load_protocol(protocol, set_)
-    res = run_protocol(proto, out, resume=resume)
+    A recipe with a ``semi:`` section trains the teacher/student pair (phase 1 of the
+    semi-supervised method); the exported embedder is the student.
+    """
+    if _has_semi_section(protocol):
+        from fer_backbone.tasks.semi_supervised import run_semi_protocol
+
+        res = run_semi_protocol(protocol, out, overrides=set_, resume=resume)
+    else:
+        from fer_backbone.build import run_protocol
+        from fer_backbone.config import load_protocol
+
+        res = run_protocol(load_protocol(protocol, set_), out, resume=resume)
     typer.echo(json.dumps({"best_epoch": res.best_epoch,
                            "val_accuracy": (res.val_metrics or {}).get("accuracy"),
                            "test_accuracy": (res.test_metrics or {}).get("accuracy"),
@@ -99,6 +111,31 @@ def export(
         x = np.random.default_rng(0).random((4, 3, size, size), dtype=np.float32)
         msg["parity_max_abs_diff"] = parity(task, out, x, info["mean"], info["std"])
     typer.echo(json.dumps(msg))
+
+
+@app.command()
+def temporal(
+    protocol: Path = typer.Argument(..., help="phase-2 recipe (YAML), e.g. protocols/fer_temporal_affwild2.yaml"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder for temporal.pt and results.json"),
+) -> None:
+    """Train the transformer temporal encoder on a frozen phase-1 network and evaluate smoothing."""
+    from fer_backbone.temporal import run_temporal_protocol
+
+    res = run_temporal_protocol(protocol, out)
+    typer.echo(json.dumps({"val_macro_f1": res["val_macro_f1"], "run": str(out)}))
+
+
+def _has_semi_section(path: Path) -> bool:
+    """Whether a recipe file declares a ``semi:`` section (read leniently; validation comes later)."""
+    import yaml
+
+    if not path.is_file():
+        raise CdrscreenError(f"{path}: protocol file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise CdrscreenError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return isinstance(raw, dict) and "semi" in raw
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,6 +196,27 @@ def test_semi_protocol_runs_end_to_end(tmp_path, one_thread):
     assert task.predict(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
 
 
+def test_cli_train_routes_semi_recipes_to_the_teacher_student_runner(tmp_path, one_thread, capsys):
+    import json
+
+    from fer_backbone.cli import main
+
+    ov = ["model.backbone=test_resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
+          "train.max_steps_per_epoch=2", "train.device=cpu", "train.threads=1",
+          "task.params.student_wait_epochs=0", "semi.samples_per_epoch=32"]
+    args = ["train", "protocols/fer_semi_digits.yaml", "--out", str(tmp_path / "run")]
+    for o in ov:
+        args += ["--set", o]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run"] == str(tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["protocol"]["task"]["name"] == "semi_supervised" and info["semi"]["labels_per_class"] == 5
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "val"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] <= 1.0
+    assert main(["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x")]) == 2
+    assert "missing.yaml: protocol file not found" in capsys.readouterr().err
+
+
 def test_semi_protocol_errors_name_the_file(tmp_path):
     from fer_backbone.tasks.semi_supervised import load_semi_protocol
 

@@ -203,6 +203,10 @@ def test_temporal_protocol_end_to_end_on_digit_videos(tmp_path, one_thread):
     )
     assert load_temporal_protocol(proto).encoder.window == 16
     res = run_temporal_protocol(proto, tmp_path / "phase2")
+    from fer_backbone.cli import main
+
+    assert main(["temporal", str(proto), "--out", str(tmp_path / "phase2_cli")]) == 0
+    assert (tmp_path / "phase2_cli" / "temporal.pt").exists()
     assert set(res["val_macro_f1"]) == {"per_frame", "temporal", "temporal+smoothing"}
     assert all(0.0 <= v <= 1.0 for v in res["val_macro_f1"].values())
     assert res["n_val_videos"] == 2 and (tmp_path / "phase2" / "results.json").exists()

@@ -509,6 +509,7 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     """
     from torchvision.transforms.v2 import functional as TF
 
+    from cdrscreen._io import write_json
     from fer_backbone.build import backbone_spec, build_data
     from fer_backbone.data import ClassBalancedSampler, FERDataset
     from fer_backbone.tasks import build_task
@@ -539,6 +540,13 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
                       num_train=len(train), **proto.task.params)
     val = FERDataset(bundle.val, size, d.resize)
     test = FERDataset(bundle.test, size, d.resize) if bundle.test is not None else None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "run.json", {"protocol": proto.model_dump(mode="json"),
+                                      "semi": semi.model_dump(mode="json"),
+                                      "n_train_labeled": len(train), "n_unlabeled": len(unlabeled),
+                                      "n_val": len(bundle.val),
+                                      "n_test": len(bundle.test) if bundle.test is not None else 0})
     metadata = {"task": "semi_supervised", "task_params": proto.task.params, "backbone": spec,
                 "image_size": size, "resize": d.resize, "protocol_name": proto.name,
                 "num_train": len(train), "num_classes": len(bundle.class_names),
