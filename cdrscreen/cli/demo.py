@@ -19,6 +19,7 @@ NAME = "demo"
 
 DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing"
 DEFAULT_PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "cdr_binary_loso.yaml"
+ABLATION_PROTOCOL = DEFAULT_PROTOCOL.with_name("ablation_all_groups.yaml")
 
 
 def command(
@@ -32,10 +33,15 @@ def command(
     features: str = typer.Option(DEFAULT_FEATURES, "--features", help="Comma-separated feature groups to extract."),
     protocol: Path = typer.Option(DEFAULT_PROTOCOL, "--protocol", help="Evaluation protocol YAML."),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel worker processes."),
+    ablation: bool = typer.Option(
+        False, "--ablation/--no-ablation",
+        help="Also run the feature-group ablation (each group alone, each group left out; adds minutes) "
+             "so that the patient reports show per-group contributions.",
+    ),
 ) -> None:
     """Build the synthetic demo cohort and run extract -> evaluate -> report on it."""
     from cdrscreen.demo import build_cohort
-    from cdrscreen.evaluation import evaluate
+    from cdrscreen.evaluation import ablate, evaluate
     from cdrscreen.extract import extract_study
     from cdrscreen.reports import build_reports
 
@@ -65,11 +71,17 @@ def command(
     run_dir = out / "run"
     con.print(f"3/4 evaluating {protocol.name} -> {run_dir}")
     evaluate(protocol, feat_path, run_dir, n_jobs=jobs)
+    abl_dir = None
+    if ablation:
+        abl_dir = out / "ablation"
+        con.print(f"    ablation of {ABLATION_PROTOCOL.name} (singles + leave-one-group-out) -> {abl_dir}")
+        ablate(ABLATION_PROTOCOL, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False)
     stage("evaluation", t)
 
     t = time.perf_counter()
     con.print(f"4/4 writing reports -> {run_dir / 'reports'}")
-    reports = build_reports(run_dir)
+    reports = build_reports(run_dir, ablation=abl_dir, features=feat_path, manifest=manifest,
+                            cache_dirs=[out / "cache"], n_jobs=jobs)
     stage("reports", t)
 
     con.rule("[bold green]demo finished")

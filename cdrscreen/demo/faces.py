@@ -121,8 +121,10 @@ def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
     """
     import mediapipe as mp
 
+    from cdrscreen._native import quiet_native_stderr
+
     h, w = image.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(
+    with quiet_native_stderr(), mp.solutions.face_mesh.FaceMesh(
         static_image_mode=True, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
     ) as fm:
         res = fm.process(np.ascontiguousarray(image))

@@ -18,6 +18,7 @@ import pandas as pd
 from cdrscreen._io import file_sha256
 from cdrscreen.errors import ConfigError, InputError
 from cdrscreen.evaluation.protocol import Protocol
+from cdrscreen.features.quality import split_quality
 
 INDEX = ("subject", "session", "file")
 META_PREFIX = "meta__"
@@ -125,6 +126,16 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     df, prov = read_features(features)
     where = prov["path"] or "<DataFrame>"
     available = table_groups(df)
+    if protocol.features.quality == "exclude":
+        quality_cols: list[str] = []
+        for g, cols in list(available.items()):
+            kept, dropped = split_quality(cols)
+            quality_cols += dropped
+            if kept:
+                available[g] = kept
+            else:
+                del available[g]
+        prov["quality_columns_excluded"] = quality_cols
     wanted = list(protocol.features.groups)
     for m in protocol.models:
         if m.groups:

@@ -41,6 +41,7 @@ class FeaturesSpec(_Strict):
 
     groups: list[str] = Field(default_factory=lambda: ["all"], min_length=1)
     missing_groups: Literal["error", "skip"] = "error"
+    quality: Literal["exclude", "include"] = "exclude"
 
 
 class LabelsSpec(_Strict):
