@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from cdrscreen.errors import CdrscreenError, ConfigError, InputError
+from fer_backbone.data.readers import read_affwild2_labels
 from fer_backbone.models.temporal import TemporalEncoder
 from fer_backbone.smoothing import macro_f1, majority_vote, smooth_probabilities
 
@@ -91,27 +92,12 @@ def read_affwild2_sequences(
         raise InputError(root, "no <video>.txt annotation files")
     out = []
     for f in files:
-        lines = f.read_text().splitlines()
-        if not lines or "," not in lines[0]:
-            raise InputError(f, "first line must be the class-name header (Neutral,Anger,...)")
-        n_cls = len([c for c in lines[0].split(",") if c.strip()])
-        labels = []
-        for i, line in enumerate(lines[1:], 1):
-            s = line.strip()
-            if not s:
-                continue
-            try:
-                y = int(s)
-            except ValueError:
-                raise InputError(f, f"line {i + 1}: expected an integer label, got {s!r}") from None
-            if not -1 <= y < n_cls:
-                raise InputError(f, f"line {i + 1}: label {y} out of range -1..{n_cls - 1}")
-            labels.append(y)
+        labels = read_affwild2_labels(f)
         frames: list[Path | None] = []
         for i in range(1, len(labels) + 1):
             p = None if frames_root is None else Path(frames_root) / f.stem / f"{i:05d}{image_ext}"
             frames.append(p if p is not None and p.exists() else None)
-        out.append(FrameSequence(f.stem, np.asarray(labels, dtype=np.int64), frames))
+        out.append(FrameSequence(f.stem, labels, frames))
     return out
 
 

@@ -149,3 +149,14 @@ def test_digits_are_real_images():
     assert len(s) == 1797 and s.images.dtype == np.uint8 and s.images.max() == 255
     item = FERDataset(s, 32)[5]
     assert item["image"].shape == (3, 32, 32) and int(item["label"]) == s.labels[5]
+
+
+def test_affwild2_label_file_keeps_frame_positions(tmp_path):
+    from fer_backbone.data.readers import read_affwild2_labels
+
+    f = tmp_path / "v.txt"
+    f.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n3\n\n-1\n7\n\n\n")
+    assert read_affwild2_labels(f).tolist() == [3, -1, -1, 7]  # blank line 3 = frame 2, unlabeled
+    f.write_text("Neutral,Anger\n1\n2\n")
+    with pytest.raises(InputError, match=r"v\.txt.*line 3: label 2 out of range -1\.\.1"):
+        read_affwild2_labels(f)

@@ -194,6 +194,35 @@ def read_affectnet(csv_path: str | Path, images_root: str | Path, num_classes: i
 
 
 # -- Aff-Wild2 ------------------------------------------------------------------------
+def read_affwild2_labels(path: Path, n_classes: int | None = None) -> np.ndarray:
+    """Per-frame labels of one Aff-Wild2 EXPR file (element ``i - 1`` = frame ``i``, -1 = none).
+
+    Line 1 is the class-name header; line ``i + 1`` holds frame ``i``'s label. A blank line
+    inside the file is an unlabeled frame (positions in time stay true); trailing blank lines
+    are ignored. ``n_classes`` defaults to the number of names in the header.
+    """
+    lines = path.read_text().splitlines()
+    if not lines or "," not in lines[0]:
+        raise InputError(path, "first line must be the class-name header (Neutral,Anger,...)")
+    k = n_classes if n_classes is not None else len([c for c in lines[0].split(",") if c.strip()])
+    body = lines[1:]
+    while body and not body[-1].strip():
+        body.pop()
+    labels = np.full(len(body), -1, dtype=np.int64)
+    for i, line in enumerate(body, 1):
+        s = line.strip()
+        if not s:
+            continue
+        try:
+            y = int(s)
+        except ValueError:
+            raise InputError(path, f"line {i + 1}: expected an integer label, got {s!r}") from None
+        if not -1 <= y < k:
+            raise InputError(path, f"line {i + 1}: label {y} out of range -1..{k - 1}")
+        labels[i - 1] = y
+    return labels
+
+
 def read_affwild2(annotations_dir: str | Path, frames_root: str | Path,
                   skip_missing_frames: bool = True) -> Samples:
     """Aff-Wild2 expression annotations (ABAW EXPR track).
@@ -222,22 +251,11 @@ def read_affwild2(annotations_dir: str | Path, frames_root: str | Path,
         raise InputError(annotations_dir, "no <video>.txt annotation files")
     images, labels, groups, frames = [], [], [], []
     for f in files:
-        lines = f.read_text().splitlines()
-        if not lines or "," not in lines[0]:
-            raise InputError(f, "first line must be the class-name header (Neutral,Anger,...)")
         video = f.stem
-        for i, line in enumerate(lines[1:], 1):
-            s = line.strip()
-            if not s:
-                continue
-            try:
-                y = int(s)
-            except ValueError:
-                raise InputError(f, f"line {i + 1}: expected an integer label, got {s!r}") from None
+        per_frame = read_affwild2_labels(f, len(AFFWILD2_CLASSES))
+        for i, y in enumerate(per_frame.tolist(), 1):
             if y == -1:
                 continue
-            if not 0 <= y < len(AFFWILD2_CLASSES):
-                raise InputError(f, f"line {i + 1}: label {y} out of range -1..7")
             img = frames_root / video / f"{i:05d}.jpg"
             if not img.exists():
                 if skip_missing_frames:
