@@ -13,6 +13,11 @@ Work is scheduled per recording: all requested groups of one recording run in th
 worker, so the face track that ``pupil``, ``headpose`` and ``expr`` share is computed
 once. Each (recording, group) result is cached by content hash and configuration as soon
 as it is finished (atomic writes), so a run killed at any point resumes where it stopped.
+
+Recordings run one after another (``n_jobs=1``), in local joblib worker processes
+(``n_jobs > 1``), or as tasks on a Dask cluster (``scheduler="local:N"`` or
+``"tcp://HOST:PORT"``, see :mod:`cdrscreen.cluster` and ``docs/scale-out.md``); the table
+is the same either way.
 """
 
 from __future__ import annotations
@@ -104,6 +109,22 @@ def _recording_task(
     return dfs, computed, None
 
 
+def _run_on_cluster(
+    sched: Any, extractors: Sequence[Extractor], recs: Sequence[Recording], cache: FeatureCache,
+    *, progress: bool,
+) -> list[tuple[list[pd.DataFrame] | None, int, str | None]]:
+    """One :func:`_worker_task` per recording on a Dask cluster; results in ``recs`` order."""
+    from cdrscreen.cluster import check_shared_folder, open_client, run_tasks
+
+    with open_client(sched) as client:
+        check_shared_folder(client, cache.root)
+        return run_tasks(
+            client, _worker_task, [(extractors, r, cache) for r in recs],
+            labels=[str(r.media) for r in recs], progress=progress,
+            on_lost=lambda why: (None, 0, why),
+        )
+
+
 def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
     """``meta__*`` columns (label and covariates) indexed like the feature table."""
     rows, index = [], []
@@ -130,6 +151,7 @@ def extract_study(
     stride: int = 1,
     progress: bool = True,
     max_faces: int | None = None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Extract feature groups for every recording of a study and write them to Parquet.
 
@@ -154,6 +176,12 @@ def extract_study(
     max_faces : int, optional
         Faces the visual groups may track at once after a second person is seen (default
         2; see ``docs/features-visual.md``).
+    scheduler : str, optional
+        Run the recordings as tasks on a Dask cluster: ``"local:N"`` starts ``N`` worker
+        processes on this machine, ``"tcp://HOST:PORT"`` uses a running scheduler whose
+        workers must see the media files and ``cache_dir`` at the same paths (shared file
+        system). ``None`` (default) uses ``n_jobs`` local processes. Needs the
+        ``cluster`` extra.
 
     Returns
     -------
@@ -167,11 +195,25 @@ def extract_study(
     ExtractionError
         Listing every recording that failed (one line each); results of the recordings
         that succeeded stay cached.
+    cdrscreen.cluster.SchedulerError
+        A malformed ``scheduler``, an unreachable scheduler, or a cache folder the
+        workers cannot see (one line naming it).
     """
     from joblib import Parallel, delayed
 
     from cdrscreen.progress import track
 
+    sched = None
+    if scheduler is not None:
+        from cdrscreen.cluster import parse_scheduler, require_dask
+
+        sched = parse_scheduler(scheduler)
+        if n_jobs != 1:
+            raise CdrscreenError(
+                f"jobs={n_jobs} and scheduler={scheduler!r} exclude each other; "
+                "for N local processes on a cluster use scheduler local:N"
+            )
+        require_dask()
     study = manifest if isinstance(manifest, Study) else Study.from_file(manifest)
     names = parse_features(features)
     if stride < 1:
@@ -179,17 +221,22 @@ def extract_study(
     if n_jobs < 1:
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if sched is not None:  # workers have their own working directory
+        cache_root = cache_root.resolve()
     cache = FeatureCache(cache_root)
     extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces)
     recs = list(study)
 
-    if n_jobs == 1:
-        gen = (_recording_task(extractors, r, cache) for r in recs)
+    if sched is not None:
+        results = _run_on_cluster(sched, extractors, recs, cache, progress=progress)
     else:
-        gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_worker_task)(extractors, r, cache) for r in recs
-        )
-    results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
+        if n_jobs == 1:
+            gen = (_recording_task(extractors, r, cache) for r in recs)
+        else:
+            gen = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_worker_task)(extractors, r, cache) for r in recs
+            )
+        results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
 
     errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
               zip(recs, results, strict=True) if e is not None]

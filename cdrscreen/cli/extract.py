@@ -6,6 +6,8 @@ covariates as meta__cdr, meta__age, meta__sex, meta__mmse. Results are cached pe
 by content hash and configuration: an interrupted run resumes, and rerunning after adding
 a group computes only that group. Example:
 cdrscreen extract study.csv --features pupil,headpose,mfcc --out features.parquet --jobs 2
+On a Dask cluster (needs the cluster extra; docs/scale-out.md):
+cdrscreen extract study.csv --scheduler tcp://HOST:8786 --cache /shared/cache
 """
 
 # ruff: noqa: B008  (typer declares options as argument defaults)
@@ -36,6 +38,11 @@ def command(
         None, "--max-faces", min=1,
         help="Faces the visual groups may track at once after a second person is seen (default 2, so that person cannot take over).",
     ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler",
+        help="Run the recordings on a Dask cluster: local:N (N worker processes here) or tcp://HOST:PORT "
+             "(a running scheduler; workers must see the media and --cache at the same paths). Replaces --jobs.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Extract features for every recording of MANIFEST into one Parquet table."""
@@ -44,7 +51,7 @@ def command(
     from cdrscreen.extract import extract_study
 
     df = extract_study(manifest, features, out, cache_dir=cache, n_jobs=jobs, stride=stride,
-                       progress=progress, max_faces=max_faces)
+                       progress=progress, max_faces=max_faces, scheduler=scheduler)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
     Console(stderr=True, soft_wrap=True).print(

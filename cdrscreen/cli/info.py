@@ -1,4 +1,4 @@
-"""Show versions, and which optional parts (video, audio, embedder, training) are available and why not."""
+"""Show versions, and which optional parts (video, audio, embedder, training, cluster) are available and why not."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "speech features (MFCC, GeMAPS, timing)": ("audio", ("opensmile", "librosa", "soundfile")),
     "expression embedder (ONNX)": ("embed", ("onnxruntime",)),
     "FER training (fer_backbone)": ("train", ("torch", "torchvision", "timm", "onnx")),
+    "extraction on a Dask cluster (--scheduler)": ("cluster", ("dask", "distributed")),
 }
 SYSTEM_TOOLS = {"espeak-ng": "demo cohort voices", "chromium": "report screenshots in tests"}
 

@@ -1,0 +1,193 @@
+"""Extraction on a Dask cluster: same table and cache as one process, also after a worker is killed.
+
+Everything is real: a ``distributed.LocalCluster`` of worker processes on 127.0.0.1,
+MediaPipe and openSMILE on the demo cohort's videos. The kill is made deterministic by a
+worker plugin that stops (SIGSTOP) the worker process the moment one chosen task starts
+executing for the first time; the test then SIGKILLs that process while the other worker
+is busy with the rest of the study.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from distributed import Client, LocalCluster  # noqa: E402
+from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
+
+from cdrscreen.cli import main  # noqa: E402
+from cdrscreen.cluster import SchedulerError, parse_scheduler  # noqa: E402
+from cdrscreen.errors import CdrscreenError  # noqa: E402
+from cdrscreen.extract import extract_study  # noqa: E402
+
+FEATURES = "pupil,headpose,egemaps"
+GROUPS = ("pupil", "headpose", "egemaps", "facetrack")
+NOISE = ("INFO: Created TensorFlow Lite", "W0000 ", "I0000 ", "WARNING: All log messages before absl")
+
+
+@pytest.fixture(scope="module")
+def single(demo_cohort_small: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    """The single-process reference table and its cache folder."""
+    cache = tmp_path_factory.mktemp("single-cache")
+    return extract_study(demo_cohort_small, FEATURES, None, cache_dir=cache, progress=False), cache
+
+
+def _entries(cache: Path) -> dict[str, list[str]]:
+    """Cache entry names per group (sorted; duplicates would show as repeats)."""
+    return {g: sorted(p.name for p in (cache / g).glob("*.parquet")) for g in GROUPS}
+
+
+class StopFirstAttempt(WorkerPlugin):
+    """Stop this worker process when the task matching ``pattern`` first starts executing.
+
+    The first attempt writes ``first`` (the worker's pid) into ``flags`` and SIGSTOPs its
+    own process, so the task is certainly in flight when the test kills it; every later
+    attempt writes ``attempt-<pid>`` and runs normally.
+    """
+
+    idempotent = True
+
+    def __init__(self, pattern: str, flags: str) -> None:
+        self.pattern = pattern
+        self.flags = flags
+
+    def transition(self, key, start, finish, **kwargs) -> None:  # noqa: ANN001
+        if finish != "executing" or not re.match(self.pattern, str(key)):
+            return
+        flags, pid = Path(self.flags), os.getpid()
+        first = flags / "first"
+        if first.exists():
+            (flags / f"attempt-{pid}").write_text(str(pid))
+            return
+        tmp = flags / "first.tmp"
+        tmp.write_text(str(pid))
+        tmp.rename(first)  # atomic: the test reads a complete pid
+        os.kill(pid, signal.SIGSTOP)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_task_gives_the_single_process_table_and_cache(
+    demo_cohort_small: Path, single: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    ref, ref_cache = single
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    cache = tmp_path / "cache"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        pids = set(client.run(os.getpid).values())
+        assert len(pids) == 2
+        # task keys are cdrscreen-extracting-<manifest position>-<token>; stop recording #2
+        client.register_plugin(StopFirstAttempt(r"^cdrscreen-extracting-2-", str(flags)))
+        killed: list[int] = []
+
+        def killer() -> None:
+            first = flags / "first"
+            for _ in range(6000):  # up to 10 min; the run below fails first if it never comes
+                if first.exists():
+                    pid = int(first.read_text())
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        df = extract_study(demo_cohort_small, FEATURES, None, cache_dir=cache, progress=False,
+                           scheduler=cluster.scheduler_address)
+        thread.join(timeout=5)
+
+    assert len(killed) == 1 and killed[0] in pids, "the chosen task never started on a worker"
+    reruns = [int(p.name.removeprefix("attempt-")) for p in flags.glob("attempt-*")]
+    assert len(reruns) == 1 and reruns[0] != killed[0], "the killed task was not rerun elsewhere"
+    assert df.index.is_unique and len(df) == len(ref)
+    pd.testing.assert_frame_equal(df, ref)
+    assert _entries(cache) == _entries(ref_cache)  # one entry per (recording, group), same keys
+    assert all(len(v) == len(ref) for g, v in _entries(cache).items() if g != "facetrack")
+    assert not list(cache.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_cli_local_cluster_end_to_end(
+    demo_cohort_small: Path, single: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    ref, _ = single
+    out = tmp_path / "f.parquet"
+    cmd = [sys.executable, "-m", "cdrscreen", "extract", str(demo_cohort_small), "--features", FEATURES,
+           "--out", str(out), "--cache", str(tmp_path / "cache"), "--scheduler", "local:2", "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "CDRSCREEN_NATIVE_LOGS": ""})
+    assert run.returncode == 0, run.stderr
+    assert f"{len(ref)} recordings" in run.stderr
+    assert not [ln for ln in run.stderr.splitlines() if ln.startswith(NOISE)], run.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out), ref)
+
+
+@pytest.mark.parametrize("value", ["local:0", "local:two", "local:", "tcp://host", "tcp://h:99999",
+                                   "http://h:8786", "dask", ""])
+def test_bad_scheduler_value_is_one_line_exit_2(
+    value: str, demo_cohort_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["extract", str(demo_cohort_small), "--out", str(tmp_path / "f.parquet"),
+                 "--cache", str(tmp_path / "c"), "--scheduler", value, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: --scheduler") and repr(value) in err[0]
+    assert not (tmp_path / "f.parquet").exists() and not (tmp_path / "c").exists()
+
+
+def test_parse_scheduler_accepts_the_two_forms() -> None:
+    assert parse_scheduler("local:3").n_workers == 3
+    assert parse_scheduler("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    assert str(parse_scheduler("tcp://[::1]:8786/")) == "tcp://[::1]:8786"
+
+
+def test_unreachable_scheduler_names_the_address(
+    demo_cohort_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    monkeypatch.setenv("CDRSCREEN_SCHEDULER_TIMEOUT", "1")
+    with pytest.raises(SchedulerError, match=re.escape(f"cannot reach the Dask scheduler at {address} within 1 s")):
+        extract_study(demo_cohort_small, "pupil", None, cache_dir=tmp_path / "c", progress=False,
+                      scheduler=address)
+    code = main(["extract", str(demo_cohort_small), "--features", "pupil", "--out", str(tmp_path / "f.parquet"),
+                 "--cache", str(tmp_path / "c"), "--scheduler", address, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and address in err[0], err
+
+
+def test_jobs_and_scheduler_exclude_each_other(demo_cohort_small: Path, tmp_path: Path) -> None:
+    with pytest.raises(CdrscreenError, match="scheduler local:N"):
+        extract_study(demo_cohort_small, "pupil", None, cache_dir=tmp_path, n_jobs=2, scheduler="local:2")
+
+
+def test_without_the_cluster_extra_the_error_says_what_to_install(
+    demo_cohort_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask.distributed were not installed
+    with pytest.raises(CdrscreenError, match=re.escape("pip install 'cdrscreen[cluster]'")):
+        extract_study(demo_cohort_small, "pupil", None, cache_dir=tmp_path, scheduler="local:2")
+
+
+def test_info_lists_the_cluster_part() -> None:
+    from cdrscreen.cli.info import PARTS, _version
+
+    extra, mods = PARTS["extraction on a Dask cluster (--scheduler)"]
+    assert extra == "cluster" and set(mods) == {"dask", "distributed"}
+    assert all(_version(m)[0] is not None for m in mods)
