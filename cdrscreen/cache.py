@@ -5,20 +5,25 @@ extractor's name and configuration, so renaming or moving a video reuses its
 features, while editing a single byte or changing one parameter recomputes them.
 Each entry is written atomically (temporary file + rename): a run killed with
 ``kill -9`` leaves only complete entries, and a rerun recomputes just the missing ones.
+A write that fails (disk full, read-only folder) leaves no partial entry and is reported
+as one line naming the cache folder and the system's reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cdrscreen._io import file_sha256, write_json, write_parquet
+from cdrscreen.errors import CdrscreenError
 
 #: Bump when the on-disk layout of cache entries changes.
 CACHE_FORMAT = 1
@@ -37,6 +42,10 @@ def config_hash(name: str, config: dict[str, Any]) -> str:
     blob = json.dumps({"name": name, "config": config, "format": CACHE_FORMAT},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class CacheWriteError(CdrscreenError):
+    """A cache entry could not be written (disk full, permissions); nothing partial is kept."""
 
 
 class FeatureCache:
@@ -75,7 +84,7 @@ class FeatureCache:
             if stamp in index:
                 return index[stamp]
         digest = file_sha256(p)
-        with _hash_lock:
+        with _hash_lock, self.writing():
             index = self._load_hash_index()
             index[stamp] = digest
             write_json(self._hash_index_path, index)
@@ -103,5 +112,24 @@ class FeatureCache:
             return None
 
     def save(self, name: str, key: str, df: pd.DataFrame) -> Path:
-        """Atomically store ``df`` under ``key``."""
-        return write_parquet(self.path_for(name, key), df)
+        """Atomically store ``df`` under ``key``.
+
+        Raises
+        ------
+        CacheWriteError
+            If the file system refuses the write (e.g. no space left); the entry is absent.
+        """
+        with self.writing():
+            return write_parquet(self.path_for(name, key), df)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Turn an ``OSError`` raised while writing into the cache into a :class:`CacheWriteError`."""
+        try:
+            yield
+        except OSError as err:
+            why = err.strerror or type(err).__name__
+            raise CacheWriteError(
+                f"{self.root}: cannot write to the feature cache ({why}); free space there or "
+                "choose another cache folder (--cache), then rerun: finished results are kept"
+            ) from None

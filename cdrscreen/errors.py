@@ -10,11 +10,21 @@ from __future__ import annotations
 from os import PathLike
 
 
+def printable(text: str) -> str:
+    r"""``text`` with undecodable file-name bytes shown as ``\xNN`` (always valid UTF-8).
+
+    A path whose bytes are not UTF-8 reaches Python as a string with surrogate escapes,
+    which cannot be printed or written to UTF-8 files; error messages name such a file by
+    its bytes instead.
+    """
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class CdrscreenError(Exception):
     """Base class of all user-facing errors; ``str(err)`` is a single line."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(printable(" ".join(str(message).split())))
 
 
 class InputError(CdrscreenError):
@@ -41,7 +51,7 @@ class ManifestError(CdrscreenError):
         self.path = str(path)
         self.problems = list(problems)
         # One line per problem: each names the manifest, the row and the field.
-        Exception.__init__(self, "\n".join(f"{self.path}: {p}" for p in self.problems))
+        Exception.__init__(self, printable("\n".join(f"{self.path}: {p}" for p in self.problems)))
 
 
 class ConfigError(CdrscreenError):

@@ -312,6 +312,12 @@ def _check_media(data: dict[str, Any]) -> list[str]:
         p = data.get(field)
         if not isinstance(p, Path):
             continue
+        try:
+            str(p).encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"field '{field}': path is not valid UTF-8 (feature tables store file paths as "
+                            f"UTF-8 text; rename the file or folder): {p}")
+            continue
         if not p.exists():
             problems.append(f"field '{field}': file not found: {p}")
         elif p.is_dir():
@@ -335,6 +341,9 @@ def probe_media(path: Path, *, need_video: bool) -> str | None:
         with av.open(str(path)) as container:
             if need_video and not container.streams.video:
                 return "has no video stream"
+            fmt = container.format.name
+            if need_video and (fmt == "image2" or fmt.endswith("_pipe")):
+                return f"is a still image ({fmt.removesuffix('_pipe')}), not a video"
             if not need_video and not container.streams.audio:
                 return "has no audio stream"
     except (av.error.InvalidDataError, av.error.FFmpegError) as err:

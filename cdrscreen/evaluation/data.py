@@ -120,8 +120,10 @@ def resolve_groups(requested: list[str], available: dict[str, list[str]], where:
 def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataFrame) -> Dataset:
     """Build the evaluation arrays for ``protocol`` from a feature table.
 
-    Rows whose label is missing or not in the label scheme are dropped (counted in
-    ``inputs``). A subject must have one label over all its rows.
+    Rows whose label is missing or not in the label scheme, and rows with no value in any
+    used feature column (all NaN), are dropped and counted in ``inputs["excluded_rows"]``;
+    subjects left with no row are listed in ``inputs["subjects_without_features"]``. A
+    subject must have one label over all its rows.
     """
     df, prov = read_features(features)
     where = prov["path"] or "<DataFrame>"
@@ -164,6 +166,15 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         raise InputError(where, f"feature column(s) {', '.join(bad[:5])} are not numeric")
     X = feat.to_numpy(dtype=np.float64, na_value=np.nan)
     X[~np.isfinite(X)] = np.nan
+    # a row without a single feature value (e.g. no face and no speech found) would be
+    # "predicted" from the training medians: not a measurement, so it is left out
+    empty = np.isnan(X).all(axis=1)
+    excluded["no_features"] = int(empty.sum())
+    subjects_without_features: list[str] = []
+    if empty.any():
+        s_all = df.index.get_level_values("subject").astype(str)
+        subjects_without_features = sorted(set(s_all[empty]) - set(s_all[~empty]))
+        df, mapped, X = df.loc[~empty], mapped[~empty], X[~empty]
 
     subj = df.index.get_level_values("subject").astype(str)
     labels_per_subject = pd.Series(mapped.to_numpy(), index=subj).groupby(level=0).nunique()
@@ -212,6 +223,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         "groups": {g: available[g] for g in group_names},
         "label_column": label_col,
         "excluded_rows": excluded,
+        "subjects_without_features": subjects_without_features,
     }
     return Dataset(
         X=X, y=y, subjects=subject_codes.astype(int), augmented=augmented, classes=classes,

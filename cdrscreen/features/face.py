@@ -373,11 +373,12 @@ def _save(cache: FeatureCache, key: str, track: FaceTrack) -> None:
     from cdrscreen._io import atomic_path, write_json
 
     base = cache.path_for(_CACHE_NAME, key)
-    with atomic_path(base.with_suffix(".npy")) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, track.landmarks)
-    write_json(base.with_suffix(".json"), {"fps": track.fps, "width": track.width,
-                                           "height": track.height})
+    with cache.writing():
+        with atomic_path(base.with_suffix(".npy")) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, track.landmarks)
+        write_json(base.with_suffix(".json"), {"fps": track.fps, "width": track.width,
+                                               "height": track.height})
     cache.save(_CACHE_NAME, key, track.table)  # written last: its presence marks completion
 
 

@@ -15,8 +15,11 @@ Every extractor follows the same steps (details in ``docs/features-speech.md``):
 
 Each output row also carries the quality columns :data:`QUALITY_COLUMNS`, prefixed like
 the features: ``quality_ok`` (1.0/0.0), ``speech_seconds``, ``patient_only`` (1.0 when
-the features were computed on the patient's segments only), ``clipped_fraction`` and
-``dc_offset``. Drop them (e.g. with :func:`feature_columns`) before modelling.
+the features were computed on the patient's segments only), ``clipped_fraction``,
+``dc_offset`` and ``source_sr`` (the recording's own sample rate: audio recorded below
+``sr``, e.g. 8 kHz telephone audio, has no content above ``source_sr / 2`` although it is
+resampled to ``sr``, so its features are computed but ``quality_ok`` is 0). Drop them
+(e.g. with :func:`feature_columns`) before modelling.
 
 >>> from cdrscreen.features import get_extractor
 >>> get_extractor("egemaps").process_file("S01.mp4", segments="S01.rttm")  # doctest: +SKIP
@@ -58,7 +61,7 @@ ensure_numba_cache()  # before anything imports librosa
 
 #: Quality columns (without prefix) every speech extractor adds to its row.
 QUALITY_COLUMNS: tuple[str, ...] = (
-    "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset",
+    "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset", "source_sr",
 )
 
 Segments = pd.DataFrame | np.ndarray | Sequence[Sequence[float]] | str | os.PathLike[str] | None
@@ -128,11 +131,14 @@ class SpeechExtractor(Extractor):
         Less detected speech than this gives NaN features and ``quality_ok = 0``.
     max_clipped : float, default 0.01
         A clipped fraction above this sets ``quality_ok = 0`` (features are still computed).
+        So does a source sample rate below ``sr`` (band-limited audio).
     dc_threshold : float, default 1e-3
         A DC offset (signal mean) larger than this is subtracted first.
     """
 
     prefix: ClassVar[str]
+    #: 2: ``source_sr`` quality column; band-limited audio sets ``quality_ok = 0``.
+    version: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -184,11 +190,14 @@ class SpeechExtractor(Extractor):
             Speaker segments (RTTM/CSV file or table with ``start, end, speaker``), or
             already-selected ``(start, end)`` intervals in seconds.
         """
+        from cdrscreen.media.audio import probe_audio
+
         x, sr = load_audio(path, self.sr)
+        native = probe_audio(path).sample_rate or sr
         if isinstance(segments, str | os.PathLike):
             return self.process_signal(x, sr, segments=read_segments(segments), file=str(path),
-                                       _segments_source=segments)
-        return self.process_signal(x, sr, segments=segments, file=str(path))
+                                       _segments_source=segments, _source_sr=native)
+        return self.process_signal(x, sr, segments=segments, file=str(path), _source_sr=native)
 
     def process_signal(
         self,
@@ -198,6 +207,7 @@ class SpeechExtractor(Extractor):
         *,
         file: str = "",
         _segments_source: str | os.PathLike[str] | None = None,
+        _source_sr: int | None = None,
     ) -> pd.DataFrame:
         """Features of a signal, as in opensmile-python's ``Smile.process_signal``.
 
@@ -226,13 +236,16 @@ class SpeechExtractor(Extractor):
             feats = {n: float(values.get(n, np.nan)) for n in names}
         else:
             feats = dict.fromkeys(names, float("nan"))
-        ok = prep.speech_seconds >= self.min_speech_s and prep.clipped_fraction <= self.max_clipped
+        source_sr = int(_source_sr) if _source_sr else int(sr)
+        ok = (prep.speech_seconds >= self.min_speech_s and prep.clipped_fraction <= self.max_clipped
+              and source_sr >= self.sr)
         quality = {
             "quality_ok": float(ok),
             "speech_seconds": prep.speech_seconds,
             "patient_only": float(prep.intervals is not None),
             "clipped_fraction": prep.clipped_fraction,
             "dc_offset": prep.dc_offset,
+            "source_sr": float(source_sr),
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
         return pd.DataFrame([row], index=pd.Index([file], name="file"))

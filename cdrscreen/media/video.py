@@ -4,6 +4,13 @@
 >>> info = probe_video("interview.mp4")            # doctest: +SKIP
 >>> for frame in iter_frames("interview.mp4", stride=2):  # doctest: +SKIP
 ...     frame.index, frame.time, frame.rgb.shape
+
+Frame times come from each frame's presentation timestamp (variable-frame-rate phone
+videos get their real times, not ``index / fps``). A video with a rotation in its display
+matrix (a phone held upright records landscape pixels plus "rotate 90°") is uprighted as a
+player shows it: frames are rotated by the stored angle and :class:`VideoInfo` reports the
+displayed width and height. A still image renamed to a video extension is refused, and
+a file that decodes to fewer frames than its header declares is reported as truncated.
 """
 
 from __future__ import annotations
@@ -16,6 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from cdrscreen.errors import InputError
+
+#: A video is reported as truncated when fewer than this fraction of the frames its header
+#: declares decode (and more than 2 are missing): a cut-off file must not pass as a short one.
+TRUNCATION_RATIO = 0.95
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,10 @@ class VideoInfo:
     duration : float
         Seconds.
     codec : str
+    rotation : int
+        Counter-clockwise rotation (0, 90, 180 or 270 degrees) of the stored pixels that
+        the display matrix asks for; :func:`iter_frames` applies it, and ``width`` and
+        ``height`` are those of the uprighted frames.
     """
 
     path: Path
@@ -44,6 +59,7 @@ class VideoInfo:
     n_frames: int
     duration: float
     codec: str
+    rotation: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,39 @@ def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
     if not container.streams.video:
         container.close()
         raise InputError(path, "has no video stream")
+    fmt = container.format.name
+    if fmt == "image2" or fmt.endswith("_pipe"):
+        container.close()
+        raise InputError(path, f"is a still image ({fmt.removesuffix('_pipe')}), not a video")
     return container
+
+
+def _declared_frames(container, stream, fps: float) -> int:  # noqa: ANN001
+    """Frames the header declares: the stream's count, else its duration x ``fps`` (0 if unknown)."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    else:
+        return 0
+    return int(round(duration * fps)) if fps > 0 else 0
+
+
+def _quarter_turns(degrees: float | int | None) -> int:
+    """Counter-clockwise quarter turns (0-3) nearest to a display-matrix rotation."""
+    return int(round((degrees or 0) / 90.0)) % 4
+
+
+def _first_rotation(container, stream) -> int:  # noqa: ANN001
+    """Display rotation (degrees CCW) of the first decoded frame; 0 when it has none."""
+    try:
+        for vf in container.decode(stream):
+            return 90 * _quarter_turns(vf.rotation)
+    except Exception:  # noqa: BLE001 - undecodable files are reported by iter_frames
+        return 0
+    return 0
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -105,19 +153,25 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             n = int(round(duration * fps))
         width, height = int(st.codec_context.width), int(st.codec_context.height)
         codec = st.codec_context.name
+        rotation = _first_rotation(container, st) if width > 0 and height > 0 else 0
     finally:
         container.close()
     if width <= 0 or height <= 0:
         raise InputError(path, "video stream has no frame size (corrupt header?)")
     if fps <= 0:
         raise InputError(path, "video stream has no frame rate")
-    return VideoInfo(path, width, height, fps, n, duration, codec)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(path, width, height, fps, n, duration, codec, rotation)
 
 
 def iter_frames(
     path: str | os.PathLike[str], *, stride: int = 1, max_frames: int | None = None
 ) -> Iterator[Frame]:
-    """Decode frames as RGB ``uint8`` arrays of shape ``(height, width, 3)``.
+    """Decode frames as RGB ``uint8`` arrays of shape ``(height, width, 3)``, uprighted.
+
+    A frame whose display matrix asks for a rotation (phone videos) is rotated as a player
+    would show it, so ``height`` and ``width`` are those of :func:`probe_video`.
 
     Parameters
     ----------
@@ -142,6 +196,7 @@ def iter_frames(
         st.thread_type = "AUTO"
         rate = st.average_rate or st.guessed_rate
         fps = float(rate) if rate else 0.0
+        declared = _declared_frames(container, st, fps)
         i = 0
         try:
             for vf in container.decode(st):
@@ -149,7 +204,11 @@ def iter_frames(
                     break
                 if i % stride == 0:
                     t = float(vf.time) if vf.time is not None else (i / fps if fps else float(i))
-                    yield Frame(i, t, vf.to_ndarray(format="rgb24"))
+                    rgb = vf.to_ndarray(format="rgb24")
+                    turns = _quarter_turns(vf.rotation)
+                    if turns:
+                        rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+                    yield Frame(i, t, rgb)
                 i += 1
         except InputError:
             raise
@@ -161,5 +220,7 @@ def iter_frames(
             ) from None
         if i == 0:
             raise InputError(path, "video stream contains no decodable frames")
+        if max_frames is None and declared > 0 and i < TRUNCATION_RATIO * declared and declared - i > 2:
+            raise InputError(path, f"video is truncated: its header declares {declared} frames but only {i} decode")
     finally:
         container.close()
