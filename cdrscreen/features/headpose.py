@@ -165,7 +165,12 @@ def solve_pose(points_px: np.ndarray, width: int, height: int) -> Pose:
 
 # --- features -----------------------------------------------------------------------------
 def smooth(x: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average over ``window`` samples (odd), shrinking at the ends."""
+    """Centred moving average over ``window`` samples (odd), shrinking at the ends.
+
+    A piece shorter than ``window`` is smoothed over its own length (rounded down to odd),
+    so the output always has the length of ``x``.
+    """
+    window = min(window, x.size - (1 - x.size % 2))
     if window <= 1 or x.size < 2:
         return x.astype(float)
     k = np.ones(window)
@@ -220,7 +225,8 @@ class HeadPoseExtractor(TrackedExtractor):
 
     name: ClassVar[str] = "headpose"
     prefix: ClassVar[str] = "headpose"
-    version: ClassVar[int] = 1
+    #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
+    version: ClassVar[int] = 2
 
     def __init__(
         self,
