@@ -36,17 +36,24 @@ class BatchAugment:
     noise_std: float = 0.0
     erase_p: float = 0.0
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Augment ``x`` ``(B, C, H, W)``; return it and the erase mask (applied after normalising)."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 shard: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augment ``x`` ``(B, C, H, W)``; return it and the erase mask (applied after normalising).
+
+        ``shard=(offset, total)``: ``x`` holds rows ``offset .. offset + B`` of a batch of
+        ``total`` images split over processes; the random numbers of the whole batch are drawn
+        and this slice is used, so every image is augmented as in a one-process run.
+        """
         b, _, h, w = x.shape
         dev = x.device
-        rand = lambda *s: torch.rand(*s, device=dev, generator=generator)  # noqa: E731
+        lo, n = shard if shard is not None else (0, b)
+        rand = lambda k: torch.rand(n, device=dev, generator=generator)[lo : lo + k]  # noqa: E731
         if self.flip:
             do = rand(b) < 0.5
             x = torch.where(do[:, None, None, None], x.flip(-1), x)
         if self.noise_std > 0:
             do = (rand(b) < 0.5).to(x.dtype)[:, None, None, None]
-            noise = torch.randn(x.shape, device=dev, generator=generator, dtype=x.dtype)
+            noise = torch.randn((n, *x.shape[1:]), device=dev, generator=generator, dtype=x.dtype)[lo : lo + b]
             x = (x + do * self.noise_std * noise).clamp_(0, 1)
         mask = None
         if self.erase_p > 0:
@@ -75,8 +82,12 @@ def is_image_batch(t: torch.Tensor) -> bool:
 def prepare_batch(batch: dict[str, torch.Tensor], device: torch.device, mean: tuple[float, ...],
                   std: tuple[float, ...], *, augment: BatchAugment | None = None,
                   augment_keys: tuple[str, ...] = ("image",), channels_last: bool = False,
-                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Move a batch to ``device``; convert, augment (``augment_keys`` only) and normalise images."""
+                  generator: torch.Generator | None = None,
+                  shard: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    """Move a batch to ``device``; convert, augment (``augment_keys`` only) and normalise images.
+
+    ``shard`` is passed to :class:`BatchAugment` (multi-process training).
+    """
     out: dict[str, torch.Tensor] = {}
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
@@ -91,7 +102,7 @@ def prepare_batch(batch: dict[str, torch.Tensor], device: torch.device, mean: tu
                 x = x.expand(-1, 3, -1, -1)
             mask = None
             if augment is not None and k in augment_keys:
-                x, mask = augment(x, generator)
+                x, mask = augment(x, generator, shard)
             x = (x - m) / s
             if mask is not None:
                 x = x.masked_fill(mask, 0.0)

@@ -115,6 +115,7 @@ def backbone_spec(protocol: Protocol) -> dict[str, Any]:
 def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True):
     """Train the recipe end to end; return the :class:`~fer_backbone.train.FitResult`."""
     from cdrscreen._io import write_json
+    from fer_backbone.distributed import is_main_process
     from fer_backbone.tasks import build_task
     from fer_backbone.train import fit, seed_everything
 
@@ -125,7 +126,6 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True
     spec = backbone_spec(protocol)
     task = build_task(protocol.task.name, backbone=spec, num_classes=len(bundle.class_names),
                       num_train=len(bundle.train), **task_params(protocol, bundle))
-    out_dir.mkdir(parents=True, exist_ok=True)
     info = {"protocol": protocol.model_dump(mode="json"),
             "n_train": len(bundle.train), "n_val": len(bundle.val),
             "n_test": len(bundle.test) if bundle.test is not None else 0,
@@ -134,7 +134,9 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True
     rep = getattr(rep, "load_report", None)
     if rep is not None:
         info["checkpoint_report"] = rep.summary()
-    write_json(out_dir / "run.json", info)
+    if is_main_process():  # under torchrun only rank 0 writes
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "run.json", info)
     sampler = None
     if protocol.data.sampler == "balanced":
         sampler = ClassBalancedSampler(bundle.train.labels, seed=protocol.train.seed)

@@ -6,6 +6,10 @@
     cdrscreen-fer evaluate runs/scn [--split test|val]
     cdrscreen-fer export runs/scn --out scn_embedder.onnx
     cdrscreen-fer temporal protocols/fer_temporal_affwild2.yaml --out runs/temporal
+    torchrun --standalone --nproc_per_node 2 -m fer_backbone train RECIPE --out RUN   # DDP
+
+Under torchrun ``train.batch_size`` is the global batch (split over the processes) and
+only rank 0 writes the run folder and prints the result (see docs/fer-distributed.md).
 
 Recipes with a ``semi:`` section (teacher/student pretraining) are routed to the
 semi-supervised runner by ``train``; everything else uses the supervised runner.
@@ -47,10 +51,13 @@ def train(
         from fer_backbone.config import load_protocol
 
         res = run_protocol(load_protocol(protocol, set_), out, resume=resume)
-    typer.echo(json.dumps({"best_epoch": res.best_epoch,
-                           "val_accuracy": (res.val_metrics or {}).get("accuracy"),
-                           "test_accuracy": (res.test_metrics or {}).get("accuracy"),
-                           "run": str(out)}))
+    from fer_backbone.distributed import is_main_process
+
+    if is_main_process():
+            typer.echo(json.dumps({"best_epoch": res.best_epoch,
+                               "val_accuracy": (res.val_metrics or {}).get("accuracy"),
+                               "test_accuracy": (res.test_metrics or {}).get("accuracy"),
+                               "run": str(out)}))
 
 
 @app.command()
@@ -138,12 +145,19 @@ def _has_semi_section(path: Path) -> bool:
     return isinstance(raw, dict) and "semi" in raw
 
 
+def _rank_prefix() -> str:
+    """``"rank R/N: "`` under a multi-process launcher (every process reports its error), else ``""``."""
+    from fer_backbone.distributed import env_rank, env_world_size
+
+    return f"rank {env_rank()}/{env_world_size()}: " if env_world_size() > 1 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, print user errors on one line (exit status 2)."""
     try:
         app(args=argv, standalone_mode=False)
     except CdrscreenError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {_rank_prefix()}{err}", err=True)
         return 2
     except FileNotFoundError as err:
         typer.echo(f"error: {err.filename}: {err.strerror}", err=True)

@@ -95,6 +95,7 @@ class TrainConfig(_Strict):
     select_metric: Literal["accuracy", "mean_class_accuracy", "macro_f1"] = "accuracy"
     max_steps_per_epoch: int | None = Field(None, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
+    sync_batchnorm: bool = Field(False, description="multi-process CUDA runs: BatchNorm statistics over the global batch")
 
 
 class Protocol(_Strict):

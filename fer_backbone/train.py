@@ -12,6 +12,10 @@ test set, if given, is evaluated once at the end with the selected weights.
 ``selection="test"`` reproduces the original SCN code's practice of picking the epoch by
 test accuracy (optimistic; kept only for comparison), ``"last"`` keeps the final epoch.
 
+Launched by ``torchrun`` (``WORLD_SIZE > 1``) the same loop trains data-parallel (DDP):
+``batch_size`` stays the global batch, each process takes its slice of every batch, and
+only rank 0 evaluates and writes the run folder (:mod:`fer_backbone.distributed`).
+
 Output folder::
 
     checkpoints/last.pt   full state (task, optimizer, scheduler, scaler, RNG, epoch)
@@ -37,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cdrscreen._io import write_json
+from cdrscreen.errors import ConfigError
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from fer_backbone.evaluate import evaluate
@@ -149,7 +154,7 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
         sampler: Sampler | None = None, resume: bool = True, class_names: list[str] | None = None,
         mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
         metadata: dict[str, Any] | None = None) -> FitResult:
-    """Train ``task`` with the one loop.
+    """Train ``task`` with the one loop (one process, or every process of a torchrun launch).
 
     Parameters
     ----------
@@ -159,7 +164,7 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
         this data set for tasks with per-sample state.
     cfg : TrainConfig
     out_dir : path
-        Run folder (checkpoints, ``metrics.csv``, ``summary.json``).
+        Run folder (checkpoints, ``metrics.csv``, ``summary.json``); written by rank 0 only.
     val_data, test_data : Dataset, optional
         Validation (model selection) and test (evaluated once, at the end) sets.
     sampler : Sampler, optional
@@ -177,17 +182,37 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
     Returns
     -------
     FitResult
+        The same on every rank (rank 0's metrics and selected epoch).
     """
+    from fer_backbone import distributed as dist
+
+    dist.preflight(task, cfg.batch_size, cfg.device, cfg.sync_batchnorm)
+    prev_threads = torch.get_num_threads()
+    ctx = dist.setup(cfg.device)
+    try:
+        return _fit(ctx, task, train_data, cfg, Path(out_dir), val_data=val_data, test_data=test_data,
+                    sampler=sampler, resume=resume, class_names=class_names, mean=mean, std=std,
+                    metadata=metadata)
+    finally:
+        ctx.close()
+        torch.set_num_threads(prev_threads)
+
+
+def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: Path, *,
+         val_data: Dataset | None, test_data: Dataset | None, sampler: Sampler | None, resume: bool,
+         class_names: list[str] | None, mean: tuple[float, ...], std: tuple[float, ...],
+         metadata: dict[str, Any] | None) -> FitResult:
+    from fer_backbone import distributed as dist
     from fer_backbone.data.sampler import EpochRandomSampler
 
-    out_dir = Path(out_dir)
+    main = ctx.is_main  # rank 0 (or the only process): evaluates, writes files, shows progress
     ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    prev_threads = torch.get_num_threads()
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
-    device = resolve_device(cfg.device)
+    device = ctx.device
     amp_dtype = amp_dtype_for(cfg, device)
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     if cfg.selection == "val" and val_data is None:
@@ -198,22 +223,33 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
     task.to(device)
     if channels_last:
         task.to(memory_format=torch.channels_last)
+    model = dist.wrap(task, ctx, cfg.sync_batchnorm)  # the task itself, or the task in DDP
     opt = _optimizer(task, cfg)
     sched = _scheduler(opt, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    step_fn = torch.compile(task) if cfg.compile else task
+    step_fn = torch.compile(model) if cfg.compile else model
     augment = BatchAugment(flip=cfg.flip, noise_std=cfg.noise_std, erase_p=cfg.erase_p)
     sampler = sampler or EpochRandomSampler(len(train_data), seed=cfg.seed)
-    loader = make_loader(train_data, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                         seed=cfg.seed, drop_last=len(train_data) > cfg.batch_size)
+    local_bs = dist.local_batch_size(cfg.batch_size, ctx.world_size)
+    shard = None
+    if ctx.enabled:  # rank r takes its slice of every single-process (global) batch
+        sampler = dist.ShardSampler(sampler, cfg.batch_size, ctx.rank, ctx.world_size)
+        if len(sampler) == 0:
+            raise ConfigError(f"the training sampler yields {len(sampler.base)} samples per epoch, fewer than "
+                              f"one global batch (train.batch_size={cfg.batch_size})")
+        shard = (ctx.rank * local_bs, cfg.batch_size)
+    loader = make_loader(train_data, local_bs, sampler=sampler, num_workers=cfg.num_workers,
+                         seed=cfg.seed + ctx.rank,
+                         drop_last=not ctx.enabled and len(train_data) > cfg.batch_size)
     ebs = cfg.eval_batch_size or cfg.batch_size
     eval_loader = lambda ds: make_loader(ds, ebs, num_workers=cfg.num_workers)  # noqa: E731
     ev = lambda ds: evaluate(task, eval_loader(ds), device, mean, std, channels_last, amp_dtype)  # noqa: E731
 
     start_epoch, best_score, best_epoch, history = 0, -math.inf, -1, []
     last = ckpt_dir / "last.pt"
-    if resume and last.exists():
-        st = torch.load(last, map_location="cpu", weights_only=False)
+    st = torch.load(last, map_location="cpu", weights_only=False) if main and resume and last.exists() else None
+    st = ctx.broadcast(st)  # every rank resumes from rank 0's last.pt
+    if st is not None:
         task.load_state_dict(st["task"])
         task.load_extra_state(st.get("task_extra", {}))
         opt.load_state_dict(st["optimizer"])
@@ -223,27 +259,29 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
         _set_rng_state(st["rng"])
         start_epoch, best_score, best_epoch = st["epoch"] + 1, st["best_score"], st["best_epoch"]
         history = st["history"]
+    del st
 
     csv_path = out_dir / "metrics.csv"
-    _rewrite_csv(csv_path, history)
+    if main:
+        _rewrite_csv(csv_path, history)
     seen_images, train_time = 0, 0.0
     for epoch in range(start_epoch, cfg.epochs):
         task.train()
         task.on_epoch_start(epoch, cfg.epochs)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch + 1_000_003 * ctx.rank)  # loader crops, dropout
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)  # batch augmentation
         sums: dict[str, float] = {}
         n_steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-        bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", n_steps)
+        bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", n_steps) if main else None
         t0 = time.perf_counter()
         for step, raw in enumerate(loader):
             if step >= n_steps:
                 break
             batch = prepare_batch(raw, device, mean, std, augment=augment,
                                   augment_keys=tuple(cfg.augment_keys), channels_last=channels_last,
-                                  generator=gen)
+                                  generator=gen, shard=shard)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = step_fn(batch)
             loss = out["loss"]
@@ -253,7 +291,7 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            task.after_optimizer_step(batch, out)
+            task.after_optimizer_step(*dist.gather_batch(batch, out, task.after_step_keys, ctx))
             seen_images += int(next(iter(raw.values())).shape[0])
             for k, v in out.items():
                 if isinstance(v, torch.Tensor) and v.ndim == 0:
@@ -265,50 +303,64 @@ def fit(task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: str | Path, 
             bar.close()
         dt = time.perf_counter() - t0
         train_time += dt
+        sums = ctx.mean(sums)  # logged losses: mean over ranks
+        dist.sync_buffers(task, task.per_sample_buffers, ctx)  # average BN/anchor stats; check tables
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
         row.update({f"train_{k}": v / max(n_steps, 1) for k, v in sums.items()})
         row.update(task.epoch_metrics())
         row["train_seconds"] = round(dt, 3)
         if sched is not None:
             sched.step()
-        score = None
-        if val_data is not None:
-            vm = ev(val_data)
-            row.update({f"val_{k}": vm[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
-            if cfg.selection == "val":
-                score = vm[cfg.select_metric]
-        if cfg.selection == "test":
-            tm = ev(test_data)
-            row.update({f"test_{k}": tm[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
-            score = tm[cfg.select_metric]
-        if cfg.selection == "last":
-            score = float(epoch)
+        score = _evaluate_epoch(row, cfg, epoch, ev, val_data, test_data) if main else None
+        row, score = ctx.broadcast((row, score))  # every rank agrees on the selected epoch
         history.append(row)
         if score is not None and score > best_score:
             best_score, best_epoch = score, epoch + 1
-            _atomic_save({"task": task.state_dict(), "epoch": epoch + 1, "class_names": class_names,
-                          "mean": tuple(mean), "std": tuple(std), "metadata": metadata or {}},
-                         ckpt_dir / "best.pt")
-        _rewrite_csv(csv_path, history)
-        _atomic_save({
-            "task": task.state_dict(), "task_extra": task.extra_state(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
-            "rng": _rng_state(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
-            "history": history,
-        }, last)
+            if main:
+                _atomic_save({"task": task.state_dict(), "epoch": epoch + 1, "class_names": class_names,
+                              "mean": tuple(mean), "std": tuple(std), "metadata": metadata or {}},
+                             ckpt_dir / "best.pt")
+        if main:
+            _rewrite_csv(csv_path, history)
+            _atomic_save({
+                "task": task.state_dict(), "task_extra": task.extra_state(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
+                "rng": _rng_state(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                "history": history,
+            }, last)
 
-    best = torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=False)
-    task.load_state_dict(best["task"])
-    val_metrics = ev(val_data) if val_data is not None else None
-    test_metrics = ev(test_data) if test_data is not None else None
-    ips = seen_images / train_time if train_time > 0 else float("nan")
+    best = torch.load(ckpt_dir / "best.pt", map_location="cpu", weights_only=False)["task"] if main else None
+    task.load_state_dict(ctx.broadcast(best))
+    val_metrics = ev(val_data) if main and val_data is not None else None
+    test_metrics = ev(test_data) if main and test_data is not None else None
+    val_metrics, test_metrics = ctx.broadcast((val_metrics, test_metrics))
+    ips = seen_images * ctx.world_size / train_time if train_time > 0 else float("nan")
     summary = {"best_epoch": best_epoch, "selection": cfg.selection, "select_metric": cfg.select_metric,
                "val": val_metrics, "test": test_metrics, "epochs": cfg.epochs,
                "train_images_per_second_this_session": ips, "device": str(device),
-               "amp": str(amp_dtype) if amp_dtype else None, "channels_last": channels_last}
-    write_json(out_dir / "summary.json", summary)
-    torch.set_num_threads(prev_threads)
+               "amp": str(amp_dtype) if amp_dtype else None, "channels_last": channels_last,
+               "world_size": ctx.world_size}
+    if main:
+        write_json(out_dir / "summary.json", summary)
     return FitResult(out_dir, best_epoch, val_metrics, test_metrics, history, ips)
+
+
+def _evaluate_epoch(row: dict[str, Any], cfg: TrainConfig, epoch: int, ev: Any, val_data: Dataset | None,
+                    test_data: Dataset | None) -> float | None:
+    """Add validation (and, for ``selection="test"``, test) metrics to ``row``; return the selection score."""
+    score = None
+    if val_data is not None:
+        vm = ev(val_data)
+        row.update({f"val_{k}": vm[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
+        if cfg.selection == "val":
+            score = vm[cfg.select_metric]
+    if cfg.selection == "test":
+        tm = ev(test_data)
+        row.update({f"test_{k}": tm[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
+        score = tm[cfg.select_metric]
+    if cfg.selection == "last":
+        score = float(epoch)
+    return score
 
 
 def _rewrite_csv(path: Path, history: list[dict[str, Any]]) -> None:

@@ -30,6 +30,14 @@ Per epoch: ``task.on_epoch_start(epoch, num_epochs)`` first (0-based epoch), the
 ``task.epoch_metrics()`` is merged into the epoch's logged row. Checkpoints store
 ``task.state_dict()`` (parameters *and* buffers, e.g. SLM label logits, SCN relabels) plus
 ``task.extra_state()`` for non-tensor or optimizer state a task owns.
+
+Multi-process training (DDP, :mod:`fer_backbone.distributed`)
+-------------------------------------------------------------
+Each process runs ``forward`` on its slice of the global batch. ``after_optimizer_step``
+then receives the *global* batch, gathered from every process, restricted to the keys in
+``Task.after_step_keys`` (from both ``batch`` and ``out``), so per-sample state listed in
+``Task.per_sample_buffers`` is updated identically everywhere. A task whose step cannot be
+split this way sets ``supports_ddp = False`` and a multi-process run stops with one line.
 """
 
 from __future__ import annotations
@@ -59,6 +67,13 @@ class Task(nn.Module, ABC):
     """
 
     name: ClassVar[str]
+    #: Whether the task can be trained by several processes (DDP).
+    supports_ddp: ClassVar[bool] = True
+    #: Keys of ``batch`` / ``out`` that :meth:`after_optimizer_step` reads (gathered under DDP).
+    after_step_keys: ClassVar[tuple[str, ...]] = ()
+    #: Buffers indexed by ``batch["index"]``, kept identical across processes by that update
+    #: (never averaged across processes).
+    per_sample_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, num_classes: int, num_train: int = 0) -> None:
         super().__init__()

@@ -92,6 +92,8 @@ class SCNTask(Task):
     """
 
     name = "scn"
+    after_step_keys = ("index", "logits", "target", "low_group")
+    per_sample_buffers = ("relabels",)
 
     def __init__(self, backbone: Backbone, num_classes: int, num_train: int = 0, beta: float = 0.7,
                  margin_1: float = 0.07, margin_2: float = 0.2, relabel_epoch: int = 10,

@@ -129,6 +129,9 @@ class SemiSupervisedTask(Task):
     """
 
     name = "semi_supervised"
+    # The student takes its own optimizer step inside forward() on this process's batch;
+    # splitting that step over processes is not implemented.
+    supports_ddp = False
 
     def __init__(
         self,
@@ -516,6 +519,10 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     from fer_backbone.train import fit
 
     proto, semi = load_semi_protocol(path, overrides)
+    from fer_backbone.distributed import check_task, env_world_size
+
+    if env_world_size() > 1:
+        check_task(SemiSupervisedTask)
     d = proto.data
     bundle = build_data(d)
     train = bundle.train

@@ -105,6 +105,8 @@ class SLMAEATask(Task):
     """
 
     name = "slm_aea"
+    after_step_keys = ("index", "label", "logits")
+    per_sample_buffers = ("label_logits", "initialised", "given_labels")
 
     def __init__(self, backbone: Backbone, num_classes: int, num_train: int = 0,
                  train_labels: list[int] | None = None, label_lr: float = 200.0,
@@ -147,7 +149,7 @@ class SLMAEATask(Task):
         """Set the ramps for this epoch."""
         self.r_u, self.r_d = ramps(epoch, num_epochs, self.ramp_alpha, self.ramp_beta)
 
-    def _soft_targets(self, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _init_fresh(self, labels: torch.Tensor, index: torch.Tensor) -> None:
         fresh = ~self.initialised[index]
         if fresh.any():
             self.label_logits[index[fresh]] = init_label_logits(
@@ -155,6 +157,9 @@ class SLMAEATask(Task):
             ).to(self.label_logits)
             self.initialised[index[fresh]] = True
             self.given_labels[index[fresh]] = labels[fresh]
+
+    def _soft_targets(self, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        self._init_fresh(labels, index)
         return torch.softmax(self.label_logits[index], dim=1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -174,6 +179,7 @@ class SLMAEATask(Task):
         if not self.use_slm:
             return
         idx = batch["index"]
+        self._init_fresh(batch["label"], idx)  # samples first seen by another process (DDP)
         probs = torch.softmax(out["logits"].float(), dim=1)
         self.label_logits[idx] = label_logit_update(self.label_logits[idx], probs, batch["label"],
                                                     self.r_u, self.r_d, self.label_lr)
