@@ -556,7 +556,8 @@ def test_disk_full_during_cache_write(tmp_path: Path, capsys, speech, monkeypatc
 
 def test_kill_9_mid_cache_write_leftovers_are_ignored(tmp_path: Path, capsys, speech) -> None:
     # What SIGKILL during an entry's write leaves: a temporary file beside the missing entry
-    # (a real SIGKILL of `cdrscreen extract` is tests/test_extract.py::test_kill_9_then_rerun_...).
+    # (a real SIGKILL of `cdrscreen extract` is tests/test_extract.py::
+    # test_kill_9_then_rerun_gives_identical_features_recomputing_only_unfinished).
     m = _speech_study(tmp_path, speech, n=2)
     cache, out = tmp_path / "cache", tmp_path / "features.parquet"
     args = ("extract", m, "--features", "mfcc", "--out", out, "--cache", cache, "--no-progress")
