@@ -7,9 +7,10 @@ On a demo cohort (built with :func:`cdrscreen.demo.build_cohort`, default 12 sub
 * ``local:1`` and ``local:2``: ``scheduler="local:N"`` (N worker processes, one thread each);
 * ``jobs2``: the joblib path, ``n_jobs=2``, for comparison.
 
-For each run it records the end-to-end wall time (cluster start and shutdown included)
-and the wall time of the task phase alone (first submit to last result), as recordings
-and video-seconds per second. The headline ratio is ``local:2 / local:1`` task-phase
+For each run it records the end-to-end wall time (cluster start and shutdown included),
+the wall time of the task phase alone (first submit to last result), as recordings and
+video-seconds per second, and the CPU time of this process and its worker processes
+during that phase (``cores_used`` = CPU-s / wall-s: how much of the machine the run got). The headline ratio is ``local:2 / local:1`` task-phase
 throughput (ideal 2.0 on 2 free cores). Every table is checked to equal the inline one.
 
 The overhead per task is measured with ``--tasks`` trivial tasks (return their
@@ -18,10 +19,10 @@ recording, cache) through ``cdrscreen.cluster.run_tasks`` on a warm ``local:2`` 
 minus the same calls inline.
 
 The machine may be shared: the 1-minute load average is saved before and after every
-run. Results go to ``benchmarks/results/bench_scaling.json``.
+run, and ``--max-load`` waits for a quieter moment before each run. Results go to ``benchmarks/results/bench_scaling.json``.
 
 Usage: ``python benchmarks/bench_scaling.py [--subjects 12] [--duration 8] [--repeats 2]
-[--cohort DIR] [--tasks 400]``
+[--cohort DIR] [--tasks 400] [--max-load 1.5]``
 """
 
 from __future__ import annotations
@@ -49,6 +50,29 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def wait_for_quiet(max_load: float | None, patience_s: float = 180.0) -> float:
+    """Wait (at most ``patience_s``) until the 1-minute load average is below ``max_load``."""
+    t = time.monotonic()
+    while max_load is not None and _load() > max_load and time.monotonic() - t < patience_s:
+        time.sleep(5)
+    return round(time.monotonic() - t, 1)
+
+
+def _tree_cpu() -> float:
+    """CPU seconds (user + system) of this process and all its live descendants."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def _noop(x: object) -> object:
     return x
 
@@ -71,25 +95,30 @@ def timed_extract(manifest: Path, scheduler: str | None, n_jobs: int, work: Path
     from cdrscreen.extract import extract_study
 
     phase: list[float] = []
+    cpu: list[float] = []
     real = cluster.run_tasks
 
     def run_tasks(*a, **k):  # noqa: ANN002, ANN003, ANN202 - time the task phase only
-        t = time.perf_counter()
+        c, t = _tree_cpu(), time.perf_counter()
         try:
             return real(*a, **k)
         finally:
             phase.append(time.perf_counter() - t)
+            cpu.append(_tree_cpu() - c)  # the cluster's worker processes are our children
 
     cluster.run_tasks = run_tasks
     try:
         load0 = _load()
-        t0 = time.perf_counter()
+        c0, t0 = _tree_cpu(), time.perf_counter()
         df = extract_study(manifest, FEATURES, None, cache_dir=tempfile.mkdtemp(dir=work),
                            n_jobs=n_jobs, scheduler=scheduler, progress=False)
         wall = time.perf_counter() - t0
+        cpu_s = cpu[0] if cpu else _tree_cpu() - c0  # joblib's workers stay alive for reuse
     finally:
         cluster.run_tasks = real
-    return {"wall_s": round(wall, 2), "task_phase_s": round(phase[0], 2) if phase else round(wall, 2),
+    task_phase = phase[0] if phase else wall
+    return {"wall_s": round(wall, 2), "task_phase_s": round(task_phase, 2), "cpu_s": round(cpu_s, 2),
+            "cores_used": round(cpu_s / task_phase, 2),
             "loadavg_before": load0, "loadavg_after": _load(), "df": df}
 
 
@@ -145,6 +174,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--cohort", type=Path, default=None, help="reuse/build the cohort here")
     ap.add_argument("--tasks", type=int, default=400, help="tasks for the overhead measurement")
+    ap.add_argument("--max-load", type=float, default=None,
+                    help="before each run, wait up to 3 min for the 1-min load average to drop below this")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_scaling.json")
     args = ap.parse_args()
 
@@ -168,14 +199,17 @@ def main() -> None:
     ref = None
     for rep in range(args.repeats):
         for name, sched, jobs in configs:
+            waited = wait_for_quiet(args.max_load)
             r = timed_extract(manifest, sched, jobs, work)
+            r["waited_for_quiet_s"] = waited
             df = r.pop("df")
             if ref is None:
                 ref = df
             pd.testing.assert_frame_equal(df, ref)  # every path gives the same table
             runs[name].append(r)
             print(f"[{rep + 1}/{args.repeats}] {name:8s} wall {r['wall_s']:6.1f} s  task phase "
-                  f"{r['task_phase_s']:6.1f} s  ({len(recs) / r['task_phase_s']:.2f} rec/s)  "
+                  f"{r['task_phase_s']:6.1f} s  ({len(recs) / r['task_phase_s']:.2f} rec/s, "
+                  f"{r['cpu_s']:.1f} CPU-s, {r['cores_used']:.2f} cores)  "
                   f"load {r['loadavg_before']} -> {r['loadavg_after']}", flush=True)
 
     summary = {}
@@ -187,11 +221,14 @@ def main() -> None:
             "recordings_per_s": round(len(recs) / phase, 3),
             "video_s_per_s": round(video_s / phase, 2),
             "recordings_per_s_end_to_end": round(len(recs) / wall, 3),
+            "cpu_s": round(statistics.median(r["cpu_s"] for r in rs), 2),
+            "cores_used": round(statistics.median(r["cores_used"] for r in rs), 2),
         }
     ratio = summary["local:2"]["recordings_per_s"] / summary["local:1"]["recordings_per_s"]
     ratio_e2e = summary["local:2"]["recordings_per_s_end_to_end"] / summary["local:1"]["recordings_per_s_end_to_end"]
     print(f"local:2 / local:1 throughput: {ratio:.2f}x task phase, {ratio_e2e:.2f}x end to end", flush=True)
 
+    wait_for_quiet(args.max_load)
     ov = overhead(manifest, args.tasks)
     print(f"dask overhead per task (warm local:2): trivial {ov['trivial_ms_per_task']} ms, "
           f"with extraction arguments ({ov['payload_bytes']} B) {ov['payload_ms_per_task']} ms; "

@@ -169,18 +169,37 @@ def _sees_probe(path: str) -> bool:
     return Path(path).is_file()
 
 
-def check_shared_folder(client: Client, folder: str | os.PathLike[str]) -> None:
-    """Check that every worker sees ``folder`` as the same (shared) folder.
+def check_shared_folder(
+    client: Client, folder: str | os.PathLike[str], *, timeout: float | None = None
+) -> None:
+    """Check that the cluster has workers and every worker sees ``folder`` as the same folder.
 
     The client writes a probe file into ``folder``; each worker must find it at the same
     path. Catches a cache folder that exists on the workers but is not the one shared
     with this machine.
 
+    Parameters
+    ----------
+    client : distributed.Client
+    folder : path-like
+        The cache folder.
+    timeout : float, optional
+        Seconds to wait for a first worker (default as in :func:`open_client`).
+
     Raises
     ------
     SchedulerError
-        Naming the folder and the first worker that cannot see it.
+        No worker joined in time, or naming the folder and the first worker that cannot
+        see it.
     """
+    address = client.scheduler.address
+    wait = _timeout(timeout)
+    try:
+        client.wait_for_workers(1, timeout=wait)
+    except (TimeoutError, OSError):
+        raise SchedulerError(
+            f"the Dask scheduler at {address} has no workers (none joined within {wait:g} s)"
+        ) from None
     root = Path(folder).resolve()
     root.mkdir(parents=True, exist_ok=True)
     probe = root / f".cdrscreen-probe-{uuid.uuid4().hex}"
@@ -191,7 +210,7 @@ def check_shared_folder(client: Client, folder: str | os.PathLike[str]) -> None:
         with contextlib.suppress(OSError):
             probe.unlink()
     if not seen:
-        raise SchedulerError(f"the Dask cluster at {client.scheduler.address} has no workers")
+        raise SchedulerError(f"the Dask scheduler at {address} has no workers")
     blind = sorted(w for w, ok in seen.items() if not ok)
     if blind:
         raise SchedulerError(

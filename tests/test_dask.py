@@ -172,6 +172,17 @@ def test_unreachable_scheduler_names_the_address(
     assert code == 2 and len(err) == 1 and address in err[0], err
 
 
+def test_scheduler_without_workers_is_one_clear_line(
+    demo_cohort_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDRSCREEN_SCHEDULER_TIMEOUT", "1")
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        with pytest.raises(SchedulerError, match=re.escape(f"scheduler at {address} has no workers")):
+            extract_study(demo_cohort_small, "pupil", None, cache_dir=tmp_path / "c", progress=False,
+                          scheduler=address)
+
+
 def test_jobs_and_scheduler_exclude_each_other(demo_cohort_small: Path, tmp_path: Path) -> None:
     with pytest.raises(CdrscreenError, match="scheduler local:N"):
         extract_study(demo_cohort_small, "pupil", None, cache_dir=tmp_path, n_jobs=2, scheduler="local:2")
