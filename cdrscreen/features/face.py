@@ -64,7 +64,7 @@ from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.errors import MissingDependencyError
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
-TRACK_VERSION = 2
+TRACK_VERSION = 3  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
 
 IRIS_R, IRIS_L = 468, 473
 #: Eye corners, image-left then image-right: subject's right eye (33 outer, 133 inner),
