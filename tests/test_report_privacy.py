@@ -87,8 +87,11 @@ def test_other_subjects_probabilities_never_appear(runs):
     preds.loc[others, f"proba__{cls[1]}"] = 0.876544
     r.predictions = preds
     text = _visible(_patient_html(r, ablation=abl))
-    for token in ("0.123", "12.3%", "0.877", "87.7%", "88%", "12%"):
+    for token in ("0.123", "12.3%", "0.877", "87.7%"):
         assert token not in text
+    # whole-percent forms ("12%") can occur legitimately in cohort figures, so check instead
+    # that the visible report does not change at all when other subjects' probabilities do
+    assert text == _visible(_patient_html(run, ablation=abl))
 
 
 def _shuffle_others(run, seed):
