@@ -240,6 +240,9 @@ def extract_study(
 
     errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
               zip(recs, results, strict=True) if e is not None]
+    if len(errors) == 1:  # one line: the recording, its problem, and what to do
+        raise ExtractionError([f"{errors[0]} (1 of {len(recs)} recordings failed; "
+                               "finished ones are cached; fix and rerun)"])
     if errors:
         head = f"{len(errors)} of {len(recs)} recordings failed (finished ones are cached; fix and rerun)"
         raise ExtractionError([head, *errors])

@@ -149,8 +149,8 @@ def test_a_failing_recording_is_listed_and_the_others_stay_cached(study: Path, t
     with pytest.raises(CdrscreenError) as ei:
         extract_study(st, ["pupil"], tmp_path / "f.parquet", cache_dir=tmp_path / "c", progress=False)
     lines = str(ei.value).splitlines()
-    assert lines[0].startswith("1 of 2 recordings failed")
-    assert len(lines) == 2 and "gone.mp4" in lines[1] and "not found" in lines[1]
+    assert len(lines) == 1 and "gone.mp4" in lines[0] and "not found" in lines[0]
+    assert "(1 of 2 recordings failed;" in lines[0]
     assert not (tmp_path / "f.parquet").exists()
     assert len(list((tmp_path / "c" / "pupil").glob("*.parquet"))) == 1  # the good one is kept
 
