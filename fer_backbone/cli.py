@@ -126,7 +126,11 @@ def temporal(
     out: Path = typer.Option(..., "--out", "-o", help="run folder for temporal.pt and results.json"),
 ) -> None:
     """Train the transformer temporal encoder on a frozen phase-1 network and evaluate smoothing."""
+    from fer_backbone.distributed import env_world_size
     from fer_backbone.temporal import run_temporal_protocol
+
+    if env_world_size() > 1:
+        raise CdrscreenError("'temporal' trains in one process (it is small): run it without torchrun")
 
     res = run_temporal_protocol(protocol, out)
     typer.echo(json.dumps({"val_macro_f1": res["val_macro_f1"], "run": str(out)}))
