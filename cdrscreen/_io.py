@@ -70,3 +70,21 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def check_input_file(path: Path, what: str, expected: str) -> None:
+    """Raise a one-line :class:`~cdrscreen.errors.InputError` unless ``path`` is a readable, non-empty file.
+
+    ``what`` names the file in messages ("video file"), ``expected`` says what a folder
+    should have been ("a video file").
+    """
+    from cdrscreen.errors import InputError
+
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    if path.is_dir():
+        raise InputError(path, f"is a folder, expected {expected}")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, f"{what} is not readable (permissions)")
+    if path.stat().st_size == 0:
+        raise InputError(path, f"{what} is empty (0 bytes)")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cdrscreen._io import check_input_file
 from cdrscreen.errors import InputError
 
 #: Sample rate (Hz) every speech feature is computed at unless configured otherwise.
@@ -71,14 +72,7 @@ class AudioInfo:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "audio source not found")
-    if path.is_dir():
-        raise InputError(path, "is a folder, expected an audio or video file")
-    if not os.access(path, os.R_OK):
-        raise InputError(path, "audio source is not readable (permissions)")
-    if path.stat().st_size == 0:
-        raise InputError(path, "audio source is empty (0 bytes)")
+    check_input_file(path, "audio source", "an audio or video file")
 
 
 def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer

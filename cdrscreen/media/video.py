@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cdrscreen._io import check_input_file
 from cdrscreen.errors import InputError
 
 #: A video is reported as truncated when fewer than this fraction of the frames its header
@@ -72,14 +73,7 @@ class Frame:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "video file not found")
-    if path.is_dir():
-        raise InputError(path, "is a folder, expected a video file")
-    if not os.access(path, os.R_OK):
-        raise InputError(path, "video file is not readable (permissions)")
-    if path.stat().st_size == 0:
-        raise InputError(path, "video file is empty (0 bytes)")
+    check_input_file(path, "video file", "a video file")
 
 
 def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
