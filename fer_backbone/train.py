@@ -209,6 +209,8 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
     ckpt_dir = out_dir / "checkpoints"
     if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ckpt_dir.glob(".*.tmp"):  # a save interrupted by kill -9
+            stale.unlink()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)

@@ -206,7 +206,9 @@ def test_spawned_ranks_share_per_sample_state_and_only_rank_0_writes(tmp_path):
 
 
 def _torchrun(out: Path, sets: list[str], **kw) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    exe = Path(sys.executable).with_name("torchrun")  # the console script; same as python -m torch.distributed.run
+    launcher = [str(exe)] if exe.is_file() else [sys.executable, "-m", "torch.distributed.run"]
+    cmd = [*launcher, "--standalone", "--nproc_per_node", "2",
            "-m", "fer_backbone", "train", "protocols/fer_baseline_digits.yaml", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
