@@ -137,16 +137,10 @@ def temporal(
 
 
 def _has_semi_section(path: Path) -> bool:
-    """Whether a recipe file declares a ``semi:`` section (read leniently; validation comes later)."""
-    import yaml
+    """Whether a recipe file declares a ``semi:`` section (validation comes later)."""
+    from fer_backbone.config import read_recipe
 
-    if not path.is_file():
-        raise CdrscreenError(f"{path}: protocol file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise CdrscreenError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return isinstance(raw, dict) and "semi" in raw
+    return "semi" in read_recipe(path)
 
 
 def _rank_prefix() -> str:

@@ -116,13 +116,13 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
     d[keys[-1]] = value
 
 
-def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:
-    """Read and validate a protocol file; ``overrides`` are ``dotted.key=yaml_value`` strings.
+def read_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a recipe file as a mapping and apply ``dotted.key=yaml_value`` overrides (no validation).
 
     Raises
     ------
     ConfigError
-        One line naming the file and the offending field(s).
+        One line naming the file: missing, not YAML, not a mapping, or a malformed override.
     """
     import yaml
 
@@ -131,8 +131,9 @@ def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Proto
         raise ConfigError(f"{path}: protocol file not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     for ov in overrides or []:
@@ -140,8 +141,25 @@ def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Proto
             raise ConfigError(f"override {ov!r}: expected key.path=value")
         k, v = ov.split("=", 1)
         _set_path(raw, k.strip(), yaml.safe_load(v))
+    return raw
+
+
+def config_error(path: str | Path, err: ValidationError) -> ConfigError:
+    """One-line :class:`ConfigError` naming the file and every invalid field of ``err``."""
+    probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+    return ConfigError(f"{path}: {probs}")
+
+
+def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:
+    """Read and validate a protocol file; ``overrides`` are ``dotted.key=yaml_value`` strings.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the offending field(s).
+    """
+    raw = read_recipe(path, overrides)
     try:
         return Protocol.model_validate(raw)
     except ValidationError as err:
-        probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {probs}") from None
+        raise config_error(path, err) from None

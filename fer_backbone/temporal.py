@@ -29,7 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from cdrscreen.errors import CdrscreenError, ConfigError, InputError
+from cdrscreen.errors import CdrscreenError, InputError
 from fer_backbone.data.readers import read_affwild2_labels
 from fer_backbone.models.temporal import TemporalEncoder
 from fer_backbone.smoothing import macro_f1, majority_vote, smooth_probabilities
@@ -438,20 +438,14 @@ class TemporalProtocol(_Strict):
 
 def load_temporal_protocol(path: str | Path) -> TemporalProtocol:
     """Read and validate a phase-2 recipe (one error line naming the file and fields)."""
-    import yaml
     from pydantic import ValidationError
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: protocol file not found")
+    from fer_backbone.config import config_error, read_recipe
+
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        return TemporalProtocol.model_validate(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        return TemporalProtocol.model_validate(read_recipe(path))
     except ValidationError as err:
-        probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {probs}") from None
+        raise config_error(path, err) from None
 
 
 def smooth_labels(probs: np.ndarray, cfg: SmoothingConfig) -> np.ndarray:

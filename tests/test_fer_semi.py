@@ -247,3 +247,17 @@ def test_labeled_half_of_semi_batches_is_class_balanced(one_thread):
         assert batch["unlabeled_weak"].shape == (100, 3, 8, 8)
     frac = counts / counts.sum()
     assert np.abs(frac - 0.1).max() < 0.04  # without balancing class 0 would be 62%
+
+
+def test_broken_yaml_recipe_is_one_line_for_every_loader(tmp_path):
+    from fer_backbone.config import load_protocol
+    from fer_backbone.tasks.semi_supervised import load_semi_protocol
+    from fer_backbone.temporal import load_temporal_protocol
+
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: x\ntrain: {epochs: 3\n  lr: [1, 2\n")
+    for load in (load_protocol, load_semi_protocol, load_temporal_protocol):
+        with pytest.raises(ConfigError) as ei:
+            load(bad)
+        msg = str(ei.value)
+        assert msg.startswith(f"{bad}: not valid YAML (") and "\n" not in msg

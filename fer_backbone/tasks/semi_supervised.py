@@ -471,31 +471,18 @@ def load_semi_protocol(path: str | Path, overrides: list[str] | None = None) -> 
     -------
     (Protocol, SemiConfig)
     """
-    import yaml
     from pydantic import ValidationError
 
-    from fer_backbone.config import Protocol, _set_path
+    from fer_backbone.config import Protocol, config_error, read_recipe
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: protocol file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(raw, dict) or "semi" not in raw:
+    raw = read_recipe(path, overrides)
+    if "semi" not in raw:
         raise ConfigError(f"{path}: a semi-supervised recipe needs a 'semi:' section")
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r}: expected key.path=value")
-        k, v = ov.split("=", 1)
-        _set_path(raw, k.strip(), yaml.safe_load(v))
     semi_raw = raw.pop("semi") or {}
     try:
         proto, semi = Protocol.model_validate(raw), SemiConfig.model_validate(semi_raw)
     except ValidationError as err:
-        probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {probs}") from None
+        raise config_error(path, err) from None
     if proto.task.name != "semi_supervised":
         raise ConfigError(f"{path}: task.name must be semi_supervised, got {proto.task.name!r}")
     if (semi.unlabeled_path is None) == (semi.labels_per_class is None):
