@@ -305,7 +305,11 @@ def _result(fut: Any, label: str, client: Client, on_lost: Callable[[str], Any] 
         )
     exc = fut.exception()
     if isinstance(exc, KilledWorker):
-        why = f"the Dask workers running it died too often ({exc}); out of memory? see the worker logs"
+        last = getattr(getattr(exc, "last_worker", None), "address", None) or "?"
+        times = getattr(exc, "allowed_failures", None)
+        times = f"{times + 1} time{'s' if times else ''}" if isinstance(times, int) else "too often"
+        why = (f"the Dask workers running it died {times} (last: {last}); "
+               "out of memory? see the worker logs")
         if on_lost is not None:
             return on_lost(why)
         raise SchedulerError(f"{label}: {why}")

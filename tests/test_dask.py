@@ -77,14 +77,13 @@ class StopFirstAttempt(WorkerPlugin):
         os.kill(pid, signal.SIGSTOP)
 
 
-@pytest.mark.slow
-def test_worker_killed_mid_task_gives_the_single_process_table_and_cache(
-    demo_cohort_small: Path, single: tuple[pd.DataFrame, Path], tmp_path: Path
-) -> None:
-    ref, ref_cache = single
-    flags = tmp_path / "flags"
+def _run_and_kill_one_worker(manifest: Path, cache: Path, flags: Path) -> tuple[pd.DataFrame | Exception, int, set[int]]:
+    """Extract on a 2-worker LocalCluster; SIGKILL the worker that first runs recording #2.
+
+    Returns the table (or the exception extract_study raised), the killed pid and the
+    workers' pids at the start.
+    """
     flags.mkdir()
-    cache = tmp_path / "cache"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         pids = set(client.run(os.getpid).values())
@@ -105,18 +104,62 @@ def test_worker_killed_mid_task_gives_the_single_process_table_and_cache(
 
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
-        df = extract_study(demo_cohort_small, FEATURES, None, cache_dir=cache, progress=False,
-                           scheduler=cluster.scheduler_address)
+        try:
+            result: pd.DataFrame | Exception = extract_study(
+                manifest, FEATURES, None, cache_dir=cache, progress=False,
+                scheduler=cluster.scheduler_address)
+        except CdrscreenError as err:
+            result = err
         thread.join(timeout=5)
-
     assert len(killed) == 1 and killed[0] in pids, "the chosen task never started on a worker"
+    return result, killed[0], pids
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_task_gives_the_single_process_table_and_cache(
+    demo_cohort_small: Path, single: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    ref, ref_cache = single
+    flags, cache = tmp_path / "flags", tmp_path / "cache"
+    df, killed, _ = _run_and_kill_one_worker(demo_cohort_small, cache, flags)
+    assert isinstance(df, pd.DataFrame), df
     reruns = [int(p.name.removeprefix("attempt-")) for p in flags.glob("attempt-*")]
-    assert len(reruns) == 1 and reruns[0] != killed[0], "the killed task was not rerun elsewhere"
+    assert len(reruns) == 1 and reruns[0] != killed, "the killed task was not rerun elsewhere"
     assert df.index.is_unique and len(df) == len(ref)
     pd.testing.assert_frame_equal(df, ref)
     assert _entries(cache) == _entries(ref_cache)  # one entry per (recording, group), same keys
     assert all(len(v) == len(ref) for g, v in _entries(cache).items() if g != "facetrack")
     assert not list(cache.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_task_whose_workers_keep_dying_is_one_failed_line_the_rest_cached(
+    demo_cohort_small: Path, single: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    import dask
+
+    ref, ref_cache = single
+    flags, cache = tmp_path / "flags", tmp_path / "cache"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no second chance
+        err, _, _ = _run_and_kill_one_worker(demo_cohort_small, cache, flags)
+    assert isinstance(err, CdrscreenError)
+    lines = str(err).splitlines()
+    target = str(ref.index.get_level_values("file")[2])
+    lost = [ln for ln in lines if ln.startswith(target + ":")]
+    assert len(lost) == 1 and "died 1 time (last: tcp://127.0.0.1:" in lost[0], lines
+    assert not list(flags.glob("attempt-*")), "the task was rerun despite allowed-failures=0"
+    # the recordings that did not fail are cached, all groups (a task the killed worker had
+    # finished but not yet reported fails too, but its entries are there)
+    files = [str(f) for f in ref.index.get_level_values("file")]
+    n_failed = sum(any(ln.startswith(f + ":") for f in files) for ln in lines)
+    assert 1 <= n_failed < len(ref)
+    got, want = _entries(cache), _entries(ref_cache)
+    for group in ("pupil", "headpose", "egemaps"):
+        assert set(got[group]) <= set(want[group]) and len(got[group]) >= len(ref) - n_failed
+    # and a rerun (here in one process) completes the table from the cache
+    again = extract_study(demo_cohort_small, FEATURES, None, cache_dir=cache, progress=False)
+    pd.testing.assert_frame_equal(again, ref)
+    assert again.attrs["extract"]["cached"] >= 3 * (len(ref) - n_failed)
 
 
 @pytest.mark.slow
