@@ -147,6 +147,7 @@ def open_client(spec: str | SchedulerSpec, *, timeout: float | None = None) -> I
         )
         try:
             with Client(cluster) as client:
+                client.register_plugin(_leave_ctrl_c_to_the_client())
                 yield client
         finally:
             cluster.close()
@@ -163,6 +164,28 @@ def open_client(spec: str | SchedulerSpec, *, timeout: float | None = None) -> I
         yield client
     finally:
         client.close()
+
+
+def _leave_ctrl_c_to_the_client() -> Any:
+    """Worker plugin for local clusters: workers ignore SIGINT.
+
+    Ctrl-C in a terminal reaches the whole process group; without this, every worker
+    process of a ``local:N`` cluster prints a KeyboardInterrupt traceback while the client
+    is already shutting the cluster down cleanly.
+    """
+    import signal
+
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreSigint(WorkerPlugin):
+        idempotent = True
+        name = "cdrscreen-ignore-sigint"
+
+        def setup(self, worker: Any) -> None:
+            with contextlib.suppress(ValueError):  # only possible in the main thread
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreSigint()
 
 
 def _sees_probe(path: str) -> bool:

@@ -245,3 +245,15 @@ def test_info_lists_the_cluster_part() -> None:
     extra, mods = PARTS["extraction on a Dask cluster (--scheduler)"]
     assert extra == "cluster" and set(mods) == {"dask", "distributed"}
     assert all(_version(m)[0] is not None for m in mods)
+
+
+def _sigint_ignored() -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_local_workers_leave_ctrl_c_to_the_client() -> None:
+    from cdrscreen.cluster import open_client
+
+    with open_client("local:1") as client:
+        assert list(client.run(_sigint_ignored).values()) == [True]
+    assert not _sigint_ignored()  # this process still handles Ctrl-C
