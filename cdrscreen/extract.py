@@ -125,6 +125,20 @@ def _run_on_cluster(
         )
 
 
+def shared_media(recs: Sequence[Recording], cache: FeatureCache) -> list[list[str]]:
+    """Return the groups of recordings of *different* subjects whose media are byte-identical.
+
+    A copied file under a second subject puts the same measurements on both sides of a
+    leave-one-subject-out split; this is almost always a manifest mistake. Hashes come from
+    the cache's memo, so this costs nothing after extraction.
+    """
+    by_hash: dict[str, list[Recording]] = {}
+    for r in recs:
+        by_hash.setdefault(cache.content_hash(r.media), []).append(r)
+    return [[f"{r.subject}/{r.session}: {r.media}" for r in group] for group in by_hash.values()
+            if len({r.subject for r in group}) > 1]
+
+
 def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
     """``meta__*`` columns (label and covariates) indexed like the feature table."""
     rows, index = [], []
@@ -257,6 +271,7 @@ def extract_study(
     df.attrs["extract"] = {
         "features": names, "stride": stride, "n_recordings": len(recs),
         "computed": computed, "cached": len(recs) * len(extractors) - computed,
+        "shared_media": shared_media(recs, cache),
     }
     if out is not None:
         write_parquet(out, df)

@@ -161,3 +161,30 @@ def test_extractor_process_study_accepts_a_manifest_path(study: Path, tmp_path: 
     df = get_extractor("pupil").process_study(study, cache=tmp_path, progress=False)
     assert df.index.get_level_values("subject").tolist() == ["S1", "S2", "S3"]
     assert df["pupil__valid"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_cache_hits_take_the_current_recordings_index(
+    study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A content-keyed hit computed for another path (moved file, byte-identical copy) is re-indexed."""
+    import shutil
+
+    d = tmp_path / "moved"
+    d.mkdir()
+    shutil.copy(study.parent / "a.mp4", d / "a.mp4")
+    shutil.copy(study.parent / "a.mp4", d / "a_copy.mp4")  # same bytes under a second subject
+    m = _manifest(d, [d / "a.mp4", d / "a_copy.mp4"])
+    cache = tmp_path / "cache"
+    extract_study(study, ["pupil"], None, cache_dir=cache, progress=False)
+    df = extract_study(m, ["pupil"], None, cache_dir=cache, progress=False)
+    assert df.attrs["extract"]["computed"] == 0  # both rows came from the cache
+    assert df.index.get_level_values("subject").tolist() == ["S1", "S2"]
+    assert df.index.get_level_values("file").tolist() == [str(d / "a.mp4"), str(d / "a_copy.mp4")]
+    feats = [c for c in df.columns if not c.startswith("meta__")]
+    pd.testing.assert_series_equal(df[feats].iloc[0], df[feats].iloc[1], check_names=False)
+    assert df.attrs["extract"]["shared_media"] == [[f"S1/1: {d / 'a.mp4'}", f"S2/1: {d / 'a_copy.mp4'}"]]
+    capsys.readouterr()
+    assert main(["extract", str(m), "--features", "pupil", "--out", str(tmp_path / "f.parquet"),
+                 "--cache", str(cache), "--no-progress"]) == 0
+    warn = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "byte-identical" in warn[0] and "a_copy.mp4" in warn[0]

@@ -54,7 +54,11 @@ def command(
                        progress=progress, max_faces=max_faces, scheduler=scheduler)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
-    Console(stderr=True, soft_wrap=True).print(
+    con = Console(stderr=True, soft_wrap=True)
+    con.print(
         f"wrote {out}: {len(df)} recordings x {n_feat} features "
         f"({st.get('computed', '?')} results computed, {st.get('cached', '?')} from cache)"
     )
+    for group in st.get("shared_media", []):
+        con.print(f"[yellow]warning:[/] byte-identical media under different subjects "
+                  f"({'; '.join(group)}): check the manifest", markup=True, highlight=False)

@@ -78,12 +78,19 @@ class Extractor(ABC):
         return run_extractors([self], study, cache=cache, n_jobs=n_jobs, progress=progress)
 
 
+def _index_for(rec: Recording) -> pd.MultiIndex:
+    return pd.MultiIndex.from_tuples([(rec.subject, rec.session, str(rec.media))], names=list(INDEX_NAMES))
+
+
 def _one(extractor: Extractor, rec: Recording, cache: FeatureCache | None) -> pd.DataFrame:
     key = None
     if cache is not None:
         key = cache.key(extractor.name, extractor.get_config(), extractor.inputs(rec))
         hit = cache.load(extractor.name, key)
         if hit is not None:
+            # the entry is keyed by content: it may have been computed for a moved, renamed
+            # or byte-identical file, so it gets this recording's index
+            hit.index = _index_for(rec)
             return hit
     df = extractor.process_recording(rec)
     if len(df) != 1:
@@ -92,9 +99,7 @@ def _one(extractor: Extractor, rec: Recording, cache: FeatureCache | None) -> pd
     if bad:
         raise CdrscreenError(f"extractor '{extractor.name}' produced unprefixed columns {bad[:3]}")
     df = df.reset_index(drop=True)
-    df.index = pd.MultiIndex.from_tuples(
-        [(rec.subject, rec.session, str(rec.media))], names=list(INDEX_NAMES)
-    )
+    df.index = _index_for(rec)
     if cache is not None and key is not None:
         cache.save(extractor.name, key, df)
     return df
