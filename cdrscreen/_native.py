@@ -51,6 +51,17 @@ NOISE_PREFIXES: tuple[bytes, ...] = (
 _filter_installed = False
 
 
+def is_native_noise(line: bytes) -> bool:
+    """Whether a stderr line is known start-up chatter.
+
+    Two native writers can interleave, so a TFLite ``INFO: `` tag may precede an absl
+    ``W0000`` line on the same line; the tag is looked through.
+    """
+    if line.startswith(NOISE_PREFIXES):
+        return True
+    return line.startswith(b"INFO: ") and line[6:].startswith(NOISE_PREFIXES)
+
+
 def filter_native_stderr() -> None:
     """In a worker process, drop known native start-up chatter from fd 2 for good.
 
@@ -78,10 +89,10 @@ def filter_native_stderr() -> None:
             while chunk := src.read(4096):
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
-                out = b"".join(ln + b"\n" for ln in lines if not ln.startswith(NOISE_PREFIXES))
+                out = b"".join(ln + b"\n" for ln in lines if not is_native_noise(ln))
                 if out:
                     os.write(real, out)
-            if buf and not buf.startswith(NOISE_PREFIXES):
+            if buf and not is_native_noise(buf):
                 os.write(real, buf)
 
     threading.Thread(target=pump, name="native-stderr-filter", daemon=True).start()

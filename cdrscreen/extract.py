@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,11 @@ def extract_study(
             gen = Parallel(n_jobs=n_jobs, return_as="generator")(
                 delayed(_worker_task)(extractors, r, cache) for r in recs
             )
-        results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
+        with warnings.catch_warnings():
+            # loky replaces a worker whose memory grew (MediaPipe graphs) and says so; every
+            # task still runs exactly once, so the note is noise for the user
+            warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
+            results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
 
     errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
               zip(recs, results, strict=True) if e is not None]
