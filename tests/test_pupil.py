@@ -73,3 +73,45 @@ def test_stride_halves_the_rate_and_moves_the_peak(oscillation: tuple[Path, floa
     # 5 Hz is still resolved (bin 4 of 1.25 Hz); 10 Hz is above Nyquist and aliases to 2.5 Hz
     expected = abs(f - fs * round(f / fs))
     assert int(np.argmax(spec)) == round(expected / (fs / 10))
+
+
+def test_regular_grid_interpolates_in_time_and_keeps_lost_stretches_lost() -> None:
+    import pandas as pd
+
+    from cdrscreen.features.tracks import is_regular, regular_grid
+
+    t = np.r_[np.arange(10) * 0.04, 0.4 + np.arange(1, 6) * 0.1]  # 25 fps, then 10 fps
+    ok = np.ones(t.size, bool)
+    ok[12] = False
+    x = 2.0 * t
+    x[~ok] = np.nan
+    table = pd.DataFrame({"frame": np.arange(t.size), "time": t, "success": ok, "gaze_h": x})
+    assert not is_regular(t, 0.04) and is_regular(np.arange(20) * 0.08, 0.08)
+    g = regular_grid(table, 0.04)
+    assert g["time"].to_numpy() == pytest.approx(np.arange(23) * 0.04)
+    tracked = g["success"].to_numpy(bool)
+    assert g["gaze_h"].to_numpy()[tracked] == pytest.approx(2.0 * g["time"].to_numpy()[tracked])
+    assert np.isnan(g["gaze_h"].to_numpy()[~tracked]).all() and (~tracked).sum() >= 2
+    assert list(g.columns) == list(table.columns) and g["frame"].dtype == table["frame"].dtype
+
+
+def test_variable_frame_rate_track_is_resampled_before_velocities_and_stft() -> None:
+    """Half the frames of the second half dropped (25 -> 12.5 fps): the planted 5 Hz stays at 5 Hz."""
+    import dataclasses
+
+    from cdrscreen.features.face import track_video
+
+    t = np.arange(150) / FPS
+    path = Path(__import__("tempfile").mkdtemp()) / "osc5.mp4"
+    render_face_video(path, "astronaut", Trajectories.constant(len(t), iris_dx=0.15 * np.sin(2 * np.pi * 5 * t)),
+                      fps=FPS)
+    cfr = track_video(path)
+    keep = np.r_[np.arange(75), np.arange(75, 150, 2)]
+    table = cfr.table.iloc[keep].reset_index(drop=True)
+    duration = table["time"].iloc[-1] - table["time"].iloc[0]
+    vfr = dataclasses.replace(cfr, table=table, landmarks=cfr.landmarks[keep], fps=(len(keep) - 1) / duration)
+    ex = get_extractor("pupil")
+    f_vfr, f_cfr = ex.features_from_track(vfr), ex.features_from_track(cfr)
+    spec = np.array([f_vfr[f"stft_eye_dh_b{k}"] for k in range(6)])
+    assert int(np.argmax(spec)) == round(5 / f_vfr["stft_bin_hz"])
+    assert f_vfr["stft_bin_hz"] == pytest.approx(f_cfr["stft_bin_hz"] * vfr.fps / cfr.fps)

@@ -226,7 +226,7 @@ class HeadPoseExtractor(TrackedExtractor):
     name: ClassVar[str] = "headpose"
     prefix: ClassVar[str] = "headpose"
     #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
 
     def __init__(
         self,
@@ -244,9 +244,9 @@ class HeadPoseExtractor(TrackedExtractor):
 
     def features_from_track(self, track: Any) -> dict[str, Any]:
         """Compute every ``headpose__`` feature (without prefix) from a face track."""
-        from cdrscreen.features.tracks import split_signals
+        from cdrscreen.features.tracks import even_table, split_signals
 
-        t = track.table
+        t = even_table(track)  # variable frame rate: resampled to even steps
         fs = track.track_fps
         success = t["success"].to_numpy(bool)
         max_gap = int(np.floor(self.max_gap_s * fs))

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cdrscreen.features.face import FaceTrack, TrackedExtractor
-from cdrscreen.features.tracks import split_signals
+from cdrscreen.features.tracks import even_table, split_signals
 
 
 def superposed_spectrum(
@@ -91,7 +91,7 @@ class PupilExtractor(TrackedExtractor):
 
     name: ClassVar[str] = "pupil"
     prefix: ClassVar[str] = "pupil"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -115,7 +115,7 @@ class PupilExtractor(TrackedExtractor):
 
     def features_from_track(self, track: FaceTrack) -> dict[str, Any]:
         """Compute every ``pupil__`` feature (without prefix) from a face track."""
-        t = track.table
+        t = even_table(track)  # variable frame rate: resampled to even steps
         fs = track.track_fps
         n_rows = len(t)
         success = t["success"].to_numpy(bool)
