@@ -51,6 +51,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,12 +307,18 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
     multi = cfg.max_faces < 2 or detector is None
     mesh = new_mesh(cfg.max_faces if multi else 1)
     lost = True
+    # the graphs' calculators open asynchronously and log on fd 2 from their own threads
+    # during the first frames: keep fd 2 quiet over that whole stretch (>= 30 frames and
+    # >= 1 s after a graph starts), not only during each call
+    start_up = contextlib.ExitStack()
+    start_up.enter_context(quiet_native_stderr())
+    quiet_until = (30, time.monotonic() + 1.0)
     try:
         for fr in _prefetch(iter_frames(path, stride=cfg.stride)):
             h, w = fr.rgb.shape[:2]
-            # the graphs log (fd 2) on their first runs: keep those quiet, not later frames
-            with quiet_native_stderr() if len(rows) < 30 else contextlib.nullcontext():
-                faces = _landmarks(mesh.process(fr.rgb), w, h)
+            if len(rows) >= quiet_until[0] and time.monotonic() >= quiet_until[1]:
+                start_up.close()
+            faces = _landmarks(mesh.process(fr.rgb), w, h)
             ok = False
             if faces:
                 p = faces[choose_face(faces, prev_box)]
@@ -322,6 +329,9 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                     centres = _detect(detector, fr.rgb)
                     if not multi and len(centres) >= 2:  # a second person: track several faces
                         multi = True
+                        start_up.close()
+                        start_up.enter_context(quiet_native_stderr())  # the new graph's start-up
+                        quiet_until = (len(rows) + 30, time.monotonic() + 1.0)
                         mesh.close()
                         mesh = new_mesh(cfg.max_faces)
                         with quiet_native_stderr():
@@ -344,9 +354,11 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
             lost = not ok
             rows.append(row)
     finally:
-        mesh.close()
-        if detector is not None:
-            detector.close()
+        start_up.close()
+        with quiet_native_stderr():
+            mesh.close()
+            if detector is not None:
+                detector.close()
     table = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     table["frame"] = table["frame"].astype(np.int64)
     table["n_faces"] = table["n_faces"].astype(np.int64)
