@@ -153,7 +153,7 @@ def _rank_prefix() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, print user errors on one line (exit status 2)."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except CdrscreenError as err:
         typer.echo(f"error: {_rank_prefix()}{err}", err=True)
         return 2
@@ -167,9 +167,13 @@ def main(argv: list[str] | None = None) -> int:
             err.show()
             return 2
         if isinstance(err, click.exceptions.Abort):
-            return 1
+            typer.echo("aborted", err=True)
+            return 130
         raise
-    return 0
+    if rv == 130:  # click (standalone_mode=False) returns 130 for Ctrl-C instead of raising
+        typer.echo("aborted (the run folder keeps the last finished epoch; rerun to resume)", err=True)
+        return 130
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -52,3 +52,26 @@ def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_unknown_verb_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["extrct"]) == 2
     assert "extrct" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_aborted_and_exits_130(monkeypatch, capsys):
+    import cdrscreen.extract as extract_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract_mod, "extract_study", interrupted)
+    assert main(["extract", "study.csv"]) == 130
+    assert capsys.readouterr().err.strip() == "aborted"
+
+
+def test_ctrl_c_during_fer_training_is_not_reported_as_success(monkeypatch, capsys, tmp_path):
+    import fer_backbone.build as build
+    from fer_backbone.cli import main as fer_main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "run_protocol", interrupted)
+    assert fer_main(["train", "protocols/fer_baseline_digits.yaml", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip().startswith("aborted")

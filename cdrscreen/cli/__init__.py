@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as err:  # usage errors: unknown verb/option, bad value
         err.show()
         return int(getattr(err, "exit_code", 2))
+    if rv == 130:  # click (standalone_mode=False) returns 130 for Ctrl-C instead of raising
+        typer.echo("aborted", err=True)
     return rv if isinstance(rv, int) else 0
 
 
