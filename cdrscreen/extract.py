@@ -259,12 +259,12 @@ def extract_study(
 
     errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
               zip(recs, results, strict=True) if e is not None]
-    if len(errors) == 1:  # one line: the recording, its problem, and what to do
-        raise ExtractionError([f"{errors[0]} (1 of {len(recs)} recordings failed; "
-                               "finished ones are cached; fix and rerun)"])
     if errors:
-        head = f"{len(errors)} of {len(recs)} recordings failed (finished ones are cached; fix and rerun)"
-        raise ExtractionError([head, *errors])
+        what = f"{len(errors)} of {len(recs)} recordings failed"
+        advice = "finished ones are cached; fix and rerun"
+        if len(errors) == 1:  # one line: the recording, its problem, and what to do
+            raise ExtractionError([f"{errors[0]} ({what}; {advice})"])
+        raise ExtractionError([f"{what} ({advice})", *errors])
 
     blocks = []
     for i, _ in enumerate(extractors):

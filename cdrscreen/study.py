@@ -337,17 +337,14 @@ def probe_media(path: Path, *, need_video: bool) -> str | None:
     """Return why ``path`` cannot serve as a video (or audio) file, or ``None`` if it can."""
     import av
 
+    from cdrscreen.media.video import not_a_video
+
     try:
         with av.open(str(path)) as container:
-            if need_video and not container.streams.video:
-                return "has no video stream"
-            fmt = container.format.name
-            if need_video and (fmt == "image2" or fmt.endswith("_pipe")):
-                return f"is a still image ({fmt.removesuffix('_pipe')}), not a video"
-            if not need_video and not container.streams.audio:
+            if need_video:
+                return not_a_video(container)
+            if not container.streams.audio:
                 return "has no audio stream"
-    except (av.error.InvalidDataError, av.error.FFmpegError) as err:
-        return f"cannot be decoded ({type(err).__name__})"
     except Exception as err:  # noqa: BLE001 - anything the decoder raises means "unreadable"
         return f"cannot be decoded ({type(err).__name__})"
     return None

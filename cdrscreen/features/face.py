@@ -334,8 +334,7 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                         quiet_until = (len(rows) + 30, time.monotonic() + 1.0)
                         mesh.close()
                         mesh = new_mesh(cfg.max_faces)
-                        with quiet_native_stderr():
-                            faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
+                        faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
                         p = faces[choose_face(faces, prev_box)]
                         feats = frame_features(p.astype(np.float64), w, h)
                         box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])

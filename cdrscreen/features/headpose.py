@@ -226,6 +226,7 @@ class HeadPoseExtractor(TrackedExtractor):
     name: ClassVar[str] = "headpose"
     prefix: ClassVar[str] = "headpose"
     #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
+    #: 3: variable-frame-rate tracks resampled onto even time steps.
     version: ClassVar[int] = 3
 
     def __init__(

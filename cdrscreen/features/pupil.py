@@ -91,6 +91,7 @@ class PupilExtractor(TrackedExtractor):
 
     name: ClassVar[str] = "pupil"
     prefix: ClassVar[str] = "pupil"
+    #: 2: variable-frame-rate tracks resampled onto even time steps.
     version: ClassVar[int] = 2
 
     def __init__(

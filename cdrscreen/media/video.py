@@ -84,14 +84,21 @@ def _open(path: Path):  # noqa: ANN202 - av.container.InputContainer
         container = av.open(str(path))
     except Exception as err:  # noqa: BLE001 - anything the demuxer raises means unreadable
         raise InputError(path, f"cannot be opened as a video ({type(err).__name__})") from None
-    if not container.streams.video:
+    why = not_a_video(container)
+    if why:
         container.close()
-        raise InputError(path, "has no video stream")
+        raise InputError(path, why)
+    return container
+
+
+def not_a_video(container) -> str | None:  # noqa: ANN001 - av.container.InputContainer
+    """Why an opened container cannot serve as a video (no video stream, a still image), or None."""
+    if not container.streams.video:
+        return "has no video stream"
     fmt = container.format.name
     if fmt == "image2" or fmt.endswith("_pipe"):
-        container.close()
-        raise InputError(path, f"is a still image ({fmt.removesuffix('_pipe')}), not a video")
-    return container
+        return f"is a still image ({fmt.removesuffix('_pipe')}), not a video"
+    return None
 
 
 def _declared_frames(container, stream, fps: float) -> int:  # noqa: ANN001
@@ -123,7 +130,9 @@ def _first_rotation(container, stream) -> int:  # noqa: ANN001
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Read a video's size, frame rate, frame count and duration without decoding it.
+    """Read a video's size, frame rate, frame count, duration and display rotation.
+
+    Only the header and the first frame (for its display matrix) are decoded.
 
     Raises
     ------
