@@ -114,7 +114,7 @@ def ceiling(n_tasks: int = 8, n: int = 3_000_000) -> dict:
 
 def _warm_up(manifest: str, scratch: str) -> float:
     """Extract one recording in this worker (imports, MediaPipe graphs, numba): returns seconds."""
-    from cdrscreen._native import filter_native_stderr
+    from cdrscreen.core.native import filter_native_stderr
     from cdrscreen.extract import extract_study
     from cdrscreen.features import face
     from cdrscreen.study import Study

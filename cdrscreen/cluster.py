@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cdrscreen.errors import CdrscreenError, MissingDependencyError
+from cdrscreen.core.errors import CdrscreenError, MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -293,7 +293,7 @@ def run_tasks(
     """
     from distributed import as_completed
 
-    from cdrscreen.progress import track
+    from cdrscreen.core.progress import track
 
     labels = list(labels) if labels is not None else [f"task {i}" for i in range(len(args))]
     token = uuid.uuid4().hex[:12]

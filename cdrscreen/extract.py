@@ -31,9 +31,9 @@ from typing import Any
 
 import pandas as pd
 
-from cdrscreen._io import write_parquet
+from cdrscreen.core.io import write_parquet
 from cdrscreen.cache import FeatureCache, default_cache_dir
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 from cdrscreen.features import REGISTRY, Extractor, get_extractor
 from cdrscreen.features.base import INDEX_NAMES, _one
 from cdrscreen.study import Recording, Study
@@ -83,7 +83,7 @@ def make_extractors(
 
 def _worker_task(*args: Any) -> Any:
     """:func:`_recording_task` in a worker process, without MediaPipe's start-up log lines."""
-    from cdrscreen._native import filter_native_stderr
+    from cdrscreen.core.native import filter_native_stderr
 
     filter_native_stderr()
     return _recording_task(*args)
@@ -216,7 +216,7 @@ def extract_study(
     """
     from joblib import Parallel, delayed
 
-    from cdrscreen.progress import track
+    from cdrscreen.core.progress import track
 
     sched = None
     if scheduler is not None:

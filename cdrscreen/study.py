@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cdrscreen.errors import InputError, ManifestError
+from cdrscreen.core.errors import InputError, ManifestError
 
 #: Clinical Dementia Rating global scores accepted in a manifest.
 CDR_VALUES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0)

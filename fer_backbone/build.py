@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from fer_backbone.config import DataConfig, Protocol
 from fer_backbone.data import (
     ClassBalancedSampler,
@@ -114,7 +114,7 @@ def backbone_spec(protocol: Protocol) -> dict[str, Any]:
 
 def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True):
     """Train the recipe end to end; return the :class:`~fer_backbone.train.FitResult`."""
-    from cdrscreen._io import write_json
+    from cdrscreen.core.io import write_json
     from fer_backbone.distributed import is_main_process
     from fer_backbone.tasks import build_task
     from fer_backbone.train import fit, seed_everything

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train, evaluate and export facial-expression backbones.")
@@ -69,7 +69,7 @@ def evaluate(
     """Evaluate a trained model on its recipe's test (or validation) split."""
     import torch
 
-    from cdrscreen._io import write_json
+    from cdrscreen.core.io import write_json
     from fer_backbone.build import build_data, datasets
     from fer_backbone.config import Protocol
     from fer_backbone.evaluate import evaluate as run_eval

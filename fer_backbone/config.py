@@ -16,16 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.config import StrictModel, apply_overrides, format_validation_error, read_yaml
+from cdrscreen.core.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel
 
 
 class DataConfig(_Strict):
@@ -109,13 +109,6 @@ class Protocol(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-def _set_path(d: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    d[keys[-1]] = value
-
-
 def read_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Read a recipe file as a mapping and apply ``dotted.key=yaml_value`` overrides (no validation).
 
@@ -124,30 +117,12 @@ def read_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[st
     ConfigError
         One line naming the file: missing, not YAML, not a mapping, or a malformed override.
     """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: protocol file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level")
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r}: expected key.path=value")
-        k, v = ov.split("=", 1)
-        _set_path(raw, k.strip(), yaml.safe_load(v))
-    return raw
+    return apply_overrides(read_yaml(path, "recipe file"), overrides)
 
 
-def config_error(path: str | Path, err: ValidationError) -> ConfigError:
+def config_error(path: str | Path, err: ValidationError, model: type[BaseModel] | None = None) -> ConfigError:
     """One-line :class:`ConfigError` naming the file and every invalid field of ``err``."""
-    probs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-    return ConfigError(f"{path}: {probs}")
+    return ConfigError(format_validation_error(err, str(path), model or Protocol))
 
 
 def load_protocol(path: str | Path, overrides: list[str] | None = None) -> Protocol:

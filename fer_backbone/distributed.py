@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 
 
 def env_world_size() -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from fer_backbone.tasks.base import Task
 
 METADATA_KEY = "cdrscreen_embedder"

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 MISSING = -1
 """Label of a frame without a prediction (no face detected, or unannotated)."""

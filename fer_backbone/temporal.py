@@ -29,7 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from cdrscreen.errors import CdrscreenError, InputError
+from cdrscreen.core.errors import CdrscreenError, InputError
 from fer_backbone.data.readers import read_affwild2_labels
 from fer_backbone.models.temporal import TemporalEncoder
 from fer_backbone.smoothing import macro_f1, majority_vote, smooth_probabilities
@@ -355,7 +355,7 @@ class TemporalClassifier:
         """Write parameters and weights to one ``.pt`` file (atomic)."""
         import inspect
 
-        from cdrscreen._io import atomic_path
+        from cdrscreen.core.io import atomic_path
 
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
         params = {k: getattr(self, k) for k in names}
@@ -445,7 +445,7 @@ def load_temporal_protocol(path: str | Path) -> TemporalProtocol:
     try:
         return TemporalProtocol.model_validate(read_recipe(path))
     except ValidationError as err:
-        raise config_error(path, err) from None
+        raise config_error(path, err, TemporalProtocol) from None
 
 
 def smooth_labels(probs: np.ndarray, cfg: SmoothingConfig) -> np.ndarray:
@@ -518,7 +518,7 @@ def run_temporal_protocol(path: str | Path, out_dir: str | Path) -> dict:
     Writes ``temporal.pt`` (the :class:`TemporalClassifier`) and ``results.json`` (validation
     macro-F1 of the frozen per-frame network, the encoder, and the encoder + smoothing).
     """
-    from cdrscreen._io import write_json
+    from cdrscreen.core.io import write_json
 
     cfg = load_temporal_protocol(path)
     out = Path(out_dir)

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cdrscreen._io import write_json
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.io import write_json
+from cdrscreen.core.errors import ConfigError
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from fer_backbone.evaluate import evaluate
@@ -140,9 +140,9 @@ def make_loader(dataset: Dataset, batch_size: int, *, sampler: Sampler | None = 
 
 
 def _progress(loader: DataLoader, desc: str, total: int) -> Any:
-    from cdrscreen.progress import _enabled
+    from cdrscreen.core.progress import progress_enabled
 
-    if not _enabled():
+    if not progress_enabled():
         return None
     from tqdm import tqdm
 

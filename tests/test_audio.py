@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from cdrscreen.media.audio import DEFAULT_SR, clear_memo, load_audio, probe_audio, resample
 from tests.fixtures_speech import SR, mux_video, write_wav
 

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from cdrscreen.cli import main
-from cdrscreen.errors import printable
+from cdrscreen.core.errors import printable
 from cdrscreen.features.quality import split_quality
 from tests.fixtures_core import write_tiny_video, write_tiny_wav
 from tests.fixtures_evaluation import make_feature_table, small_protocol

@@ -29,7 +29,7 @@ from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 from cdrscreen.cli import main  # noqa: E402
 from cdrscreen.cluster import SchedulerError, parse_scheduler  # noqa: E402
-from cdrscreen.errors import CdrscreenError  # noqa: E402
+from cdrscreen.core.errors import CdrscreenError  # noqa: E402
 from cdrscreen.extract import extract_study  # noqa: E402
 
 FEATURES = "pupil,headpose,egemaps"

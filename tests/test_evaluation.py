@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import GridSearchCV, GroupKFold, LeaveOneGroupOut, cross_val_predict
 
-from cdrscreen.errors import ConfigError, InputError
+from cdrscreen.core.errors import ConfigError, InputError
 from cdrscreen.evaluation import evaluate
 from cdrscreen.evaluation.data import load_dataset
 from cdrscreen.evaluation.protocol import load_protocol

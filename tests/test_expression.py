@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from cdrscreen.errors import CdrscreenError, InputError
+from cdrscreen.core.errors import CdrscreenError, InputError
 from cdrscreen.features.expression import (
     TEMPLATE,
     Embedder,

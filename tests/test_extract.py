@@ -15,7 +15,7 @@ import pytest
 
 from cdrscreen.cli import main
 from cdrscreen.demo import Trajectories, render_face_video
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 from cdrscreen.extract import extract_study
 from cdrscreen.features import face as face_mod
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from fer_backbone.data import (
     ClassBalancedSampler,
     EpochRandomSampler,

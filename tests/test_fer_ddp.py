@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.cli import main
 from fer_backbone.config import TrainConfig, load_protocol

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from fer_backbone.export import export_onnx, load_trained, parity, read_metadata
 from fer_backbone.tasks import build_task
 from tests.fixtures_fer import TINY_BACKBONE

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from fer_backbone.tasks.semi_supervised import (
     SemiSupervisedDataset,
     SemiSupervisedTask,

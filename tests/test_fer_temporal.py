@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 from fer_backbone.models.temporal import TemporalEncoder
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cdrscreen.errors import ConfigError, InputError
+from cdrscreen.core.errors import ConfigError, InputError
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.config import TrainConfig, load_protocol
 from fer_backbone.data import FERDataset, load_digits_samples

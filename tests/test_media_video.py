@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from cdrscreen.media.video import iter_frames, probe_video
 from tests.fixtures_core import write_tiny_video, write_tiny_wav
 

@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-from cdrscreen._native import is_native_noise
+from cdrscreen.core.native import is_native_noise
 
 SCRIPT = r"""
 import os, time
-from cdrscreen._native import filter_native_stderr
+from cdrscreen.core.native import filter_native_stderr
 filter_native_stderr()
 os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
 os.write(2, b"INFO: W0000 00:00:1 12 inference_feedback_manager.cc:114] Feedback manager ...\n")

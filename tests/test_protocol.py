@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from cdrscreen.evaluation.protocol import DEFAULT_PROTOCOL, PROTOCOL_DIR, Protocol, load_protocol
 
 ROOT = Path(__file__).resolve().parents[1]

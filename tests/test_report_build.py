@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from cdrscreen.cli import main
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from cdrscreen.reports import RESEARCH_CAUTION, build_reports, load_run
 from cdrscreen.reports.api import patient_filename
 

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 from cdrscreen.reports import RESEARCH_CAUTION, Report
 from cdrscreen.reports import figures as F
 from cdrscreen.reports.cohort import summarize_cohort, summarize_feature

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from cdrscreen.features.segments import (
     intervals_to_mask,
     merge_intervals,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 from fer_backbone.smoothing import (
     expression_timeline,
     macro_f1,

@@ -179,7 +179,7 @@ def test_segments_file_is_read_and_used(tmp_path, two_voice):
     a = GeMAPSExtractor(patient="P").process_file(wav, segments=csv)
     b = GeMAPSExtractor().process_signal(tv.signal, SR, segments=tv.segments)
     np.testing.assert_allclose(a.iloc[0].to_numpy(float), b.iloc[0].to_numpy(float), rtol=1e-6)
-    from cdrscreen.errors import InputError
+    from cdrscreen.core.errors import InputError
 
     with pytest.raises(InputError, match="no segment has the patient's speaker label 'patient'"):
         GeMAPSExtractor().process_file(wav, segments=csv)
@@ -254,7 +254,7 @@ def test_signal_input_forms(speech_signal):
     c = ex.process_signal(resample(speech_signal, SR, 44100), 44100)
     pd.testing.assert_frame_equal(a, b)
     assert c["timing__phonation_s"].item() == pytest.approx(a["timing__phonation_s"].item(), abs=0.05)
-    from cdrscreen.errors import InputError
+    from cdrscreen.core.errors import InputError
 
     with pytest.raises(InputError, match="NaN"):
         ex.process_signal(np.full(SR, np.nan, np.float32), SR)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cdrscreen.errors import InputError, ManifestError
+from cdrscreen.core.errors import InputError, ManifestError
 from cdrscreen.study import Study
 
 HEADER = "subject,session,video,cdr,age,sex,mmse\n"

@@ -1,6 +1,6 @@
 """Command-line interface: ``cdrscreen VERB ...``; one module per verb.
 
-Every user-facing error is a :class:`cdrscreen.errors.CdrscreenError`; :func:`main`
+Every user-facing error is a :class:`cdrscreen.core.errors.CdrscreenError`; :func:`main`
 prints its message (one line per problem) and exits with status 2, never a traceback.
 """
 
@@ -11,7 +11,7 @@ import sys
 import typer
 
 from cdrscreen.cli import ablate, demo, evaluate, extract, info, report
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 app = typer.Typer(
     name="cdrscreen",

@@ -29,7 +29,7 @@ def command(
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Worker processes."),
 ) -> None:
     """Write the study report and per-patient reports of a run folder."""
-    from cdrscreen.errors import CdrscreenError
+    from cdrscreen.core.errors import CdrscreenError
     from cdrscreen.reports import build_reports
 
     if tracks not in ("cached", "compute", "none"):

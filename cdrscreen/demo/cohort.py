@@ -33,13 +33,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from cdrscreen._io import write_json, write_text
+from cdrscreen.core.io import write_json, write_text
 from cdrscreen.demo.faces import FaceSource, load_face
 from cdrscreen.demo.motion import MotionParams, make_trajectories
 from cdrscreen.demo.render import render_face_video
 from cdrscreen.demo.trajectories import GroundTruth
 from cdrscreen.demo.voice import SpeechTrack, VoiceParams, speech_track
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 #: Bump when the generator changes in a way that changes the files.
 FORMAT_VERSION = 1
@@ -372,7 +372,7 @@ def build_cohort(
     """
     from joblib import Parallel, delayed
 
-    from cdrscreen.progress import track
+    from cdrscreen.core.progress import track
 
     root = Path(out_dir).resolve()
     if duration_s <= 0 or fps <= 0:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 #: Built-in colour photographs usable as demo faces.
 BUILTIN_FACES: tuple[str, ...] = ("astronaut", "grace_hopper")
@@ -121,7 +121,7 @@ def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
     """
     import mediapipe as mp
 
-    from cdrscreen._native import quiet_native_stderr
+    from cdrscreen.core.native import quiet_native_stderr
 
     h, w = image.shape[:2]
     with quiet_native_stderr(), mp.solutions.face_mesh.FaceMesh(

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 #: Trajectory fields and their neutral values.
 DEFAULTS: dict[str, float | bool] = {
@@ -165,7 +165,7 @@ class GroundTruth:
 
     def save(self, prefix: str | Path) -> tuple[Path, Path]:
         """Write ``<prefix>.frames.csv`` (the table) and ``<prefix>.json`` (the rest)."""
-        from cdrscreen._io import atomic_path, write_json
+        from cdrscreen.core.io import atomic_path, write_json
 
         prefix = Path(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)

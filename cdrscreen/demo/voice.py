@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 ALSA_CLIPS = Path("/usr/share/sounds/alsa")
 _ESPEAK_SR = 22050

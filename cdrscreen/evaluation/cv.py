@@ -23,7 +23,7 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, ParameterGrid
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from cdrscreen.evaluation.data import Dataset
 from cdrscreen.evaluation.metrics import score
 from cdrscreen.evaluation.protocol import ModelSpec, Protocol

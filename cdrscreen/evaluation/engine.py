@@ -21,7 +21,7 @@ from cdrscreen.evaluation.metrics import score
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.evaluation.stats import permutation_p_value, subject_permutations
 from cdrscreen.models import make_early_fusion
-from cdrscreen.progress import track
+from cdrscreen.core.progress import track
 
 
 @dataclass

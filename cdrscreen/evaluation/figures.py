@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen._io import atomic_path
+from cdrscreen.core.io import atomic_path
 
 
 def _plt():

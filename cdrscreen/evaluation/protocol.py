@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.config import FrozenModel, read_yaml, validate
 
 #: Built-in label schemes: CDR value -> class name (unlisted CDR values are dropped).
 LABEL_SCHEMES: dict[str, dict[float, str]] = {
@@ -32,8 +31,7 @@ PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocols"
 DEFAULT_PROTOCOL = PROTOCOL_DIR / "cdr_binary_loso.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = FrozenModel
 
 
 class FeaturesSpec(_Strict):
@@ -170,53 +168,6 @@ class Protocol(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at ``loc`` (a pydantic error location) inside ``model``."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        ann = field.annotation
-        for _ in range(3):  # unwrap list[...] / Optional[...]
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-            if isinstance(ann, type) and issubclass(ann, BaseModel) or not args:
-                break
-            ann = args[0]
-        current = ann
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line naming the file, each bad key and (for unknown keys) the close match."""
-    problems = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        if e["type"] == "extra_forbidden":
-            key = str(loc[-1])
-            valid = _fields_at(Protocol, loc[:-1])
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-            hint = f" - did you mean '{close[0]}'?" if close else f" (valid keys: {', '.join(valid)})"
-            problems.append(f"unknown key '{_where(loc)}'{hint}")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f"{_where(loc) or 'protocol'}: {msg}")
-    return f"{source}: " + "; ".join(problems)
-
-
 def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) -> Protocol:
     """Load and validate a protocol from a YAML path, a dict, or pass one through.
 
@@ -228,22 +179,8 @@ def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) ->
     if isinstance(source, Protocol):
         return source
     if isinstance(source, dict):
-        data, where = source, "protocol"
-    else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{where}: protocol file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{where}: not valid YAML{line}: {getattr(err, 'problem', err)}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: a protocol must be a YAML mapping of keys to values")
-        data.setdefault("name", path.stem)
-    try:
-        return Protocol.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, where)) from None
+        return validate(Protocol, source, "protocol")
+    path = Path(source)
+    data = read_yaml(path, "protocol file")
+    data.setdefault("name", path.stem)
+    return validate(Protocol, data, str(path))

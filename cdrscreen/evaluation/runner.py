@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from cdrscreen._io import write_json, write_parquet, write_text
+from cdrscreen.core.io import write_json, write_parquet, write_text
 from cdrscreen.evaluation import cv
 from cdrscreen.evaluation.ablation import ablation_table, variants
 from cdrscreen.evaluation.data import Dataset, check_model_groups, load_dataset

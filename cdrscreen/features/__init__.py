@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cdrscreen.errors import CdrscreenError, MissingDependencyError
+from cdrscreen.core.errors import CdrscreenError, MissingDependencyError
 from cdrscreen.features.base import Extractor, run_extractors
 
 #: name -> ("module:Class", extra that provides its dependencies)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from cdrscreen.cache import FeatureCache
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 from cdrscreen.study import Recording, Study
 
 INDEX_NAMES = ("subject", "session", "file")
@@ -134,7 +134,7 @@ def run_extractors(
     """
     from joblib import Parallel, delayed
 
-    from cdrscreen.progress import track
+    from cdrscreen.core.progress import track
 
     recs = list(study)
     if isinstance(cache, str | os.PathLike):

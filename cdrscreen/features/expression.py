@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import CdrscreenError, InputError, MissingDependencyError
+from cdrscreen.core.errors import CdrscreenError, InputError, MissingDependencyError
 from cdrscreen.features.face import EYE_L_CORNERS, EYE_R_CORNERS, FaceTrack, TrackedExtractor
 
 ENV_VAR = "CDRSCREEN_EXPR_EMBEDDER"
@@ -282,7 +282,7 @@ class ExpressionExtractor(TrackedExtractor):
 
     def get_config(self) -> dict[str, Any]:
         """Return the configuration incl. the embedder's content hash (not its path), without batching/threads."""
-        from cdrscreen._io import file_sha256
+        from cdrscreen.core.io import file_sha256
 
         cfg = super().get_config()
         for k in ("embedder", "batch_size", "threads"):

@@ -60,9 +60,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdrscreen._native import quiet_native_stderr
+from cdrscreen.core.native import quiet_native_stderr
 from cdrscreen.cache import FeatureCache, default_cache_dir
-from cdrscreen.errors import MissingDependencyError
+from cdrscreen.core.errors import MissingDependencyError
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
 TRACK_VERSION = 3  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
@@ -381,7 +381,7 @@ def _memo_key(path: Path, cfg: TrackConfig) -> tuple:
 
 
 def _save(cache: FeatureCache, key: str, track: FaceTrack) -> None:
-    from cdrscreen._io import atomic_path, write_json
+    from cdrscreen.core.io import atomic_path, write_json
 
     base = cache.path_for(_CACHE_NAME, key)
     with cache.writing():

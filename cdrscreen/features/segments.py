@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 
 #: Default label of the patient in a segments file.
 DEFAULT_PATIENT = "patient"

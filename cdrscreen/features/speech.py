@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from cdrscreen.features.base import Extractor
 from cdrscreen.features.mfcc import ensure_numba_cache
 from cdrscreen.features.segments import (

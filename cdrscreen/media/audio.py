@@ -10,7 +10,7 @@ give the same signal:
    anti-aliasing filter (:func:`scipy.signal.resample_poly`, Kaiser window ``beta=5``).
    A file already at ``sr`` is returned unchanged, sample for sample.
 
-Problems are raised as :class:`~cdrscreen.errors.InputError`, one line naming the file:
+Problems are raised as :class:`~cdrscreen.core.errors.InputError`, one line naming the file:
 missing/empty file, not a media file, a video without an audio track, an audio codec
 FFmpeg cannot decode, a truncated file (fewer samples than its header declares, or a
 decoding error part-way), and a stream with no samples.
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cdrscreen._io import check_input_file
-from cdrscreen.errors import InputError
+from cdrscreen.core.io import check_input_file
+from cdrscreen.core.errors import InputError
 
 #: Sample rate (Hz) every speech feature is computed at unless configured otherwise.
 DEFAULT_SR = 16000

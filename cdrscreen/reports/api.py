@@ -11,7 +11,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cdrscreen.errors import CdrscreenError, InputError
+from cdrscreen.core.errors import CdrscreenError, InputError
 from cdrscreen.reports.cohort import MIN_CLASS_N, summarize_cohort
 from cdrscreen.reports.patient import build_patient_report, select_key_features
 from cdrscreen.reports.rundata import RunData, load_run

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cdrscreen.errors import CdrscreenError, MissingDependencyError
+from cdrscreen.core.errors import CdrscreenError, MissingDependencyError
 
 #: Binaries tried in order (``CDRSCREEN_CHROMIUM`` overrides).
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

@@ -3,7 +3,7 @@
 Everything a report shows comes from the run folder and the feature table it names
 (``inputs.json``); nothing is re-fitted. Missing optional files (``roc.parquet``,
 ``ablation.parquet``, ``row_predictions.parquet``) simply leave their sections out;
-a missing or unreadable required file is one :class:`~cdrscreen.errors.InputError`
+a missing or unreadable required file is one :class:`~cdrscreen.core.errors.InputError`
 naming the file.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 
 REQUIRED = ("metrics.json", "predictions.parquet")
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from fer_backbone.data.samples import Samples
 
 

@@ -1,7 +1,7 @@
 """Readers for the on-disk layouts of the common FER data sets.
 
 Each reader returns :class:`~fer_backbone.data.samples.Samples` and raises
-:class:`~cdrscreen.errors.InputError` (file + problem, one line) on a malformed layout.
+:class:`~cdrscreen.core.errors.InputError` (file + problem, one line) on a malformed layout.
 
 ======================  ====================================================================
 data set                layout read
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 from fer_backbone.data.samples import (
     AFFECTNET_CLASSES,
     AFFWILD2_CLASSES,

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cdrscreen.errors import InputError
+from cdrscreen.core.errors import InputError
 
 _PREFIXES = ("module.", "backbone.", "model.", "encoder.", "base.", "features.")
 
@@ -124,7 +124,7 @@ class Backbone(nn.Module):
         try:
             self.net = timm.create_model(name, pretrained=False, num_classes=0, drop_rate=drop_rate)
         except RuntimeError as err:
-            from cdrscreen.errors import ConfigError
+            from cdrscreen.core.errors import ConfigError
 
             raise ConfigError(f"unknown timm backbone '{name}': {err}") from None
         self.name = name

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from cdrscreen.errors import CdrscreenError
+from cdrscreen.core.errors import CdrscreenError
 
 
 def sinusoidal_encoding(length: int, dim: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from fer_backbone.tasks.base import Task
 
 #: name -> "module:Class" (imported lazily)

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
-from cdrscreen.errors import ConfigError
+from cdrscreen.core.errors import ConfigError
 from fer_backbone.tasks.base import Task
 
 
@@ -405,7 +405,7 @@ class UnlabeledImages:
     """Every image under a folder (recursively); labels are neither needed nor read."""
 
     def __init__(self, root: str | Path) -> None:
-        from cdrscreen.errors import InputError
+        from cdrscreen.core.errors import InputError
         from fer_backbone.data.readers import IMAGE_SUFFIXES
 
         self.root = Path(root)
@@ -480,9 +480,13 @@ def load_semi_protocol(path: str | Path, overrides: list[str] | None = None) -> 
         raise ConfigError(f"{path}: a semi-supervised recipe needs a 'semi:' section")
     semi_raw = raw.pop("semi") or {}
     try:
-        proto, semi = Protocol.model_validate(raw), SemiConfig.model_validate(semi_raw)
+        proto = Protocol.model_validate(raw)
     except ValidationError as err:
-        raise config_error(path, err) from None
+        raise config_error(path, err, Protocol) from None
+    try:
+        semi = SemiConfig.model_validate(semi_raw)
+    except ValidationError as err:
+        raise config_error(f"{path}: semi", err, SemiConfig) from None
     if proto.task.name != "semi_supervised":
         raise ConfigError(f"{path}: task.name must be semi_supervised, got {proto.task.name!r}")
     if (semi.unlabeled_path is None) == (semi.labels_per_class is None):
@@ -499,7 +503,7 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     """
     from torchvision.transforms.v2 import functional as TF
 
-    from cdrscreen._io import write_json
+    from cdrscreen.core.io import write_json
     from fer_backbone.build import backbone_spec, build_data
     from fer_backbone.data import ClassBalancedSampler, FERDataset
     from fer_backbone.tasks import build_task

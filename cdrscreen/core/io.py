@@ -73,12 +73,12 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def check_input_file(path: Path, what: str, expected: str) -> None:
-    """Raise a one-line :class:`~cdrscreen.errors.InputError` unless ``path`` is a readable, non-empty file.
+    """Raise a one-line :class:`~cdrscreen.core.errors.InputError` unless ``path`` is a readable, non-empty file.
 
     ``what`` names the file in messages ("video file"), ``expected`` says what a folder
     should have been ("a video file").
     """
-    from cdrscreen.errors import InputError
+    from cdrscreen.core.errors import InputError
 
     if not path.exists():
         raise InputError(path, f"{what} not found")

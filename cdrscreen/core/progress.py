@@ -10,7 +10,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def _enabled() -> bool:
+def progress_enabled() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CDRSCREEN_NO_PROGRESS")
 
 
@@ -18,7 +18,7 @@ def track(
     items: Iterable[T], *, description: str = "", total: int | None = None, disable: bool = False
 ) -> Iterator[T]:
     """Iterate over ``items`` with a rich progress bar (on a terminal only)."""
-    if disable or not _enabled():
+    if disable or not progress_enabled():
         yield from items
         return
     from rich.progress import (
