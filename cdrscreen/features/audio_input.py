@@ -37,7 +37,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import InputError
 from cdrscreen.features.base import Extractor
 from cdrscreen.features.segments import (
@@ -105,6 +107,18 @@ class Prepared:
         return np.concatenate(parts) if parts else self.x[:0]
 
 
+class SpeechParams(StrictModel):
+    """Audio settings every speech group takes (spec section ``audio``, or per group)."""
+
+    sr: int = Field(DEFAULT_SR, ge=1000, description="Sample rate every feature is computed at.")
+    patient: str = Field(DEFAULT_PATIENT, description="Speaker label of the patient in segments files.")
+    exclude_overlap: bool = Field(True, description="Drop time where another speaker overlaps the patient.")
+    max_gap_s: float = Field(float("inf"), ge=0, description="Silence within the patient's turn, at most this long.")
+    min_speech_s: float = Field(1.0, ge=0, description="Less detected speech gives NaN features.")
+    max_clipped: float = Field(0.01, ge=0, le=1, description="Clipped fraction above this sets quality_ok = 0.")
+    dc_threshold: float = Field(1e-3, ge=0, description="A DC offset larger than this is subtracted.")
+
+
 class SpeechExtractor(Extractor):
     """Common behaviour of the speech extractors (not registered itself).
 
@@ -131,6 +145,8 @@ class SpeechExtractor(Extractor):
     prefix: ClassVar[str]
     #: 2: ``source_sr`` quality column; band-limited audio sets ``quality_ok = 0``.
     version: ClassVar[int] = 2
+    Params: ClassVar[type[StrictModel]] = SpeechParams
+    shared: ClassVar[str | None] = "audio"
 
     def __init__(
         self,
@@ -160,6 +176,10 @@ class SpeechExtractor(Extractor):
         """Compute the group's features of a prepared signal (enough speech guaranteed)."""
         raise NotImplementedError
 
+    def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
+        """Return the signals of a prepared signal, indexed by ``(file, frame, time)`` or ``(file, start, end)`` (default: none)."""
+        return {}
+
     # -- contract ------------------------------------------------------------------
     def inputs(self, rec: Recording) -> list[Path | None]:
         """Return the audio source and the speaker-segments file (both are in the cache key)."""
@@ -170,6 +190,19 @@ class SpeechExtractor(Extractor):
         if rec.audio_source is None:
             raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
         return self.process_file(rec.audio_source, segments=rec.segments)
+
+    def process_recording_with_signals(self, rec: Recording) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        """Row and signals of a manifest row (see :meth:`process_recording`)."""
+        from cdrscreen.media.audio import probe_audio
+
+        if rec.audio_source is None:
+            raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
+        path = rec.audio_source
+        x, sr = load_audio(path, self.sr)
+        native = probe_audio(path).sample_rate or sr
+        segs = read_segments(rec.segments) if rec.segments is not None else None
+        row, prep = self._analyse(x, sr, segs, file=str(path), segments_source=rec.segments, source_sr=native)
+        return row, self.signals_from_prepared(prep, str(path))
 
     def process_file(self, path: str | os.PathLike[str], segments: Segments = None, **_: Any) -> pd.DataFrame:
         """Features of a video's audio track or an audio file.
@@ -221,7 +254,16 @@ class SpeechExtractor(Extractor):
         """
         if isinstance(segments, str | os.PathLike):
             _segments_source, segments = segments, read_segments(segments)
-        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source)
+        return self._analyse(signal, sr, segments, file=file, segments_source=_segments_source,
+                             source_sr=_source_sr)[0]
+
+    def _analyse(
+        self, signal: np.ndarray, sr: int, segments: Segments, *, file: str,
+        segments_source: str | os.PathLike[str] | None, source_sr: int | None,
+    ) -> tuple[pd.DataFrame, Prepared]:
+        """Return the row of :meth:`process_signal` and the prepared signal it was computed from."""
+        _source_sr = source_sr
+        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=segments_source)
         names = self.feature_names()
         if prep.speech_seconds >= self.min_speech_s:
             values = self.compute(prep)
@@ -240,7 +282,7 @@ class SpeechExtractor(Extractor):
             "source_sr": float(source_sr),
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
-        return pd.DataFrame([row], index=pd.Index([file], name="file"))
+        return pd.DataFrame([row], index=pd.Index([file], name="file")), prep
 
     # -- shared preparation -------------------------------------------------------------
     def prepare(
@@ -293,6 +335,7 @@ __all__ = [
     "Prepared",
     "Segments",
     "SpeechExtractor",
+    "SpeechParams",
     "clipped_fraction",
     "feature_columns",
 ]

@@ -50,6 +50,14 @@ class _OpenSmileExtractor(SpeechExtractor):
     """openSMILE functionals of the prepared signal (not registered itself)."""
 
     group: ClassVar[str]
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("F0semitoneFrom27.5Hz_sma3nz_amean", "pitch (F0) mean, semitones"),
+        ("F0semitoneFrom27.5Hz_sma3nz_stddevNorm", "pitch variability (F0 CV)"),
+        ("loudness_sma3_amean", "loudness mean"),
+        ("jitterLocal_sma3nz_amean", "jitter"),
+        ("shimmerLocaldB_sma3nz_amean", "shimmer (dB)"),
+        ("HNRdBACF_sma3nz_amean", "harmonics-to-noise ratio (dB)"),
+    )
 
     def feature_names(self) -> list[str]:
         return feature_names(self.group)
