@@ -1,29 +1,46 @@
 """Voice activity, pauses and speech rate from an energy contour (numpy/scipy only).
 
-Voice-activity detection (energy-based)
+Voice-activity detection (energy-based, two thresholds)
     Frame energy in dBFS over 25 ms windows every 10 ms (frames centred on ``t * hop``,
-    zero-padded at the ends). A frame is speech when its level exceeds
-    ``max(p99 - dynamic_range_db, p5 + noise_margin_db, floor_db)`` where ``p99``/``p5``
-    are percentiles of the frame levels inside the analysed intervals (the noise-floor
-    term is capped at ``p99 - 10 dB``). A signal whose level hardly varies
-    (``p99 - p5 < min_dynamic_db``, 15 dB: stationary noise, a hum, a tone) is taken to
-    contain no speech, since speech always alternates syllables and gaps. Speech runs shorter than ``min_speech_s`` are
-    dropped (clicks), then silent gaps shorter than ``min_pause_s`` are bridged (stop
-    closures, inter-word gaps).
+    zero-padded at the ends). ``p99``/``p5`` are percentiles of the frame levels inside
+    the analysed intervals. A frame is *clearly* speech above the high threshold
+    ``max(p99 - dynamic_range_db, min(p5 + noise_margin_db, p99 - 10), floor_db)``; a run
+    of frames above the low threshold
+    ``min(high, max(p99 - low_range_db, p5 + low_noise_margin_db))`` is speech when it
+    holds at least one clearly-speech frame (hysteresis, as in a Schmitt trigger). The
+    low threshold keeps the weak edges of words (final /t/ bursts, /f/, nasals, breathy
+    onsets: 20-35 dB below the vowels) that a single threshold cuts off, while staying
+    6 dB above the noise floor. Silent gaps shorter than ``min_pause_s`` are then bridged
+    (stop closures, inter-word gaps), and only after that are speech runs shorter than
+    ``min_speech_s`` dropped (clicks), so a final stop burst after its closure stays
+    part of its word. A signal whose level hardly varies (``p99 - p5 < min_dynamic_db``,
+    15 dB: stationary noise, a hum, a tone) is taken to contain no speech, since speech
+    always alternates syllables and gaps.
 
-Pauses
+Pauses and speech segments
     A pause is a silent gap of at least ``min_pause_s`` (default 0.25 s) between two
     speech runs inside the same analysed interval (a patient turn, or the whole file
     when there are no speaker segments). Leading/trailing silence and the gaps between
-    turns are not pauses. A gap of ``n`` silent frames lasts ``(n - 1) * hop + frame``
-    seconds (each silent frame's window is entirely silent).
+    turns are not pauses. Silent frames ``i..j`` span ``[i*hop - frame/2, j*hop + frame/2]``
+    (each such frame's window is entirely silent), so a gap of ``n`` silent frames lasts
+    ``(n - 1) * hop + frame`` seconds; a speech run is the complement, ``m`` frames last
+    ``m * hop - (frame - hop)``. :func:`pause_table` and :func:`speech_segment_table`
+    give them per recording (``start``, ``end``, ``duration`` in seconds).
 
 Speech-rate proxy (syllable nuclei)
-    After de Jong & Wempe (2009): peaks of a 50 ms intensity contour that rise at least
-    ``peak_prominence_db`` (2 dB) above the surrounding dips, lie at least 0.1 s apart,
-    fall in speech frames, and are voiced (normalised autocorrelation >= 0.45 at a lag of
-    60-400 Hz in a 40 ms window). Speech rate = nuclei / analysed seconds; articulation
-    rate = nuclei / phonation seconds.
+    After de Jong & Wempe (2009): peaks of a 50 ms intensity contour of the signal
+    band-passed to 300-3000 Hz (4th-order Butterworth, zero phase: the vowel formant
+    region, where nasals and fricatives are weak) that stand at least
+    ``prominence_db`` (3 dB) above the surrounding dips, lie at least 0.1 s apart and
+    within 25 dB of the contour's 99th percentile over speech (de Jong & Wempe's silence
+    threshold), fall in speech frames, and are voiced (normalised autocorrelation
+    >= 0.45 at a lag of 60-400 Hz in a 40 ms window). Speech rate = nuclei / analysed
+    seconds; articulation rate = nuclei / phonation seconds. Band, window and 3 dB were
+    chosen on the real voice clips and espeak-ng voices of ``docs/validation-speech.md``.
+
+Without any speech (silence, noise only) every measure except ``analysed_s`` and
+``phonation_s`` (0.0) is NaN: zero pauses and zero syllables in silence are not
+measurements.
 """
 
 from __future__ import annotations
@@ -31,6 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from cdrscreen.features.segments import Intervals, intervals_to_mask, merge_intervals
 
@@ -56,13 +74,20 @@ TIMING_FEATURES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class VADParams:
-    """Parameters of :func:`detect_speech` (defaults suit 16 kHz interview audio)."""
+    """Parameters of :func:`detect_speech` (defaults suit 16 kHz interview audio).
+
+    ``dynamic_range_db``, ``noise_margin_db`` and ``floor_db`` set the high threshold,
+    ``low_range_db`` and ``low_noise_margin_db`` the low (hysteresis) threshold; see the
+    module docstring.
+    """
 
     frame_s: float = 0.025
     hop_s: float = 0.010
     dynamic_range_db: float = 30.0
     noise_margin_db: float = 6.0
     floor_db: float = -70.0
+    low_range_db: float = 45.0
+    low_noise_margin_db: float = 6.0
     min_dynamic_db: float = 15.0
     min_speech_s: float = 0.05
     min_pause_s: float = 0.25
@@ -81,7 +106,10 @@ class VADResult:
     speech : ndarray of bool
         Smoothed speech mask (restricted to the analysed intervals).
     threshold_db : float
+        High threshold (dBFS); ``inf`` when nothing was analysed.
     hop_s, frame_s : float
+    low_threshold_db : float
+        Low (hysteresis) threshold (dBFS).
     """
 
     times: np.ndarray
@@ -90,6 +118,7 @@ class VADResult:
     threshold_db: float
     hop_s: float
     frame_s: float
+    low_threshold_db: float = float("nan")
 
 
 def frame_level_db(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
@@ -138,18 +167,24 @@ def detect_speech(
     if p99 - p5 < p.min_dynamic_db:
         return VADResult(times, level, np.zeros(level.size, bool), float(p99), hop / sr, frame / sr)
     thr = max(p99 - p.dynamic_range_db, min(p5 + p.noise_margin_db, p99 - 10.0), p.floor_db)
-    raw = (level > thr) & inside
-    speech = raw.copy()
-    for s, e in _runs(raw):
-        if (e - s) * hop / sr < p.min_speech_s:
-            speech[s:e] = False
+    low = min(thr, max(p99 - p.low_range_db, p5 + p.low_noise_margin_db))
+    core = (level > thr) & inside
+    speech = np.zeros(level.size, bool)
+    # hysteresis: a run above the low threshold is speech if it reaches the high one
+    for s, e in _runs((level > low) & inside):
+        if core[s:e].any():
+            speech[s:e] = True
     # bridge short gaps between speech runs, never across an interval boundary
     runs = _runs(speech)
     for (_, e0), (s1, _) in zip(runs[:-1], runs[1:], strict=False):
         gap = (s1 - e0 - 1) * hop / sr + frame / sr
         if gap < p.min_pause_s and inside[e0:s1].all():
             speech[e0:s1] = True
-    return VADResult(times, level, speech, float(thr), hop / sr, frame / sr)
+    # then drop what is still too short to be speech (clicks)
+    for s, e in _runs(speech):
+        if (e - s) * hop / sr < p.min_speech_s:
+            speech[s:e] = False
+    return VADResult(times, level, speech, float(thr), hop / sr, frame / sr, float(low))
 
 
 def pauses(vad: VADResult, intervals: Intervals | None, min_pause_s: float) -> np.ndarray:
@@ -198,25 +233,81 @@ def _voiced(x: np.ndarray, sr: int, centre: int, threshold: float = 0.45) -> boo
     return bool(norm[lo:hi].max() >= threshold)
 
 
-def syllable_nuclei(
-    x: np.ndarray, sr: int, vad: VADResult, *, prominence_db: float = 2.0, min_distance_s: float = 0.1
-) -> np.ndarray:
-    """Return the times (s) of syllable nuclei: voiced intensity peaks in speech frames."""
-    from scipy.signal import find_peaks
+@dataclass(frozen=True)
+class NucleiParams:
+    """Parameters of :func:`syllable_nuclei` (see the module docstring)."""
 
-    hop = max(1, round(vad.hop_s * sr))
-    level = frame_level_db(x, max(1, round(0.05 * sr)), hop)[: vad.speech.size]
+    band_hz: tuple[float, float] = (300.0, 3000.0)
+    window_s: float = 0.05
+    prominence_db: float = 3.0
+    min_distance_s: float = 0.1
+    silence_db: float = 25.0
+
+
+def syllable_nuclei(x: np.ndarray, sr: int, vad: VADResult, params: NucleiParams | None = None) -> np.ndarray:
+    """Return the times (s) of syllable nuclei: voiced intensity peaks in speech frames."""
+    from scipy.signal import butter, find_peaks, sosfiltfilt
+
+    p = params or NucleiParams()
     if not vad.speech.any():
         return np.zeros(0)
-    peaks, _ = find_peaks(
-        level,
-        height=vad.threshold_db,
-        prominence=prominence_db,
-        distance=max(1, round(min_distance_s / vad.hop_s)),
-    )
-    peaks = peaks[vad.speech[peaks]]
+    hop = max(1, round(vad.hop_s * sr))
+    lo, hi = p.band_hz
+    hi = min(hi, 0.45 * sr)
+    y = np.asarray(x, dtype=np.float64)
+    if y.size > 30:
+        y = sosfiltfilt(butter(4, (lo, hi), btype="band", fs=sr, output="sos"), y)
+    level = frame_level_db(y, max(1, round(p.window_s * sr)), hop)[: vad.speech.size]
+    speech = vad.speech[: level.size]
+    peaks, _ = find_peaks(level, prominence=p.prominence_db, distance=max(1, round(p.min_distance_s / vad.hop_s)))
+    peaks = peaks[speech[peaks]]
+    peaks = peaks[level[peaks] > np.percentile(level[speech], 99) - p.silence_db]
     keep = [i for i in peaks if _voiced(x, sr, i * hop)]
     return vad.times[np.asarray(keep, dtype=int)]
+
+
+def speech_segment_intervals(vad: VADResult) -> np.ndarray:
+    """Return the ``(start, end)`` times (s) of the speech runs (complement of silent frames).
+
+    Frames ``s..e-1`` span ``[(s-1)*hop + frame/2, e*hop - frame/2]`` clipped to the
+    signal, where the silent frames around them end and begin.
+    """
+    runs = _runs(vad.speech)
+    if not len(runs):
+        return np.zeros((0, 2))
+    end_s = (vad.speech.size - 1) * vad.hop_s
+    start = np.clip((runs[:, 0] - 1) * vad.hop_s + vad.frame_s / 2, 0.0, end_s)
+    end = np.clip(runs[:, 1] * vad.hop_s - vad.frame_s / 2, 0.0, end_s)
+    end = np.maximum(end, start + vad.hop_s)
+    return np.stack([start, end], axis=1)
+
+
+def _table(iv: np.ndarray) -> pd.DataFrame:
+    iv = np.asarray(iv, dtype=float).reshape(-1, 2)
+    return pd.DataFrame({"start": iv[:, 0], "end": iv[:, 1], "duration": iv[:, 1] - iv[:, 0]})
+
+
+def pause_table(vad: VADResult, intervals: Intervals | None = None, min_pause_s: float = 0.25) -> pd.DataFrame:
+    """One row per pause: ``start``, ``end``, ``duration`` in seconds (see :func:`pause_intervals`)."""
+    return _table(pause_intervals(vad, intervals, min_pause_s))
+
+
+def speech_segment_table(vad: VADResult) -> pd.DataFrame:
+    """One row per speech segment: ``start``, ``end``, ``duration`` in seconds."""
+    return _table(speech_segment_intervals(vad))
+
+
+def timing_tables(
+    x: np.ndarray, sr: int, intervals: Intervals | None = None, params: VADParams | None = None
+) -> dict[str, pd.DataFrame]:
+    """Per-recording tables behind the timing features: ``{"pauses": ..., "speech_segments": ...}``.
+
+    Both have columns ``start``, ``end``, ``duration`` (seconds from the start of ``x``).
+    Silence gives two empty tables.
+    """
+    p = params or VADParams()
+    vad = detect_speech(x, sr, intervals, p)
+    return {"pauses": pause_table(vad, intervals, p.min_pause_s), "speech_segments": speech_segment_table(vad)}
 
 
 def speech_runs_s(vad: VADResult) -> np.ndarray:
@@ -241,7 +332,8 @@ def timing_features(
     -------
     features : dict
         Keys :data:`TIMING_FEATURES` (no prefix). Ratios whose denominator is zero
-        (e.g. speech-to-pause ratio without pauses) are NaN.
+        (e.g. speech-to-pause ratio without pauses) are NaN; without any speech every
+        value but ``analysed_s`` and ``phonation_s`` is NaN.
     vad : VADResult
         The voice activity used (``vad`` if given, else computed with ``params``).
     """
@@ -256,9 +348,13 @@ def timing_features(
         analysed = float(np.sum(iv[:, 1] - iv[:, 0]))
     run_s = speech_runs_s(vad)
     phon = float(run_s.sum())
+    nan = float("nan")
+    if not run_s.size:
+        f = dict.fromkeys(TIMING_FEATURES, nan)
+        f.update(analysed_s=analysed, phonation_s=0.0)
+        return f, vad
     ps = pauses(vad, intervals, p.min_pause_s)
     nuclei = syllable_nuclei(x, sr, vad)
-    nan = float("nan")
 
     def div(a: float, b: float) -> float:
         return a / b if b > 0 else nan
@@ -285,13 +381,18 @@ def timing_features(
 
 __all__ = [
     "TIMING_FEATURES",
+    "NucleiParams",
     "VADParams",
     "VADResult",
     "detect_speech",
     "frame_level_db",
     "pause_intervals",
+    "pause_table",
     "pauses",
     "speech_runs_s",
+    "speech_segment_intervals",
+    "speech_segment_table",
     "syllable_nuclei",
     "timing_features",
+    "timing_tables",
 ]
