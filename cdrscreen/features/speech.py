@@ -3,7 +3,9 @@
 Every extractor follows the same steps (details in ``docs/features-speech.md``):
 
 1. load the recording's audio (:func:`cdrscreen.media.audio.load_audio`: mono, ``sr``
-   = 16 kHz by default) or take a signal given to :meth:`SpeechExtractor.process_signal`;
+   = 16 kHz by default for the VAD, MFCC and timing; GeMAPS/eGeMAPS see the file's own
+   sample rate unless ``opensmile_sr`` is set) or take a signal given to
+   :meth:`SpeechExtractor.process_signal`;
 2. measure quality: the fraction of clipped samples, and the DC offset, which is
    subtracted when larger than ``dc_threshold``;
 3. choose the analysed time: the patient's segments when a speaker-segments file (RTTM
@@ -16,10 +18,13 @@ Every extractor follows the same steps (details in ``docs/features-speech.md``):
 Each output row also carries the quality columns :data:`QUALITY_COLUMNS`, prefixed like
 the features: ``quality_ok`` (1.0/0.0), ``speech_seconds``, ``patient_only`` (1.0 when
 the features were computed on the patient's segments only), ``clipped_fraction``,
-``dc_offset`` and ``source_sr`` (the recording's own sample rate: audio recorded below
+``dc_offset``, ``source_sr`` (the recording's own sample rate: audio recorded below
 ``sr``, e.g. 8 kHz telephone audio, has no content above ``source_sr / 2`` although it is
-resampled to ``sr``, so its features are computed but ``quality_ok`` is 0). Drop them
-(e.g. with :func:`feature_columns`) before modelling.
+resampled to ``sr``, so its features are computed but ``quality_ok`` is 0), and the three
+warning columns ``quality_no_speech`` (1.0 when less than ``min_speech_s`` of speech was
+found), ``quality_low_sr`` (1.0 when ``source_sr`` < 16 kHz) and ``quality_audio_s``
+(seconds of audio in the file). Drop them (e.g. with :func:`feature_columns`) before
+modelling.
 
 >>> from cdrscreen.features import get_extractor
 >>> get_extractor("egemaps").process_file("S01.mp4", segments="S01.rttm")  # doctest: +SKIP
@@ -62,7 +67,11 @@ ensure_numba_cache()  # before anything imports librosa
 #: Quality columns (without prefix) every speech extractor adds to its row.
 QUALITY_COLUMNS: tuple[str, ...] = (
     "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset", "source_sr",
+    "quality_no_speech", "quality_low_sr", "quality_audio_s",
 )
+
+#: Below this source sample rate (Hz) ``quality_low_sr`` is set: no wide-band speech content.
+LOW_SAMPLE_RATE_HZ = 16000
 
 Segments = pd.DataFrame | np.ndarray | Sequence[Sequence[float]] | str | os.PathLike[str] | None
 
@@ -95,7 +104,11 @@ def clipped_fraction(x: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A signal ready for feature computation (see :meth:`SpeechExtractor.prepare`)."""
+    """A signal ready for feature computation (see :meth:`SpeechExtractor.prepare`).
+
+    ``x`` is at the extractor's ``sr``; ``native`` is the same audio (same DC correction)
+    at the rate it was given in, ``native_sr``.
+    """
 
     x: np.ndarray
     sr: int
@@ -104,13 +117,19 @@ class Prepared:
     speech_seconds: float
     clipped_fraction: float
     dc_offset: float
+    native: np.ndarray | None = None
+    native_sr: int | None = None
 
-    def analysed_signal(self) -> np.ndarray:
-        """Return the signal restricted to the analysed intervals, concatenated in time order."""
+    def analysed_signal(self, native: bool = False) -> tuple[np.ndarray, int]:
+        """Return the signal (and its rate) restricted to the analysed intervals, in time order.
+
+        ``native=True`` cuts the signal at its given rate instead of at ``sr``.
+        """
+        x, sr = (self.native, int(self.native_sr)) if native and self.native is not None else (self.x, self.sr)
         if self.intervals is None:
-            return self.x
-        parts = [self.x[int(round(s * self.sr)) : int(round(e * self.sr))] for s, e in self.intervals]
-        return np.concatenate(parts) if parts else self.x[:0]
+            return x, sr
+        parts = [x[int(round(s * sr)) : int(round(e * sr))] for s, e in self.intervals]
+        return (np.concatenate(parts) if parts else x[:0]), sr
 
 
 class SpeechExtractor(Extractor):
@@ -138,7 +157,11 @@ class SpeechExtractor(Extractor):
 
     prefix: ClassVar[str]
     #: 2: ``source_sr`` quality column; band-limited audio sets ``quality_ok = 0``.
-    version: ClassVar[int] = 2
+    #: 3: two-threshold VAD, ``quality_no_speech`` / ``quality_low_sr`` / ``quality_audio_s``,
+    #: openSMILE at the file's own rate.
+    version: ClassVar[int] = 3
+    #: Whether :meth:`compute` needs the signal at its native rate (openSMILE groups).
+    needs_native: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -190,14 +213,13 @@ class SpeechExtractor(Extractor):
             Speaker segments (RTTM/CSV file or table with ``start, end, speaker``), or
             already-selected ``(start, end)`` intervals in seconds.
         """
-        from cdrscreen.media.audio import probe_audio
-
-        x, sr = load_audio(path, self.sr)
-        native = probe_audio(path).sample_rate or sr
+        x, native_sr = load_audio(path, None)
+        resampled = load_audio(path, self.sr)[0] if native_sr != self.sr else None
+        seg_source = None
         if isinstance(segments, str | os.PathLike):
-            return self.process_signal(x, sr, segments=read_segments(segments), file=str(path),
-                                       _segments_source=segments, _source_sr=native)
-        return self.process_signal(x, sr, segments=segments, file=str(path), _source_sr=native)
+            seg_source, segments = segments, read_segments(segments)
+        return self.process_signal(x, native_sr, segments=segments, file=str(path),
+                                   _segments_source=seg_source, _resampled=resampled)
 
     def process_signal(
         self,
@@ -207,7 +229,7 @@ class SpeechExtractor(Extractor):
         *,
         file: str = "",
         _segments_source: str | os.PathLike[str] | None = None,
-        _source_sr: int | None = None,
+        _resampled: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Features of a signal, as in opensmile-python's ``Smile.process_signal``.
 
@@ -216,7 +238,8 @@ class SpeechExtractor(Extractor):
         signal : ndarray
             ``(samples,)`` or ``(channels, samples)``; channels are averaged.
         sr : int
-            Its sample rate; resampled to :attr:`sr` if different.
+            Its sample rate (reported as ``source_sr``); resampled to :attr:`sr` for the
+            VAD, MFCC and timing, kept for openSMILE unless ``opensmile_sr`` is set.
         segments : DataFrame, (n, 2) array or path-like, optional
             See :meth:`process_file`.
         file : str
@@ -229,16 +252,17 @@ class SpeechExtractor(Extractor):
         """
         if isinstance(segments, str | os.PathLike):
             _segments_source, segments = segments, read_segments(segments)
-        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source)
+        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source,
+                            resampled=_resampled)
         names = self.feature_names()
-        if prep.speech_seconds >= self.min_speech_s:
+        enough = prep.speech_seconds >= self.min_speech_s
+        if enough:
             values = self.compute(prep)
             feats = {n: float(values.get(n, np.nan)) for n in names}
         else:
             feats = dict.fromkeys(names, float("nan"))
-        source_sr = int(_source_sr) if _source_sr else int(sr)
-        ok = (prep.speech_seconds >= self.min_speech_s and prep.clipped_fraction <= self.max_clipped
-              and source_sr >= self.sr)
+        source_sr = int(sr)
+        ok = enough and prep.clipped_fraction <= self.max_clipped and source_sr >= self.sr
         quality = {
             "quality_ok": float(ok),
             "speech_seconds": prep.speech_seconds,
@@ -246,6 +270,9 @@ class SpeechExtractor(Extractor):
             "clipped_fraction": prep.clipped_fraction,
             "dc_offset": prep.dc_offset,
             "source_sr": float(source_sr),
+            "quality_no_speech": float(not enough),
+            "quality_low_sr": float(source_sr < LOW_SAMPLE_RATE_HZ),
+            "quality_audio_s": len(prep.x) / prep.sr,
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
         return pd.DataFrame([row], index=pd.Index([file], name="file"))
@@ -259,25 +286,31 @@ class SpeechExtractor(Extractor):
         *,
         source: str = "<signal>",
         segments_source: str | os.PathLike[str] | None = None,
+        resampled: np.ndarray | None = None,
     ) -> Prepared:
-        """Mono/resample, quality measures, DC removal, patient intervals and VAD."""
-        x = np.asarray(signal, dtype=np.float32)
-        if x.ndim == 2:
-            x = x.mean(axis=0)
-        if x.ndim != 1:
-            raise InputError(source, f"signal must be 1-D or (channels, samples), got shape {x.shape}")
-        if not np.all(np.isfinite(x)):
+        """Mono/resample, quality measures, DC removal, patient intervals and VAD.
+
+        ``resampled`` may hold ``signal`` already resampled to :attr:`sr` (decoded once
+        and kept in memory by :func:`~cdrscreen.media.audio.load_audio`).
+        """
+        native = np.asarray(signal, dtype=np.float32)
+        if native.ndim == 2:
+            native = native.mean(axis=0)
+        if native.ndim != 1:
+            raise InputError(source, f"signal must be 1-D or (channels, samples), got shape {native.shape}")
+        if not np.all(np.isfinite(native)):
             raise InputError(source, "signal contains NaN or infinite samples")
-        x = resample(x, int(sr), self.sr)
-        sr = self.sr
+        x = resampled if resampled is not None else resample(native, int(sr), self.sr)
         clip = clipped_fraction(x)
         dc = float(np.mean(x, dtype=np.float64)) if x.size else 0.0
         if abs(dc) > self.dc_threshold:
             x = (x - np.float32(dc)).astype(np.float32)
-        intervals = self._intervals(segments, len(x) / sr, segments_source)
-        vad = detect_speech(x, sr, intervals, VADParams())
+            native = (native - np.float32(dc)).astype(np.float32)
+        intervals = self._intervals(segments, len(x) / self.sr, segments_source)
+        vad = detect_speech(x, self.sr, intervals, VADParams())
         speech = float(speech_runs_s(vad).sum())
-        return Prepared(x, sr, intervals, vad, speech, clip, dc)
+        keep = native if self.needs_native else None
+        return Prepared(x, self.sr, intervals, vad, speech, clip, dc, keep, int(sr))
 
     def _intervals(
         self, segments: Segments, duration: float, source: str | os.PathLike[str] | None
@@ -327,7 +360,27 @@ class MFCCExtractor(SpeechExtractor):
 
 
 class _OpenSmileExtractor(SpeechExtractor):
+    """openSMILE functionals of the recording at its own sample rate.
+
+    Parameters
+    ----------
+    opensmile_sr : int, optional
+        Sample rate of the signal openSMILE sees. ``None`` (default) keeps the file's
+        own rate, so the values equal ``opensmile.Smile.process_file`` on the original
+        file (published GeMAPS values are computed so); e.g. ``16000`` resamples first,
+        as cdrscreen did before version 3 of these groups.
+    **kwargs
+        See :class:`SpeechExtractor`.
+    """
+
     group: ClassVar[str]
+    needs_native = True
+
+    def __init__(self, opensmile_sr: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if opensmile_sr is not None and int(opensmile_sr) <= 0:
+            raise ValueError(f"opensmile_sr must be positive, got {opensmile_sr}")
+        self.opensmile_sr = None if opensmile_sr is None else int(opensmile_sr)
 
     def feature_names(self) -> list[str]:
         from cdrscreen.features.gemaps import feature_names
@@ -337,13 +390,17 @@ class _OpenSmileExtractor(SpeechExtractor):
     def compute(self, prep: Prepared) -> dict[str, float]:
         from cdrscreen.features.gemaps import gemaps_features
 
-        return gemaps_features(prep.analysed_signal(), prep.sr, self.group)
+        x, sr = prep.analysed_signal(native=True)
+        if self.opensmile_sr is not None and sr != self.opensmile_sr:
+            x, sr = resample(x, sr, self.opensmile_sr), self.opensmile_sr
+        return gemaps_features(x, sr, self.group)
 
 
 class GeMAPSExtractor(_OpenSmileExtractor):
     """openSMILE GeMAPSv01b functionals, 62 features (``gemaps__``).
 
-    The whole recording, or the patient's segments concatenated, is passed to openSMILE.
+    The whole recording, or the patient's segments concatenated, is passed to openSMILE
+    at the recording's own sample rate (see :class:`_OpenSmileExtractor`).
     """
 
     name = "gemaps"
@@ -382,6 +439,7 @@ def speech_extractors(names: Iterable[str] = ("mfcc", "gemaps", "egemaps", "timi
 
 
 __all__ = [
+    "LOW_SAMPLE_RATE_HZ",
     "QUALITY_COLUMNS",
     "EGeMAPSExtractor",
     "GeMAPSExtractor",
