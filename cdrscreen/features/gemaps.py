@@ -1,18 +1,27 @@
-"""GeMAPS / eGeMAPS functionals with the openSMILE Python package.
+"""GeMAPS / eGeMAPS functionals (``gemaps__*``, ``egemaps__*``) with the openSMILE Python package.
 
 ``GeMAPSv01b`` gives 62 functionals of 18 low-level descriptors, ``eGeMAPSv02`` gives 88
 of 25 (Eyben et al. 2016). Values are exactly what ``opensmile.Smile(feature_set=...,
 feature_level=Functionals).process_signal(signal, sr)`` returns for the signal passed
-in; :mod:`cdrscreen.features.speech` decides which signal that is (the whole recording,
-or the patient's segments concatenated in time order).
+in; :class:`~cdrscreen.features.audio_input.SpeechExtractor` decides which signal that is
+(the whole recording, or the patient's segments concatenated in time order).
+
+Sample rate: the extractors pass openSMILE the recording at its own rate, so a file's
+values equal ``Smile.process_file`` on it (published GeMAPS values are computed so);
+``opensmile_sr=16000`` resamples first instead (the behaviour before speech cache
+version 3, which moves 48 kHz values by a median 15-17 %).
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+from typing import Any, ClassVar
 
 import numpy as np
+
+from cdrscreen.features.audio_input import Prepared, SpeechExtractor
+from cdrscreen.media.audio import resample
 
 #: Our feature-group name -> openSMILE feature set.
 FEATURE_SETS: dict[str, str] = {"gemaps": "GeMAPSv01b", "egemaps": "eGeMAPSv02"}
@@ -43,4 +52,57 @@ def gemaps_features(x: np.ndarray, sr: int, group: str) -> dict[str, float]:
     return {k: float(v) for k, v in df.iloc[0].items()}
 
 
-__all__ = ["FEATURE_SETS", "N_FEATURES", "feature_names", "gemaps_features"]
+class _OpenSmileExtractor(SpeechExtractor):
+    """openSMILE functionals of the recording at its own sample rate (not registered itself).
+
+    Parameters
+    ----------
+    opensmile_sr : int, optional
+        Sample rate of the signal openSMILE sees. ``None`` (default) keeps the file's
+        own rate, so the values equal ``opensmile.Smile.process_file`` on the original
+        file; e.g. ``16000`` resamples first, as cdrscreen did before speech cache
+        version 3.
+    **kwargs
+        See :class:`~cdrscreen.features.audio_input.SpeechExtractor`.
+    """
+
+    group: ClassVar[str]
+    needs_native = True
+
+    def __init__(self, opensmile_sr: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if opensmile_sr is not None and int(opensmile_sr) <= 0:
+            raise ValueError(f"opensmile_sr must be positive, got {opensmile_sr}")
+        self.opensmile_sr = None if opensmile_sr is None else int(opensmile_sr)
+
+    def feature_names(self) -> list[str]:
+        return feature_names(self.group)
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        x, sr = prep.analysed_signal(native=True)
+        if self.opensmile_sr is not None and sr != self.opensmile_sr:
+            x, sr = resample(x, sr, self.opensmile_sr), self.opensmile_sr
+        return gemaps_features(x, sr, self.group)
+
+
+class GeMAPSExtractor(_OpenSmileExtractor):
+    """openSMILE GeMAPSv01b functionals, 62 features (``gemaps__``).
+
+    The whole recording, or the patient's segments concatenated, is passed to openSMILE
+    at the recording's own sample rate (see :class:`_OpenSmileExtractor`).
+    """
+
+    name = "gemaps"
+    prefix = "gemaps"
+    group = "gemaps"
+
+
+class EGeMAPSExtractor(_OpenSmileExtractor):
+    """openSMILE eGeMAPSv02 functionals, 88 features (``egemaps__``)."""
+
+    name = "egemaps"
+    prefix = "egemaps"
+    group = "egemaps"
+
+
+__all__ = ["FEATURE_SETS", "N_FEATURES", "EGeMAPSExtractor", "GeMAPSExtractor", "feature_names", "gemaps_features"]
