@@ -150,3 +150,32 @@ def test_opensmile_of_48khz_file_equals_process_file(tmp_path, alsa_clips, group
     a, b = ours16[cols].to_numpy(float)[0], ref.to_numpy(float)[0]
     rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-9)
     assert np.median(rel) > 0.01
+
+
+def test_extract_cli_gives_native_rate_opensmile_and_warning_columns(tmp_path, alsa_clips, capsys):
+    """The whole CLI path (manifest -> extract -> table) keeps the file's own rate for openSMILE."""
+    import opensmile
+    import pandas as pd
+    import soundfile as sf
+
+    from cdrscreen.cli import main
+
+    clips = [sf.read(str(p), dtype="float32")[0] for p in alsa_clips[:4]]
+    write_wav(tmp_path / "v48.wav", np.concatenate([np.concatenate([c, np.zeros(24000, np.float32)]) for c in clips]),
+              sr=48000)
+    write_wav(tmp_path / "quiet.wav", silence(2.0))
+    (tmp_path / "study.csv").write_text("subject,audio,cdr\nS1,v48.wav,1\nS2,quiet.wav,0.5\n")
+    out = tmp_path / "features.parquet"
+    code = main(["extract", str(tmp_path / "study.csv"), "--features", "egemaps,timing", "--out", str(out),
+                 "--cache", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_parquet(out)
+    ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_file(str(tmp_path / "v48.wav"))
+    got = table[[f"egemaps__{c}" for c in ref.columns]].to_numpy(float)[0]
+    np.testing.assert_allclose(got, ref.to_numpy(float)[0], rtol=1e-6, atol=0)
+    assert table["egemaps__source_sr"].tolist() == [48000.0, 16000.0]
+    for g in ("egemaps", "timing"):
+        assert table[f"{g}__quality_no_speech"].tolist() == [0.0, 1.0]
+        assert table[f"{g}__quality_low_sr"].tolist() == [0.0, 0.0]
+        np.testing.assert_allclose(table[f"{g}__quality_audio_s"], [len(clips) * 0.5 + sum(len(c) for c in clips) / 48000,
+                                                                     2.0], atol=1e-3)
