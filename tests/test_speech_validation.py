@@ -179,3 +179,18 @@ def test_extract_cli_gives_native_rate_opensmile_and_warning_columns(tmp_path, a
         assert table[f"{g}__quality_low_sr"].tolist() == [0.0, 0.0]
         np.testing.assert_allclose(table[f"{g}__quality_audio_s"], [len(clips) * 0.5 + sum(len(c) for c in clips) / 48000,
                                                                      2.0], atol=1e-3)
+
+
+def test_speech_warnings_from_quality_columns(alsa_clips):
+    import pandas as pd
+
+    from cdrscreen.features.audio_input import speech_warnings
+
+    quiet = get_extractor("timing").process_signal(silence(2.0), SR)
+    phone = pd.concat([get_extractor(g).process_signal(real_voice(alsa_clips, sr=8000).signal, 8000)
+                       for g in ("timing", "mfcc")], axis=1)
+    fine = get_extractor("timing").process_signal(real_voice(alsa_clips).signal, SR)
+    assert speech_warnings(quiet.iloc[0]) == ["no speech found"]
+    assert speech_warnings(phone.iloc[0]) == ["audio sample rate 8000 Hz is below 16 kHz"]  # once, not per group
+    assert speech_warnings(fine.iloc[0]) == []
+    assert speech_warnings(pd.Series({"pupil__valid": 1.0})) == []

@@ -73,6 +73,31 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).split("__", 1)[-1] not in QUALITY_COLUMNS]
 
 
+def speech_warnings(row: pd.Series) -> list[str]:
+    """Warning texts of one feature-table row from its speech ``quality_*`` columns.
+
+    Reads ``<group>__quality_no_speech`` and ``<group>__quality_low_sr`` (with
+    ``<group>__source_sr``) of whichever speech groups the row has; every speech group
+    carries the same values, so each warning appears once. Returns e.g.
+    ``["no speech found", "audio sample rate 8000 Hz is below 16 kHz"]``; empty when all
+    is well or the row has no speech group. (Audio against video duration needs the
+    video's length: ``<group>__quality_audio_s`` holds the audio's.)
+    """
+    out: list[str] = []
+    cols = [str(c) for c in row.index]
+    for c in cols:
+        if c.endswith("__quality_no_speech") and row[c] == 1.0 and "no speech found" not in out:
+            out.append("no speech found")
+    for c in cols:
+        if c.endswith("__quality_low_sr") and row[c] == 1.0:
+            sr = row.get(c.replace("__quality_low_sr", "__source_sr"), np.nan)
+            text = (f"audio sample rate {sr:.0f} Hz is below 16 kHz" if np.isfinite(sr)
+                    else "audio sample rate is below 16 kHz")
+            if text not in out:
+                out.append(text)
+    return out
+
+
 def clipped_fraction(x: np.ndarray) -> float:
     """Fraction of samples that sit on a clipping plateau.
 
@@ -329,4 +354,5 @@ __all__ = [
     "SpeechExtractor",
     "clipped_fraction",
     "feature_columns",
+    "speech_warnings",
 ]
