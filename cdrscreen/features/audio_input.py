@@ -42,7 +42,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import InputError
 from cdrscreen.features.base import Extractor
 from cdrscreen.features.segments import (
@@ -149,6 +151,18 @@ class Prepared:
         return (np.concatenate(parts) if parts else x[:0]), sr
 
 
+class SpeechParams(StrictModel):
+    """Audio settings every speech group takes (spec section ``audio``, or per group)."""
+
+    sr: int = Field(DEFAULT_SR, ge=1000, description="Sample rate every feature is computed at.")
+    patient: str = Field(DEFAULT_PATIENT, description="Speaker label of the patient in segments files.")
+    exclude_overlap: bool = Field(True, description="Drop time where another speaker overlaps the patient.")
+    max_gap_s: float = Field(float("inf"), ge=0, description="Silence within the patient's turn, at most this long.")
+    min_speech_s: float = Field(1.0, ge=0, description="Less detected speech gives NaN features.")
+    max_clipped: float = Field(0.01, ge=0, le=1, description="Clipped fraction above this sets quality_ok = 0.")
+    dc_threshold: float = Field(1e-3, ge=0, description="A DC offset larger than this is subtracted.")
+
+
 class SpeechExtractor(Extractor):
     """Common behaviour of the speech extractors (not registered itself).
 
@@ -177,6 +191,8 @@ class SpeechExtractor(Extractor):
     #: 3: two-threshold VAD, ``quality_no_speech`` / ``quality_low_sr`` / ``quality_audio_s``,
     #: openSMILE at the file's own rate.
     version: ClassVar[int] = 3
+    Params: ClassVar[type[StrictModel]] = SpeechParams
+    shared: ClassVar[str | None] = "audio"
     #: Whether :meth:`compute` needs the signal at its native rate (openSMILE groups).
     needs_native: ClassVar[bool] = False
 
@@ -208,6 +224,10 @@ class SpeechExtractor(Extractor):
         """Compute the group's features of a prepared signal (enough speech guaranteed)."""
         raise NotImplementedError
 
+    def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
+        """Return the signals of a prepared signal, indexed by ``(file, frame, time)`` or ``(file, start, end)`` (default: none)."""
+        return {}
+
     # -- contract ------------------------------------------------------------------
     def inputs(self, rec: Recording) -> list[Path | None]:
         """Return the audio source and the speaker-segments file (both are in the cache key)."""
@@ -218,6 +238,15 @@ class SpeechExtractor(Extractor):
         if rec.audio_source is None:
             raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
         return self.process_file(rec.audio_source, segments=rec.segments)
+
+    def process_recording_with_signals(self, rec: Recording) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        """Row and signals of a manifest row (see :meth:`process_recording`)."""
+        if rec.audio_source is None:
+            raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
+        path = rec.audio_source
+        segs = read_segments(rec.segments) if rec.segments is not None else None
+        row, prep = self._analyse_file(path, segs, segments_source=rec.segments)
+        return row, self.signals_from_prepared(prep, str(path))
 
     def process_file(self, path: str | os.PathLike[str], segments: Segments = None, **_: Any) -> pd.DataFrame:
         """Features of a video's audio track or an audio file.
@@ -230,13 +259,19 @@ class SpeechExtractor(Extractor):
             Speaker segments (RTTM/CSV file or table with ``start, end, speaker``), or
             already-selected ``(start, end)`` intervals in seconds.
         """
-        x, native_sr = load_audio(path, None)
-        resampled = load_audio(path, self.sr)[0] if native_sr != self.sr else None
         seg_source = None
         if isinstance(segments, str | os.PathLike):
             seg_source, segments = segments, read_segments(segments)
-        return self.process_signal(x, native_sr, segments=segments, file=str(path),
-                                   _segments_source=seg_source, _resampled=resampled)
+        return self._analyse_file(path, segments, segments_source=seg_source)[0]
+
+    def _analyse_file(
+        self, path: str | os.PathLike[str], segments: Segments, *, segments_source: str | os.PathLike[str] | None
+    ) -> tuple[pd.DataFrame, Prepared]:
+        """Decode ``path`` at its own rate (and, memoised, at :attr:`sr`) and analyse it."""
+        x, native_sr = load_audio(path, None)
+        resampled = load_audio(path, self.sr)[0] if native_sr != self.sr else None
+        return self._analyse(x, native_sr, segments, file=str(path), segments_source=segments_source,
+                             resampled=resampled)
 
     def process_signal(
         self,
@@ -269,8 +304,20 @@ class SpeechExtractor(Extractor):
         """
         if isinstance(segments, str | os.PathLike):
             _segments_source, segments = segments, read_segments(segments)
-        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source,
-                            resampled=_resampled)
+        return self._analyse(signal, sr, segments, file=file, segments_source=_segments_source,
+                             resampled=_resampled)[0]
+
+    def _analyse(
+        self, signal: np.ndarray, sr: int, segments: Segments, *, file: str,
+        segments_source: str | os.PathLike[str] | None, resampled: np.ndarray | None = None,
+    ) -> tuple[pd.DataFrame, Prepared]:
+        """Return the row of :meth:`process_signal` and the prepared signal it was computed from.
+
+        ``sr`` is the signal's own rate (reported as ``source_sr``); ``resampled`` may hold
+        the signal already at :attr:`sr`.
+        """
+        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=segments_source,
+                            resampled=resampled)
         names = self.feature_names()
         enough = prep.speech_seconds >= self.min_speech_s
         if enough:
@@ -292,7 +339,7 @@ class SpeechExtractor(Extractor):
             "quality_audio_s": len(prep.x) / prep.sr,
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
-        return pd.DataFrame([row], index=pd.Index([file], name="file"))
+        return pd.DataFrame([row], index=pd.Index([file], name="file")), prep
 
     # -- shared preparation -------------------------------------------------------------
     def prepare(
@@ -352,6 +399,7 @@ __all__ = [
     "Prepared",
     "Segments",
     "SpeechExtractor",
+    "SpeechParams",
     "clipped_fraction",
     "feature_columns",
     "speech_warnings",

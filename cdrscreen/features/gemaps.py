@@ -19,8 +19,9 @@ import threading
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from cdrscreen.features.audio_input import Prepared, SpeechExtractor
+from cdrscreen.features.audio_input import Prepared, SpeechExtractor, SpeechParams
 from cdrscreen.media.audio import resample
 
 #: Our feature-group name -> openSMILE feature set.
@@ -52,6 +53,15 @@ def gemaps_features(x: np.ndarray, sr: int, group: str) -> dict[str, float]:
     return {k: float(v) for k, v in df.iloc[0].items()}
 
 
+class OpenSmileParams(SpeechParams):
+    """Settings of the ``gemaps`` / ``egemaps`` groups (spec ``groups.<name>``; audio settings too)."""
+
+    opensmile_sr: int | None = Field(
+        None, ge=1000,
+        description="Sample rate openSMILE sees; null keeps the file's own rate (as Smile.process_file).",
+    )
+
+
 class _OpenSmileExtractor(SpeechExtractor):
     """openSMILE functionals of the recording at its own sample rate (not registered itself).
 
@@ -68,6 +78,15 @@ class _OpenSmileExtractor(SpeechExtractor):
 
     group: ClassVar[str]
     needs_native = True
+    Params = OpenSmileParams
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("F0semitoneFrom27.5Hz_sma3nz_amean", "pitch (F0) mean, semitones"),
+        ("F0semitoneFrom27.5Hz_sma3nz_stddevNorm", "pitch variability (F0 CV)"),
+        ("loudness_sma3_amean", "loudness mean"),
+        ("jitterLocal_sma3nz_amean", "jitter"),
+        ("shimmerLocaldB_sma3nz_amean", "shimmer (dB)"),
+        ("HNRdBACF_sma3nz_amean", "harmonics-to-noise ratio (dB)"),
+    )
 
     def __init__(self, opensmile_sr: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -105,4 +124,4 @@ class EGeMAPSExtractor(_OpenSmileExtractor):
     group = "egemaps"
 
 
-__all__ = ["FEATURE_SETS", "N_FEATURES", "EGeMAPSExtractor", "GeMAPSExtractor", "feature_names", "gemaps_features"]
+__all__ = ["FEATURE_SETS", "N_FEATURES", "EGeMAPSExtractor", "GeMAPSExtractor", "OpenSmileParams", "feature_names", "gemaps_features"]

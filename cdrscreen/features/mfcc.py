@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from cdrscreen.features.audio_input import Prepared, SpeechExtractor
+from cdrscreen.features.audio_input import Prepared, SpeechExtractor, SpeechParams
 
 
 def ensure_numba_cache() -> str:
@@ -118,6 +119,12 @@ def mfcc_features(x: np.ndarray, sr: int, frames: np.ndarray | None, n_mfcc: int
     return dict(zip(column_names(n_mfcc), functionals(mat).tolist(), strict=True))
 
 
+class MFCCParams(SpeechParams):
+    """Settings of the ``mfcc`` group (spec section ``groups.mfcc``; audio settings too)."""
+
+    n_mfcc: int = Field(13, ge=1, le=40, description="MFCC coefficients (of 40 mel bands).")
+
+
 class MFCCExtractor(SpeechExtractor):
     """MFCC, delta and delta-delta functionals over speech frames (``mfcc__``).
 
@@ -130,6 +137,7 @@ class MFCCExtractor(SpeechExtractor):
 
     name = "mfcc"
     prefix = "mfcc"
+    Params = MFCCParams
 
     def __init__(self, n_mfcc: int = 13, **kwargs: Any) -> None:
         super().__init__(**kwargs)

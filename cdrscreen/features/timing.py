@@ -33,12 +33,13 @@ measurements.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from cdrscreen.features.audio_input import Prepared, SpeechExtractor
-from cdrscreen.features.segments import Intervals, merge_intervals
+from cdrscreen.features.segments import Intervals, intervals_to_mask, merge_intervals
 from cdrscreen.features.vad import (
     VADParams,
     VADResult,
@@ -252,10 +253,26 @@ def timing_features(
 
 
 class TimingExtractor(SpeechExtractor):
-    """Pause, phonation and speech-rate measures (``timing__``)."""
+    """Pause, phonation and speech-rate measures (``timing__``).
+
+    Signals: ``segments``, indexed by ``(file, start, end)`` (seconds) with columns
+    ``kind`` and ``duration``: ``recording`` (the whole audio), ``analysed`` (the
+    patient's turns, when a segments file is given), ``speech`` (the speech segments of
+    :func:`speech_segment_intervals`, whose durations sum to ``phonation_s``) and
+    ``pause`` (exactly the pauses the features count, :func:`pause_intervals`); the
+    speech and pause rows share their boundaries. ``frames``, the detector's 10 ms
+    frames indexed by ``(file, frame, time)``: ``level_db``, ``speech`` and ``analysed``.
+    """
 
     name = "timing"
     prefix = "timing"
+    signal_names: ClassVar[tuple[str, ...]] = ("segments", "frames")
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("pause_rate_per_min", "pauses per minute"),
+        ("pause_mean_s", "mean pause (s)"),
+        ("speech_rate_syl_per_s", "speech rate (syllables/s)"),
+        ("speech_to_pause_ratio", "speech-to-pause ratio"),
+    )
 
     def feature_names(self) -> list[str]:
         """:data:`TIMING_FEATURES`."""
@@ -265,6 +282,25 @@ class TimingExtractor(SpeechExtractor):
         """Compute timing features from the prepared signal's VAD."""
         feats, _ = timing_features(prep.x, prep.sr, prep.intervals, VADParams(), vad=prep.vad)
         return feats
+
+    def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
+        """Speech, pause and analysed intervals, and the detector's frame levels."""
+        vad = prep.vad
+        rows = [("recording", 0.0, len(prep.x) / prep.sr)]
+        if prep.intervals is not None:
+            rows += [("analysed", float(a), float(b)) for a, b in prep.intervals]
+        rows += [("speech", float(a), float(b)) for a, b in speech_segment_intervals(vad)]
+        rows += [("pause", float(a), float(b))
+                 for a, b in pause_intervals(vad, prep.intervals, VADParams().min_pause_s)]
+        seg = pd.DataFrame(rows, columns=["kind", "start", "end"])
+        seg["duration"] = seg["end"] - seg["start"]
+        seg.insert(0, "file", file)
+        inside = (np.ones(vad.times.size, bool) if prep.intervals is None
+                  else intervals_to_mask(prep.intervals, vad.times))
+        frames = pd.DataFrame({"file": file, "frame": np.arange(vad.times.size), "time": vad.times,
+                               "level_db": vad.level_db, "speech": vad.speech, "analysed": inside})
+        return {"segments": seg.set_index(["file", "start", "end"]),
+                "frames": frames.set_index(["file", "frame", "time"])}
 
 
 __all__ = [
