@@ -179,6 +179,25 @@ def test_extract_cli_gives_native_rate_opensmile_and_warning_columns(tmp_path, a
         assert table[f"{g}__quality_low_sr"].tolist() == [0.0, 0.0]
         np.testing.assert_allclose(table[f"{g}__quality_audio_s"], [len(clips) * 0.5 + sum(len(c) for c in clips) / 48000,
                                                                      2.0], atol=1e-3)
+    # the per-pause and per-speech-segment table lands in signals/ beside the table
+    from cdrscreen.core.signals import read_signal, signal_path, signals_root
+
+    subject, session, file = table.index[0]
+    seg = read_signal(signal_path(signals_root(out), subject, session, file, "timing", "segments")).reset_index()
+    row = table.iloc[0]
+    pauses, speech = seg[seg.kind == "pause"], seg[seg.kind == "speech"]
+    assert len(pauses) == row["timing__pause_count"] >= 3  # the planted 0.4/0.6/0.8 s (plus word gaps)
+    assert pauses.duration.sum() == pytest.approx(row["timing__pause_total_s"])
+    assert speech.duration.sum() == pytest.approx(row["timing__phonation_s"], abs=0.01 * len(speech))
+    np.testing.assert_allclose(pauses.end - pauses.start, pauses.duration)
+    # the 16 kHz option from the command line
+    out16 = tmp_path / "f16.parquet"
+    code = main(["extract", str(tmp_path / "study.csv"), "--features", "egemaps", "--out", str(out16),
+                 "--cache", str(tmp_path / "cache"), "--no-progress", "--set", "groups.egemaps.opensmile_sr=16000"])
+    assert code == 0, capsys.readouterr().err
+    t16 = pd.read_parquet(out16)
+    assert not np.allclose(t16[[f"egemaps__{c}" for c in ref.columns]].to_numpy(float)[0], ref.to_numpy(float)[0],
+                           rtol=1e-3)
 
 
 def test_speech_warnings_from_quality_columns(alsa_clips):
