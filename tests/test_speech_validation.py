@@ -213,3 +213,14 @@ def test_speech_warnings_from_quality_columns(alsa_clips):
     assert speech_warnings(phone.iloc[0]) == ["audio sample rate 8000 Hz is below 16 kHz"]  # once, not per group
     assert speech_warnings(fine.iloc[0]) == []
     assert speech_warnings(pd.Series({"pupil__valid": 1.0})) == []
+
+
+def test_min_pause_is_an_extractor_setting(alsa_clips):
+    rv = real_voice(alsa_clips)
+    row = get_extractor("timing", min_pause_s=0.5).process_signal(rv.signal, rv.sr).iloc[0]
+    long = rv.planted[rv.planted[:, 1] - rv.planted[:, 0] >= 0.5]
+    assert row["timing__pause_count"] == len(long) == 6  # the 0.4 s pause and the word gaps are bridged
+    assert row["timing__pause_total_s"] == pytest.approx(float(np.sum(long[:, 1] - long[:, 0])),
+                                                         abs=len(long) * REAL_PAUSE_TOLERANCE_S)
+    default = get_extractor("timing").process_signal(rv.signal, rv.sr).iloc[0]
+    assert default["timing__pause_count"] > row["timing__pause_count"]

@@ -159,6 +159,7 @@ class SpeechParams(StrictModel):
     exclude_overlap: bool = Field(True, description="Drop time where another speaker overlaps the patient.")
     max_gap_s: float = Field(float("inf"), ge=0, description="Silence within the patient's turn, at most this long.")
     min_speech_s: float = Field(1.0, ge=0, description="Less detected speech gives NaN features.")
+    min_pause_s: float = Field(0.25, gt=0, description="Shortest silence that is a pause (shorter gaps are bridged).")
     max_clipped: float = Field(0.01, ge=0, le=1, description="Clipped fraction above this sets quality_ok = 0.")
     dc_threshold: float = Field(1e-3, ge=0, description="A DC offset larger than this is subtracted.")
 
@@ -179,6 +180,9 @@ class SpeechExtractor(Extractor):
         of the patient's turn (a pause) when at most this long.
     min_speech_s : float, default 1.0
         Less detected speech than this gives NaN features and ``quality_ok = 0``.
+    min_pause_s : float, default 0.25
+        Shortest silence the voice-activity detector keeps as a gap: shorter gaps are
+        bridged (speech for MFCC), longer ones inside a turn are the timing group's pauses.
     max_clipped : float, default 0.01
         A clipped fraction above this sets ``quality_ok = 0`` (features are still computed).
         So does a source sample rate below ``sr`` (band-limited audio).
@@ -204,6 +208,7 @@ class SpeechExtractor(Extractor):
         exclude_overlap: bool = True,
         max_gap_s: float = float("inf"),
         min_speech_s: float = 1.0,
+        min_pause_s: float = 0.25,
         max_clipped: float = 0.01,
         dc_threshold: float = 1e-3,
     ) -> None:
@@ -212,8 +217,13 @@ class SpeechExtractor(Extractor):
         self.exclude_overlap = exclude_overlap
         self.max_gap_s = max_gap_s
         self.min_speech_s = min_speech_s
+        self.min_pause_s = min_pause_s
         self.max_clipped = max_clipped
         self.dc_threshold = dc_threshold
+
+    def vad_params(self) -> VADParams:
+        """Voice-activity settings of this extractor (defaults, and its ``min_pause_s``)."""
+        return VADParams(min_pause_s=self.min_pause_s)
 
     # -- what subclasses provide ------------------------------------------------------
     def feature_names(self) -> list[str]:
@@ -371,7 +381,7 @@ class SpeechExtractor(Extractor):
             x = (x - np.float32(dc)).astype(np.float32)
             native = (native - np.float32(dc)).astype(np.float32)
         intervals = self._intervals(segments, len(x) / self.sr, segments_source)
-        vad = detect_speech(x, self.sr, intervals, VADParams())
+        vad = detect_speech(x, self.sr, intervals, self.vad_params())
         speech = float(speech_runs_s(vad).sum())
         keep = native if self.needs_native else None
         return Prepared(x, self.sr, intervals, vad, speech, clip, dc, keep, int(sr))

@@ -280,7 +280,7 @@ class TimingExtractor(SpeechExtractor):
 
     def compute(self, prep: Prepared) -> dict[str, float]:
         """Compute timing features from the prepared signal's VAD."""
-        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, VADParams(), vad=prep.vad)
+        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, self.vad_params(), vad=prep.vad)
         return feats
 
     def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
@@ -291,7 +291,7 @@ class TimingExtractor(SpeechExtractor):
             rows += [("analysed", float(a), float(b)) for a, b in prep.intervals]
         rows += [("speech", float(a), float(b)) for a, b in speech_segment_intervals(vad)]
         rows += [("pause", float(a), float(b))
-                 for a, b in pause_intervals(vad, prep.intervals, VADParams().min_pause_s)]
+                 for a, b in pause_intervals(vad, prep.intervals, self.min_pause_s)]
         seg = pd.DataFrame(rows, columns=["kind", "start", "end"])
         seg["duration"] = seg["end"] - seg["start"]
         seg.insert(0, "file", file)
