@@ -81,6 +81,9 @@ class TrainConfig(_Strict):
     min_lr: float = Field(0.0, ge=0)
     flip: bool = True
     noise_std: float = Field(0.0, ge=0)
+    flip_noise: Literal["one_of", "independent"] = Field(
+        "one_of", description="flip and noise both on: one of them per image with p 0.25 each (official SCN) "
+                              "or each independently with p 0.5")
     erase_p: float = Field(0.0, ge=0, le=1)
     augment_keys: list[str] = Field(default_factory=lambda: ["image"])
     amp: Literal["auto", "on", "off"] = "auto"

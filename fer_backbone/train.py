@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cdrscreen.core.io import write_json
 from cdrscreen.core.errors import ConfigError
+from cdrscreen.core.io import write_json
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from fer_backbone.evaluate import evaluate
@@ -230,7 +230,8 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
     sched = _scheduler(opt, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step_fn = torch.compile(model) if cfg.compile else model
-    augment = BatchAugment(flip=cfg.flip, noise_std=cfg.noise_std, erase_p=cfg.erase_p)
+    augment = BatchAugment(flip=cfg.flip, noise_std=cfg.noise_std, erase_p=cfg.erase_p,
+                           flip_noise=cfg.flip_noise)
     sampler = sampler or EpochRandomSampler(len(train_data), seed=cfg.seed)
     local_bs = dist.local_batch_size(cfg.batch_size, ctx.world_size)
     shard = None
@@ -263,6 +264,8 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
         history = st["history"]
     del st
 
+    steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    task.set_steps_per_epoch(steps_per_epoch)
     csv_path = out_dir / "metrics.csv"
     if main:
         _rewrite_csv(csv_path, history)
@@ -275,7 +278,7 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
         torch.manual_seed(cfg.seed * 1000 + epoch + 1_000_003 * ctx.rank)  # loader crops, dropout
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)  # batch augmentation
         sums: dict[str, float] = {}
-        n_steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+        n_steps = steps_per_epoch
         bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", n_steps) if main else None
         t0 = time.perf_counter()
         for step, raw in enumerate(loader):
