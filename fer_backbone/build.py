@@ -1,4 +1,4 @@
-"""Turn a :class:`~fer_backbone.config.Protocol` into data sets, a task and a training run."""
+"""Turn a :class:`~fer_backbone.config.Recipe` into data sets, a task and a training run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cdrscreen.core.errors import ConfigError
-from fer_backbone.config import DataConfig, Protocol
+from fer_backbone.config import DataConfig, Recipe
 from fer_backbone.data import (
     ClassBalancedSampler,
     FERDataset,
@@ -92,41 +92,60 @@ def datasets(bundle: DataBundle, cfg: DataConfig) -> tuple[FERDataset, FERDatase
     return mk(bundle.train, True), mk(bundle.val, False), (mk(bundle.test, False) if bundle.test is not None else None)
 
 
-def task_params(protocol: Protocol, bundle: DataBundle) -> dict[str, Any]:
-    """Task parameters from the protocol, plus ``train_labels`` for tasks that take them."""
-    params = dict(protocol.task.params)
+def task_params(recipe: Recipe, bundle: DataBundle) -> dict[str, Any]:
+    """Task parameters from the recipe, plus ``train_labels`` for tasks that take them."""
+    params = dict(recipe.task.params)
     import inspect
 
     from fer_backbone.tasks import get_task_class
 
-    cls = get_task_class(protocol.task.name)
+    cls = get_task_class(recipe.task.name)
     if "train_labels" in inspect.signature(cls.__init__).parameters and "train_labels" not in params:
         params["train_labels"] = bundle.train.labels.tolist()
     return params
 
 
-def backbone_spec(protocol: Protocol) -> dict[str, Any]:
+def backbone_spec(recipe: Recipe) -> dict[str, Any]:
     """Keyword arguments of :class:`~fer_backbone.models.Backbone`."""
-    m = protocol.model
+    m = recipe.model
     return {"name": m.backbone, "checkpoint": str(m.checkpoint) if m.checkpoint else None,
             "drop_rate": m.drop_rate}
 
 
-def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True):
-    """Train the recipe end to end; return the :class:`~fer_backbone.train.FitResult`."""
+def run_recipe(recipe: Recipe, out_dir: str | Path, *, resume: bool = True) -> Any:
+    """Run a validated recipe with the runner its :attr:`~fer_backbone.config.Recipe.kind` names.
+
+    ``supervised`` and ``semi`` return the :class:`~fer_backbone.train.FitResult`;
+    ``temporal`` returns the results mapping of :func:`fer_backbone.temporal.run_temporal_recipe`.
+    """
+    if recipe.kind == "temporal":
+        from fer_backbone.temporal import run_temporal_recipe
+
+        return run_temporal_recipe(recipe, out_dir)
+    if recipe.kind == "semi":
+        from fer_backbone.tasks.semi_supervised import run_semi_recipe
+
+        return run_semi_recipe(recipe, out_dir, resume=resume)
+    return run_supervised(recipe, out_dir, resume=resume)
+
+
+def run_supervised(recipe: Recipe, out_dir: str | Path, *, resume: bool = True) -> Any:
+    """Train a supervised recipe end to end; return the :class:`~fer_backbone.train.FitResult`."""
+    if recipe.kind != "supervised":
+        raise ConfigError(f"recipe '{recipe.name}' is a {recipe.kind} recipe: run it with run_recipe")
     from cdrscreen.core.io import write_json
     from fer_backbone.distributed import is_main_process
     from fer_backbone.tasks import build_task
     from fer_backbone.train import fit, seed_everything
 
     out_dir = Path(out_dir)
-    seed_everything(protocol.train.seed, protocol.train.deterministic)
-    bundle = build_data(protocol.data)
-    train_ds, val_ds, test_ds = datasets(bundle, protocol.data)
-    spec = backbone_spec(protocol)
-    task = build_task(protocol.task.name, backbone=spec, num_classes=len(bundle.class_names),
-                      num_train=len(bundle.train), **task_params(protocol, bundle))
-    info = {"protocol": protocol.model_dump(mode="json"),
+    seed_everything(recipe.train.seed, recipe.train.deterministic)
+    bundle = build_data(recipe.data)
+    train_ds, val_ds, test_ds = datasets(bundle, recipe.data)
+    spec = backbone_spec(recipe)
+    task = build_task(recipe.task.name, backbone=spec, num_classes=len(bundle.class_names),
+                      num_train=len(bundle.train), **task_params(recipe, bundle))
+    info = {"recipe": recipe.model_dump(mode="json"),
             "n_train": len(bundle.train), "n_val": len(bundle.val),
             "n_test": len(bundle.test) if bundle.test is not None else 0,
             "noise": dataclasses.asdict(bundle.noise) if bundle.noise else None}
@@ -138,13 +157,13 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = True
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "run.json", info)
     sampler = None
-    if protocol.data.sampler == "balanced":
-        sampler = ClassBalancedSampler(bundle.train.labels, seed=protocol.train.seed)
-    test_for_fit = test_ds if protocol.train.selection != "val" or test_ds is not None else None
-    metadata = {"task": protocol.task.name, "task_params": protocol.task.params, "backbone": spec,
-                "image_size": protocol.data.image_size, "resize": protocol.data.resize,
-                "protocol_name": protocol.name, "num_train": len(bundle.train),
+    if recipe.data.sampler == "balanced":
+        sampler = ClassBalancedSampler(bundle.train.labels, seed=recipe.train.seed)
+    test_for_fit = test_ds if recipe.train.selection != "val" or test_ds is not None else None
+    metadata = {"task": recipe.task.name, "task_params": recipe.task.params, "backbone": spec,
+                "image_size": recipe.data.image_size, "resize": recipe.data.resize,
+                "recipe_name": recipe.name, "num_train": len(bundle.train),
                 "num_classes": len(bundle.class_names)}
-    return fit(task, train_ds, protocol.train, out_dir, val_data=val_ds, test_data=test_for_fit,
+    return fit(task, train_ds, recipe.train, out_dir, val_data=val_ds, test_data=test_for_fit,
                sampler=sampler, resume=resume, class_names=bundle.class_names,
-               mean=protocol.data.mean, std=protocol.data.std, metadata=metadata)
+               mean=recipe.data.mean, std=recipe.data.std, metadata=metadata)

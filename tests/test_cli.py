@@ -73,5 +73,5 @@ def test_ctrl_c_during_fer_training_is_not_reported_as_success(monkeypatch, caps
         raise KeyboardInterrupt
 
     monkeypatch.setattr(build, "run_protocol", interrupted)
-    assert fer_main(["train", "protocols/fer_baseline_digits.yaml", "--out", str(tmp_path / "run")]) == 130
+    assert fer_main(["train", "recipes/fer_baseline_digits.yaml", "--out", str(tmp_path / "run")]) == 130
     assert capsys.readouterr().err.strip().startswith("aborted")

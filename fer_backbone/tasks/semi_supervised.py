@@ -43,11 +43,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
 from cdrscreen.core.errors import ConfigError
+from fer_backbone.config import Recipe, SemiConfig, StrongConfig, WeakConfig  # noqa: F401 - re-exported
 from fer_backbone.tasks.base import Task
 
 
@@ -425,78 +425,8 @@ class UnlabeledImages:
         return load_image(self.paths[i])
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WeakConfig(_Strict):
-    """Weak view: flip, colour jitter, translation (fraction of the side)."""
-
-    flip: bool = True
-    jitter: float = Field(0.4, ge=0)
-    translate: float = Field(0.125, ge=0, lt=1)
-
-
-class StrongConfig(_Strict):
-    """Strong view: RandAugment on top of the weak view, then random erasing."""
-
-    num_ops: int = Field(2, ge=0)
-    magnitude: int = Field(10, ge=0, le=30)
-    erase_p: float = Field(0.5, ge=0, le=1)
-
-
-class SemiConfig(_Strict):
-    """Where the unlabeled images come from, and how both views are made.
-
-    ``unlabeled_path``: a folder of face images (searched recursively). ``labels_per_class``:
-    keep only this many labeled images per class from the training split and use the rest
-    of it, labels dropped, as unlabeled data (for controlled experiments such as digits).
-    One of the two is required. ``samples_per_epoch``: class-balanced labeled draws per
-    epoch (steps per epoch = this / batch size); by default one epoch pairs every unlabeled
-    image once on average.
-    """
-
-    unlabeled_path: Path | None = None
-    labels_per_class: int | None = Field(None, ge=1)
-    samples_per_epoch: int | None = Field(None, ge=1, description="labeled draws per epoch "
-                                          "(default: the number of unlabeled images)")
-    weak: WeakConfig = Field(default_factory=WeakConfig)
-    strong: StrongConfig = Field(default_factory=StrongConfig)
-
-
-def load_semi_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple[Any, SemiConfig]:
-    """Read a semi-supervised recipe: a standard FER protocol plus a ``semi:`` section.
-
-    Returns
-    -------
-    (Protocol, SemiConfig)
-    """
-    from pydantic import ValidationError
-
-    from fer_backbone.config import Protocol, config_error, read_recipe
-
-    raw = read_recipe(path, overrides)
-    if "semi" not in raw:
-        raise ConfigError(f"{path}: a semi-supervised recipe needs a 'semi:' section")
-    semi_raw = raw.pop("semi") or {}
-    try:
-        proto = Protocol.model_validate(raw)
-    except ValidationError as err:
-        raise config_error(path, err, Protocol) from None
-    try:
-        semi = SemiConfig.model_validate(semi_raw)
-    except ValidationError as err:
-        raise config_error(f"{path}: semi", err, SemiConfig) from None
-    if proto.task.name != "semi_supervised":
-        raise ConfigError(f"{path}: task.name must be semi_supervised, got {proto.task.name!r}")
-    if (semi.unlabeled_path is None) == (semi.labels_per_class is None):
-        raise ConfigError(f"{path}: give exactly one of semi.unlabeled_path and semi.labels_per_class")
-    return proto, semi
-
-
-def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[str] | None = None,
-                      resume: bool = True) -> Any:
-    """Train a semi-supervised recipe with the one training loop; return its ``FitResult``.
+def run_semi_recipe(recipe: Recipe, out_dir: str | Path, *, resume: bool = True) -> Any:
+    """Train a validated recipe with a ``semi:`` section with the one loop; return its ``FitResult``.
 
     The labeled training split goes through the class-balanced sampler (as in the paper);
     each labeled item carries a weak and a strong view of a random unlabeled image.
@@ -509,7 +439,9 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     from fer_backbone.tasks import build_task
     from fer_backbone.train import fit
 
-    proto, semi = load_semi_protocol(path, overrides)
+    proto, semi = recipe, recipe.semi
+    if semi is None:
+        raise ConfigError(f"recipe '{recipe.name}' has no 'semi:' section")
     from fer_backbone.distributed import check_task, env_world_size
 
     if env_world_size() > 1:
@@ -540,13 +472,13 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     test = FERDataset(bundle.test, size, d.resize) if bundle.test is not None else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "run.json", {"protocol": proto.model_dump(mode="json"),
+    write_json(out_dir / "run.json", {"recipe": proto.model_dump(mode="json"),
                                       "semi": semi.model_dump(mode="json"),
                                       "n_train_labeled": len(train), "n_unlabeled": len(unlabeled),
                                       "n_val": len(bundle.val),
                                       "n_test": len(bundle.test) if bundle.test is not None else 0})
     metadata = {"task": "semi_supervised", "task_params": proto.task.params, "backbone": spec,
-                "image_size": size, "resize": d.resize, "protocol_name": proto.name,
+                "image_size": size, "resize": d.resize, "recipe_name": proto.name,
                 "num_train": len(train), "num_classes": len(bundle.class_names),
                 "semi": semi.model_dump(mode="json")}
     return fit(task, data, proto.train, out_dir, val_data=val, test_data=test,
