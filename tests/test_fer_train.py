@@ -186,3 +186,40 @@ def test_recipe_files_validate_and_name_their_runner(tmp_path):
         load_recipe(bad)
     with pytest.raises(ConfigError, match="unknown FER task 'scnn'"):
         build_task("scnn", backbone={"name": TINY_BACKBONE}, num_classes=3, num_train=1)
+
+
+def test_resume_with_loader_workers_is_bit_exact(tmp_path):
+    """Interrupted after epoch 2 and resumed, with 2 persistent workers, equals the uninterrupted run."""
+    s = _digits(96)
+    data = FERDataset(s.subset(range(64)), 16, resize=20, train=True)  # random crops in the workers
+
+    def run(d, workers, stop_at=None):
+        torch.manual_seed(0)
+        task = build_task("slm_aea", backbone={"name": TINY_BACKBONE}, num_classes=10, num_train=64,
+                          train_labels=s.labels[:64].tolist())
+        if stop_at is not None:
+            start = task.on_epoch_start
+
+            def interrupt(epoch, n):
+                if epoch == stop_at:
+                    raise KeyboardInterrupt
+                start(epoch, n)
+            task.on_epoch_start = interrupt
+        cfg = TrainConfig(epochs=3, batch_size=16, lr=3e-3, noise_std=0.02, erase_p=0.5, selection="last",
+                          threads=1, num_workers=workers, deterministic=True, log_every=2)
+        fit(task, data, cfg, d)
+        return task.state_dict()
+
+    full = run(tmp_path / "full", 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", 2, stop_at=2)
+    assert len(pd.read_csv(tmp_path / "cut" / "metrics.csv")) == 2
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["loader_rng"] is not None and ckpt["sampler"] == {"seed": 0, "epoch": 1}
+    resumed = run(tmp_path / "cut", 2)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)  # label logits included
+    in_process = run(tmp_path / "w0", 0)  # item seeds make the worker count irrelevant
+    assert all(torch.equal(full[k], in_process[k]) for k in full)
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv").drop(columns="train_seconds")
+    b = pd.read_csv(tmp_path / "cut" / "metrics.csv").drop(columns="train_seconds")
+    pd.testing.assert_frame_equal(a, b)

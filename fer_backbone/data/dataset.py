@@ -21,7 +21,17 @@ import torch
 from torch.utils.data import Dataset
 
 from cdrscreen.core.errors import InputError
+from fer_backbone.data.sampler import split_key
 from fer_backbone.data.samples import Samples
+
+
+def seeded_call(seed: int | None, fn: Callable[[], dict]) -> dict:
+    """Run ``fn`` on torch's CPU generator seeded with ``seed`` (restored afterwards); plain if None."""
+    if seed is None:
+        return fn()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
 
 
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
@@ -134,7 +144,14 @@ class FERDataset(Dataset):
             self._cache = torch.stack([self.raw_image(j, side) for j in range(len(self))])
         return self._cache[i]
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    #: ``__getitem__`` takes ``(index, seed)`` pairs from :class:`~fer_backbone.data.SeededSampler`.
+    accepts_seeded_index = True
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        i, seed = split_key(key)
+        return seeded_call(seed, lambda: self._item(i))
+
+    def _item(self, i: int) -> dict[str, torch.Tensor]:
         if self.transform is not None:
             img = self.transform(self.raw_image(i))
         else:

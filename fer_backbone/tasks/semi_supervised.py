@@ -361,8 +361,9 @@ class SemiSupervisedDataset(Dataset):
 
     Items are the labeled data set's dicts plus ``unlabeled_weak`` and ``unlabeled_strong``
     (uint8 ``(3, S, S)``, normalised by the training loop like ``image``). The unlabeled
-    image is drawn with torch's global generator, which the loop seeds per epoch, so a run
-    is reproducible and resumable; with the class-balanced sampler over the labeled set the
+    image and the views are drawn with torch's generator seeded per item by the loop's
+    :class:`~fer_backbone.data.SeededSampler`, so a run is reproducible and resumable with
+    any number of loader workers; with the class-balanced sampler over the labeled set the
     labeled half of each batch is class-balanced, as in the paper.
 
     Parameters
@@ -389,7 +390,17 @@ class SemiSupervisedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labeled)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    #: Takes ``(index, seed)`` pairs (:class:`~fer_backbone.data.SeededSampler`).
+    accepts_seeded_index = True
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        from fer_backbone.data import split_key
+        from fer_backbone.data.dataset import seeded_call
+
+        i, seed = split_key(key)
+        return seeded_call(seed, lambda: self._item(i))
+
+    def _item(self, i: int) -> dict[str, torch.Tensor]:
         from torchvision.transforms.v2 import functional as TF
 
         item = dict(self.labeled[i])

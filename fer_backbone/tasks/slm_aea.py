@@ -165,6 +165,7 @@ class SLMAEATask(Task):
             self.label_logits[: len(y)] = init_label_logits(y, num_classes, init_logit, init_confidence)
             self.initialised[: len(y)] = True
             self.given_labels[: len(y)] = y
+        self._all_initialised = train_labels is not None and len(train_labels) >= n
         self._epoch, self._num_epochs, self._step, self._steps_per_epoch = 0, 1, 0, 1
         self.r_u, self.r_d = self.ramp_values(0)
 
@@ -199,6 +200,8 @@ class SLMAEATask(Task):
         self.r_u, self.r_d = self.ramp_values(self._steps_per_epoch * epoch)
 
     def _init_fresh(self, labels: torch.Tensor, index: torch.Tensor) -> None:
+        if self._all_initialised:  # given train_labels: nothing to do, and no host sync
+            return
         fresh = ~self.initialised[index]
         if fresh.any():
             self.label_logits[index[fresh]] = init_label_logits(
