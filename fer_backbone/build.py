@@ -42,46 +42,55 @@ def _req(cfg: DataConfig, field: str) -> Path:
     return Path(v)
 
 
-def read_splits(cfg: DataConfig) -> tuple[Samples, Samples | None]:
-    """Read the data set's official training and test samples."""
+def read_splits(cfg: DataConfig) -> tuple[Samples, Samples | None, Samples | None]:
+    """Read the data set's official training, validation (if it has one) and test samples."""
     f = cfg.format
     if f == "digits":
-        return digits_train_test(cfg.digits_test_fraction, cfg.split_seed)
+        train, test = digits_train_test(cfg.digits_test_fraction, cfg.split_seed)
+        return train, None, test
     if f == "rafdb":
         root = _req(cfg, "root")
-        return read_rafdb(root, "train"), read_rafdb(root, "test")
+        return read_rafdb(root, "train"), None, read_rafdb(root, "test")
     if f == "ferplus":
         csv_path = _req(cfg, "train_path")
-        return (read_ferplus(csv_path, cfg.images_root, "train", cfg.ferplus_mode),
-                read_ferplus(csv_path, cfg.images_root, "test", cfg.ferplus_mode))
+        imgs = Path(cfg.images_root) if cfg.images_root is not None else csv_path.parent
+        read = lambda split: read_ferplus(csv_path, imgs, split, cfg.ferplus_mode)  # noqa: E731
+        # FER2013Valid is the validation split when its folder is there (Microsoft's train.py)
+        return read("train"), (read("valid") if (imgs / "FER2013Valid").is_dir() else None), read("test")
     if f == "affectnet":
         imgs = _req(cfg, "images_root")
-        train = read_affectnet(_req(cfg, "train_path"), imgs, cfg.affectnet_classes, cfg.max_per_class, cfg.split_seed)
-        test = read_affectnet(cfg.test_path, imgs, cfg.affectnet_classes) if cfg.test_path else None
-        return train, test
+        train = read_affectnet(_req(cfg, "train_path"), imgs, cfg.affectnet_classes, cfg.max_per_class,
+                               cfg.split_seed, crop_face=cfg.affectnet_crop_face)
+        test = (read_affectnet(cfg.test_path, imgs, cfg.affectnet_classes, crop_face=cfg.affectnet_crop_face)
+                if cfg.test_path else None)
+        return train, None, test
     if f == "affwild2":
         frames = _req(cfg, "images_root")
         train = read_affwild2(_req(cfg, "train_path"), frames)
         test = read_affwild2(cfg.test_path, frames) if cfg.test_path else None
-        return train, test
+        return train, None, test
     train = read_image_folder(_req(cfg, "train_path"))
     test = read_image_folder(cfg.test_path, train.class_names) if cfg.test_path else None
-    return train, test
+    return train, None, test
 
 
 def build_data(cfg: DataConfig) -> DataBundle:
-    """Read, optionally subsample, inject label noise, and split off the validation set.
+    """Read, optionally subsample, inject label noise, and take the validation set.
 
-    Noise is injected into the whole training set *before* the validation split, so model
-    selection sees the same noisy labels a user would have; the test set stays clean.
+    The validation set is the data set's official one when it has one (FERPlus
+    ``FER2013Valid``), else ``val_fraction`` of the training data. Noise is injected into
+    the whole training set *before* that split, so model selection sees the same noisy
+    labels a user would have; the test set (and an official validation set) stay clean.
     """
-    train, test = read_splits(cfg)
+    train, official_val, test = read_splits(cfg)
     if cfg.train_limit is not None:
         train = train.subset(range(min(cfg.train_limit, len(train))))
     noise = None
     if cfg.noise_rate > 0:
         noisy, noise = inject_label_noise(train.labels, cfg.noise_rate, train.num_classes, cfg.noise_seed)
         train = train.with_labels(noisy)
+    if official_val is not None:
+        return DataBundle(train, official_val, test, train.class_names, noise)
     tr, va = train_val_split(train, cfg.val_fraction, cfg.split_seed)
     return DataBundle(tr, va, test, train.class_names, noise)
 

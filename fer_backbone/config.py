@@ -50,15 +50,20 @@ class DataConfig(_Strict):
     train_path: Path | None = None
     test_path: Path | None = None
     images_root: Path | None = None
-    ferplus_mode: Literal["majority", "argmax", "probability"] = "majority"
+    ferplus_mode: Literal["majority", "crossentropy", "probability"] = Field(
+        "majority", description="FERPlus training targets as Microsoft's reference reader (validation and "
+                                "test always use majority)")
     affectnet_classes: Literal[7, 8] = 7
+    affectnet_crop_face: bool = Field(False, description="crop AffectNet images to the CSV's face box")
     max_per_class: int | None = Field(None, ge=1)
     train_limit: int | None = Field(None, ge=1, description="use only the first N training samples")
     image_size: int = Field(224, ge=8)
     resize: int | None = Field(None, ge=8)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of the training data held out for model "
+                                                              "selection, unless the data set has an official "
+                                                              "validation split (FERPlus FER2013Valid)")
     split_seed: int = 0
     noise_rate: float = Field(0.0, ge=0, le=1)
     noise_seed: int = 0

@@ -34,16 +34,25 @@ def seeded_call(seed: int | None, fn: Callable[[], dict]) -> dict:
         return fn()
 
 
-def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+def load_image(path: str | Path, size: int | None = None,
+               box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """Read an image file as a uint8 RGB tensor ``(3, H, W)``; one clear error if unreadable.
 
-    With ``size`` the image is resized to ``size`` x ``size`` (PIL, bilinear).
+    ``box = (x, y, width, height)`` crops that region first (clipped to the image); with
+    ``size`` the result is resized to ``size`` x ``size`` (PIL, bilinear).
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
+            if box is not None:
+                x, y, w, h = (int(v) for v in box)
+                x0, y0 = max(x, 0), max(y, 0)
+                x1, y1 = min(x + w, im.width), min(y + h, im.height)
+                if x1 <= x0 or y1 <= y0:
+                    raise InputError(path, f"face box {tuple(box)} lies outside the {im.width}x{im.height} image")
+                im = im.crop((x0, y0, x1, y1))
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
             arr = np.asarray(im)
@@ -133,7 +142,8 @@ class FERDataset(Dataset):
         imgs = self.samples.images
         if isinstance(imgs, np.ndarray):
             return array_to_tensor(imgs[i], size)
-        return load_image(imgs[i], size)
+        box = None if self.samples.boxes is None else tuple(self.samples.boxes[i])
+        return load_image(imgs[i], size, box)
 
     def _resized(self, i: int) -> torch.Tensor:
         side = self.resize or self.image_size
@@ -162,5 +172,11 @@ class FERDataset(Dataset):
             "index": torch.tensor(i, dtype=torch.long),
         }
         if self.samples.soft is not None:
-            item["soft"] = torch.as_tensor(self.samples.soft[i], dtype=torch.float32)
+            soft = torch.as_tensor(self.samples.soft[i], dtype=torch.float32)
+            if self.samples.sample_soft_label and self.train:
+                # FERPlus "probability" mode (microsoft/FERPlus src/ferplus.py, _process_target):
+                # a one-hot target drawn from the vote distribution each time the image is read
+                item["label"] = torch.multinomial(soft, 1)[0]
+            elif not self.samples.sample_soft_label:
+                item["soft"] = soft
         return item
