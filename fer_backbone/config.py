@@ -159,6 +159,12 @@ class SemiConfig(_Strict):
                                           "(default: the number of unlabeled images)")
     weak: WeakConfig = Field(default_factory=WeakConfig)
     strong: StrongConfig = Field(default_factory=StrongConfig)
+    finetune_epochs: int = Field(0, ge=0, description="after the teacher/student phase, fine-tune the student "
+                                                      "on the labeled data for this many epochs (Meta Pseudo "
+                                                      "Labels; 0 = off)")
+    finetune_lr: float | None = Field(None, gt=0, description="SGD learning rate of the fine-tuning "
+                                                              "(default: the student's)")
+    finetune_weight_decay: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> SemiConfig:

@@ -87,6 +87,25 @@ def test_feedback_helpers_hand_computed():
     assert feedback_exact(g_l, g_u, 0.1) == pytest.approx(0.1 * (3 - 2 - 1))
 
 
+def test_feedback_moving_average_baseline_as_google_research():
+    task = _task("first_order")
+    assert task.feedback_baseline == "moving_average"  # the default
+    # m <- m - 0.01 (m - f), then f - m: f = 1, 1, -1
+    assert task.baselined_feedback(1.0) == pytest.approx(0.99)
+    assert task.baselined_feedback(1.0) == pytest.approx(1.0 - 0.0199)
+    m = 0.0199 - 0.01 * (0.0199 + 1.0)
+    assert task.baselined_feedback(-1.0) == pytest.approx(-1.0 - m)
+    other = _task("first_order")
+    other.load_extra_state(task.extra_state())
+    assert other._feedback_avg == pytest.approx(m)  # checkpointed
+    raw = _task("first_order", feedback_baseline="none")
+    assert raw.baselined_feedback(0.3) == 0.3
+    out = task(_constructed_batch(0, task))
+    assert float(out["feedback"]) == pytest.approx(float(out["feedback_raw"]) - task._feedback_avg, abs=1e-6)
+    with pytest.raises(ConfigError, match="feedback_baseline"):
+        _task("first_order", feedback_baseline="ema")
+
+
 def test_step_updates_student_inside_and_leaves_teacher_to_the_loop():
     task = _task("first_order", seed=1)
     teacher_ids = {id(p) for p in task.teacher.parameters()}
@@ -206,12 +225,18 @@ def test_cli_train_routes_semi_recipes_to_the_teacher_student_runner(tmp_path, o
           "train.max_steps_per_epoch=2", "train.device=cpu", "train.threads=1",
           "task.params.student_wait_epochs=0", "semi.samples_per_epoch=32"]
     args = ["train", "recipes/fer_semi_digits.yaml", "--out", str(tmp_path / "run")]
-    for o in ov:
+    for o in [*ov, "semi.finetune_epochs=1"]:
         args += ["--set", o]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run"] == str(tmp_path / "run")
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["recipe"]["task"]["name"] == "semi_supervised" and info["semi"]["labels_per_class"] == 5
+    # student fine-tuned on the labeled data after the teacher/student phase; best.pt holds it
+    assert (tmp_path / "run" / "finetune" / "metrics.csv").exists()
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)
+    ft = torch.load(tmp_path / "run" / "finetune" / "checkpoints" / "best.pt", weights_only=False)
+    assert best["metadata"]["finetune_epochs"] == 1
+    assert all(torch.equal(best["task"][k], v) for k, v in ft["task"].items())  # the student's weights
     assert main(["evaluate", str(tmp_path / "run"), "--split", "val"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] <= 1.0
     assert main(["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x")]) == 2
