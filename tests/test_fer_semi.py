@@ -290,4 +290,4 @@ def test_broken_yaml_recipe_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_recipe(bad)
     msg = str(ei.value)
-    assert msg.startswith(f"{bad}: not valid YAML") and "\n" not in msg
+    assert msg.startswith(f"{bad}: not valid YAML at line ") and "\n" not in msg
