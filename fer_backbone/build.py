@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cdrscreen.core.errors import ConfigError
 from fer_backbone.config import DataConfig, Recipe
 from fer_backbone.data import (
@@ -96,8 +98,19 @@ def build_data(cfg: DataConfig) -> DataBundle:
 
 
 def datasets(bundle: DataBundle, cfg: DataConfig) -> tuple[FERDataset, FERDataset, FERDataset | None]:
-    """Torch data sets (training with random crops, the others centre-cropped)."""
-    mk = lambda s, train: FERDataset(s, cfg.image_size, cfg.resize, train=train)  # noqa: E731
+    """Torch data sets (training with random crops, the others centre-cropped).
+
+    With ``data.cache_dir`` the image files are decoded and resized once into memory-mapped
+    uint8 caches (:mod:`fer_backbone.data.cache`), built here on first use.
+    """
+    def mk(s: Samples, train: bool) -> FERDataset:
+        cache = None
+        if cfg.cache_dir is not None and not isinstance(s.images, np.ndarray):
+            from fer_backbone.data.cache import build_shrunk_cache
+
+            cache = build_shrunk_cache(s, cfg.resize or cfg.image_size, cfg.cache_dir)
+        return FERDataset(s, cfg.image_size, cfg.resize, train=train, cache=cache)
+
     return mk(bundle.train, True), mk(bundle.val, False), (mk(bundle.test, False) if bundle.test is not None else None)
 
 

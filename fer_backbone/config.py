@@ -68,6 +68,8 @@ class DataConfig(_Strict):
     noise_rate: float = Field(0.0, ge=0, le=1)
     noise_seed: int = 0
     sampler: Literal["random", "balanced"] = "random"
+    cache_dir: Path | None = Field(None, description="folder for pre-shrunk uint8 image caches (decode and "
+                                                      "resize once, memory-mapped); none = decode every read")
     digits_test_fraction: float = Field(0.3, gt=0, lt=1)
 
 

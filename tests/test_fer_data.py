@@ -231,3 +231,28 @@ def test_affwild2_label_file_keeps_frame_positions(tmp_path):
     f.write_text("Neutral,Anger\n1\n2\n")
     with pytest.raises(InputError, match=r"v\.txt.*line 3: label 2 out of range -1\.\.1"):
         read_affwild2_labels(f)
+
+
+def test_shrunk_image_cache_matches_decoding_and_is_reused(fer_layouts, tmp_path):
+    from fer_backbone.build import build_data, datasets
+    from fer_backbone.config import DataConfig
+    from fer_backbone.data.cache import build_shrunk_cache, cache_path
+
+    s = read_rafdb(fer_layouts["rafdb"], "train")
+    path = build_shrunk_cache(s, 20, tmp_path / "cache")
+    assert path == cache_path(s, 20, tmp_path / "cache") and path.exists()
+    mtime = path.stat().st_mtime_ns
+    assert build_shrunk_cache(s, 20, tmp_path / "cache") == path and path.stat().st_mtime_ns == mtime  # reused
+    assert cache_path(s, 24, tmp_path / "cache") != path  # another side, another file
+    plain = FERDataset(s, 16, resize=20, train=False)
+    cached = FERDataset(s, 16, resize=20, train=False, cache=path)
+    for i in range(len(s)):
+        assert torch.equal(plain[i]["image"], cached[i]["image"])  # same pixels, decoded once
+    assert torch.equal(FERDataset(s, 16, resize=20, train=True)[(3, 7)]["image"],
+                       FERDataset(s, 16, resize=20, train=True, cache=path)[(3, 7)]["image"])  # same crop
+    with pytest.raises(InputError, match="image cache holds"):
+        FERDataset(s, 16, resize=24, cache=path)[0]
+    cfg = DataConfig(format="rafdb", root=fer_layouts["rafdb"], image_size=16, resize=20,
+                     cache_dir=tmp_path / "c2", val_fraction=0.3)
+    tr, va, te = datasets(build_data(cfg), cfg)
+    assert tr.cache is not None and te.cache is not None and len(list((tmp_path / "c2").glob("*.npy"))) == 3

@@ -119,15 +119,22 @@ class FERDataset(Dataset):
     transform : callable, optional
         Replaces the resize/crop step: ``uint8 (3, H, W) -> tensor``. Other tasks use it to
         produce extra views.
+    cache : path, optional
+        A pre-shrunk image cache of these samples at side ``resize or image_size``
+        (:func:`fer_backbone.data.cache.build_shrunk_cache`); items are then read from the
+        memory-mapped file instead of decoding and resizing the image files.
     """
 
     def __init__(self, samples: Samples, image_size: int = 224, resize: int | None = None,
-                 train: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 train: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 cache: str | Path | None = None) -> None:
         self.samples = samples
         self.image_size = image_size
         self.resize = resize
         self.train = train
         self.transform = transform
+        self.cache = Path(cache) if cache is not None else None
+        self._mm: np.ndarray | None = None  # opened lazily, in each loader worker
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -145,8 +152,22 @@ class FERDataset(Dataset):
         box = None if self.samples.boxes is None else tuple(self.samples.boxes[i])
         return load_image(imgs[i], size, box)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_mm"] = None  # workers re-open the memory map instead of receiving a copy
+        return state
+
     def _resized(self, i: int) -> torch.Tensor:
         side = self.resize or self.image_size
+        if self.cache is not None:
+            if self._mm is None:
+                from fer_backbone.data.cache import open_cache
+
+                self._mm = open_cache(self.cache)
+                if self._mm.shape != (len(self), 3, side, side):
+                    raise InputError(self.cache, f"image cache holds {self._mm.shape}, expected "
+                                                 f"{(len(self), 3, side, side)}")
+            return torch.from_numpy(np.array(self._mm[i]))
         if not isinstance(self.samples.images, np.ndarray):
             return self.raw_image(i, side)
         # in-memory images: resize all once, then only crop per access
