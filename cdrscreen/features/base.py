@@ -181,7 +181,8 @@ class Extractor(ABC):
 class TrackedExtractor(Extractor):
     """Base of extractors computed from a :class:`~cdrscreen.tracking.face.FaceTrack` (``pupil``, ``headpose``, ``expr``).
 
-    Subclasses implement :meth:`features_from_track`. ``stride`` and ``max_faces`` select
+    Subclasses implement :meth:`compute` (features and per-frame signals of a track), or only
+    :meth:`features_from_track` when they have no signals. ``stride`` and ``max_faces`` select
     the shared track; ``cache_dir`` is where tracks are cached (not part of the
     configuration: moving the cache does not change results).
     """
