@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.core.io import file_sha256
 from cdrscreen.core.errors import ConfigError, InputError
+from cdrscreen.core.io import file_sha256
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.features.quality import split_quality
 
@@ -157,6 +157,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     mapped = raw.map(lambda v: class_map.get(float(v)) if pd.notna(v) else None)
     keep = mapped.notna().to_numpy()
     excluded = {"missing_label": int(raw.isna().sum()), "unmapped_label": int((raw.notna() & mapped.isna()).sum())}
+    excluded_subjects = _excluded_by_label(df, raw, keep, protocol)
     df, mapped = df.loc[keep], mapped[keep]
 
     columns = [c for g in group_names for c in available[g]]
@@ -174,6 +175,10 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     if empty.any():
         s_all = df.index.get_level_values("subject").astype(str)
         subjects_without_features = sorted(set(s_all[empty]) - set(s_all[~empty]))
+        cdr_of = pd.Series(raw.loc[df.index].to_numpy(), index=s_all)
+        for s in subjects_without_features:
+            excluded_subjects.append({"subject": s, "cdr": _num(cdr_of.get(s)),
+                                      "reason": "no feature value in any used column"})
         df, mapped, X = df.loc[~empty], mapped[~empty], X[~empty]
 
     subj = df.index.get_level_values("subject").astype(str)
@@ -224,6 +229,9 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         "label_column": label_col,
         "excluded_rows": excluded,
         "subjects_without_features": subjects_without_features,
+        "label_scheme": {"name": protocol.labels.scheme,
+                         "mapping": {f"{k:g}": v for k, v in class_map.items()}},
+        "excluded_subjects": excluded_subjects,
     }
     return Dataset(
         X=X, y=y, subjects=subject_codes.astype(int), augmented=augmented, classes=classes,
@@ -231,6 +239,38 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         default_groups=default_groups, index=df.index,
         covariates=cov, inputs=inputs,
     )
+
+
+def _num(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
+
+
+def _excluded_by_label(df: pd.DataFrame, raw: pd.Series, keep: np.ndarray, protocol: Protocol) -> list[dict]:
+    """Subjects with no row left after label mapping, each with the reason (one entry per subject)."""
+    subj = df.index.get_level_values("subject").astype(str)
+    kept = set(subj[keep])
+    scheme = protocol.labels.scheme
+    out = []
+    for s, value in pd.Series(raw.to_numpy(), index=subj).groupby(level=0).first().items():
+        if s in kept:
+            continue
+        v = _num(value)
+        reason = ("no CDR label" if v is None
+                  else f"CDR {v:g} is not in label scheme '{scheme}'")
+        out.append({"subject": str(s), "cdr": v, "reason": reason})
+    return out
+
+
+def excluded_summary(excluded: list[dict]) -> list[str]:
+    """One line per reason: the reason and the subjects it left out."""
+    by_reason: dict[str, list[str]] = {}
+    for e in excluded:
+        by_reason.setdefault(e["reason"], []).append(e["subject"])
+    return [f"{len(s)} subject(s) left out, {r}: {', '.join(s)}" for r, s in by_reason.items()]
 
 
 def check_model_groups(protocol: Protocol, data: Dataset) -> None:

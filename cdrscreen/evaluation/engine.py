@@ -15,13 +15,13 @@ import numpy as np
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+from cdrscreen.core.progress import track
 from cdrscreen.evaluation import cv, fast
 from cdrscreen.evaluation.data import Dataset
-from cdrscreen.evaluation.metrics import score
+from cdrscreen.evaluation.metrics import auc_value, score
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.evaluation.stats import permutation_p_value, subject_permutations
 from cdrscreen.models import make_early_fusion
-from cdrscreen.core.progress import track
 
 
 @dataclass
@@ -34,9 +34,13 @@ class ModelRun:
     subjects: np.ndarray  #: subject codes scored
     subject_proba: np.ndarray  #: (n_scored_subjects, K)
     chosen: list[dict[str, Any]]
+    subject_scores: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  #: ranking scores (AUC)
     null: np.ndarray = field(default_factory=lambda: np.empty(0))
     observed: float = float("nan")
     p_value: float | None = None
+    auc_null: np.ndarray = field(default_factory=lambda: np.empty(0))
+    auc_observed: float = float("nan")
+    auc_p_value: float | None = None
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:
@@ -124,7 +128,7 @@ def run_plans(
         blocks.update(parent.blocks)
         tasks = [delayed(_blocks_task)(block_plans, folds, data.X, [missing[i] for i in ids])
                  for ids in _chunks(len(missing), fold_size)]
-        for blk in _run(tasks, n_jobs, progress, f"{description} (scaling)"):
+        for blk in _run(tasks, n_jobs, progress, f"{description}: preparing features"):
             blocks.update(blk)
         memo = cv.Prepared(data.X, blocks)
         for f in missing:
@@ -140,7 +144,7 @@ def run_plans(
                 prepared = cv.Prepared(data.X, {k: v for k, v in mine.items() if k[2][0] in ids})
             tasks.append(delayed(_fold_task)(plan, folds, data, protocol, ids, prepared))
             owners.append(p)
-    fold_out = _run(tasks, n_jobs, progress, f"{description} (folds)")
+    fold_out = _run(tasks, n_jobs, progress, f"{description}: training and testing")
     if shared is not None:
         blocks = dict(shared.blocks)
     fold_results: list[list[Any]] = [[] for _ in plans]
@@ -149,7 +153,7 @@ def run_plans(
         if shared is None:
             blocks.update(blk)
 
-    null: list[list[float]] = [[] for _ in plans]
+    null: list[list[tuple[float, float]]] = [[] for _ in plans]
     if n_permutations:
         tasks, owners = [], []
         for p, plan in enumerate(plans):
@@ -160,18 +164,26 @@ def run_plans(
             for ids in _chunks(n_permutations, perm_size):
                 tasks.append(delayed(_perm_task)(plan, folds, data, protocol, [perms[i] for i in ids], metric, mine))
                 owners.append(p)
-        for p, scores in zip(owners, _run(tasks, n_jobs, progress, f"{description} (permutations)"), strict=True):
+        for p, scores in zip(owners, _run(tasks, n_jobs, progress, f"{description}: label permutations"),
+                             strict=True):
             null[p] += scores
 
     runs = []
     k = len(data.classes)
     for p, plan in enumerate(plans):
-        row_proba, fold_of_row = cv.assemble(folds, fold_results[p], len(data.y), k)
+        row_proba, fold_of_row, row_scores = cv.assemble(folds, fold_results[p], len(data.y), k)
         subj, sp = cv.subject_predictions(row_proba, data, protocol.subject_aggregation)
-        run = ModelRun(plan, row_proba, fold_of_row, subj, sp, [r[1] for r in fold_results[p]])
+        _, ss = cv.subject_scores(row_scores, data, protocol.subject_aggregation)
+        run = ModelRun(plan, row_proba, fold_of_row, subj, sp, [r[1] for r in fold_results[p]], ss)
         run.observed = score(metric, data.subject_y[subj], sp)
+        run.auc_observed = auc_value(data.subject_y[subj], ss)
         if null[p]:
-            run.null = np.asarray(null[p])
+            both = np.asarray(null[p], dtype=float)
+            run.null = both[:, 0]
             run.p_value = permutation_p_value(run.observed, run.null)
+            run.auc_null = both[:, 1]
+            finite = run.auc_null[np.isfinite(run.auc_null)]
+            if np.isfinite(run.auc_observed) and finite.size:
+                run.auc_p_value = permutation_p_value(run.auc_observed, finite)
         runs.append(run)
     return runs

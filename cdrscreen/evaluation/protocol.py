@@ -12,15 +12,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cdrscreen.core.config import FrozenModel, read_yaml, validate
 
-#: Built-in label schemes: CDR value -> class name (unlisted CDR values are dropped).
+#: Built-in label schemes: CDR value -> class name. A CDR value a scheme does not list
+#: leaves its subjects out of the evaluation; they are listed with the reason in the
+#: terminal, ``inputs.json`` and the study report.
 LABEL_SCHEMES: dict[str, dict[float, str]] = {
-    "binary": {0.5: "0.5", 1.0: "1+", 2.0: "1+", 3.0: "1+"},
-    "3class": {0.5: "0.5", 1.0: "1", 2.0: "2"},
+    # controls vs any impairment: what most screening studies ask
+    "cdr0_vs_impaired": {0.0: "0", 0.5: "0.5+", 1.0: "0.5+", 2.0: "0.5+", 3.0: "0.5+"},
+    # the clinical prototype's binary scheme (its cohort had no controls)
+    "cdr05_vs_1plus": {0.5: "0.5", 1.0: "1+", 2.0: "1+", 3.0: "1+"},
+    # the prototype's three classes; CDR 0 and 3 are left out
+    "cdr_3class": {0.5: "0.5", 1.0: "1", 2.0: "2"},
+    # four classes with controls; CDR 2 and 3 merged
+    "cdr_4class": {0.0: "0", 0.5: "0.5", 1.0: "1", 2.0: "2+", 3.0: "2+"},
 }
+
+#: Older scheme names, still accepted (``docs/protocols.md``): old name -> scheme.
+SCHEME_ALIASES: dict[str, str] = {"binary": "cdr05_vs_1plus", "3class": "cdr_3class"}
+
+SchemeName = Literal["cdr0_vs_impaired", "cdr05_vs_1plus", "cdr_3class", "cdr_4class", "custom"]
 
 #: Metrics computed for every model (subject level).
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
@@ -46,8 +59,32 @@ class LabelsSpec(_Strict):
     """How the label column maps to classes."""
 
     column: str = "meta__cdr"
-    scheme: Literal["binary", "3class", "custom"] = "binary"
+    scheme: SchemeName = "cdr05_vs_1plus"
     mapping: dict[float, str] | None = None
+
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _alias(cls, v: Any) -> Any:
+        if isinstance(v, str) and v in SCHEME_ALIASES:
+            return SCHEME_ALIASES[v]
+        if isinstance(v, str) and v not in LABEL_SCHEMES and v != "custom":
+            known = [*LABEL_SCHEMES, "custom"]
+            close = difflib.get_close_matches(v, known + list(SCHEME_ALIASES), n=1, cutoff=0.5)
+            hint = f" (did you mean '{SCHEME_ALIASES.get(close[0], close[0])}'?)" if close else ""
+            raise ValueError(f"unknown label scheme '{v}'{hint}; use one of {', '.join(known)}")
+        return v
+
+    @field_validator("mapping", mode="after")
+    @classmethod
+    def _mapping_values(cls, v: dict[float, str] | None) -> dict[float, str] | None:
+        if v is None:
+            return v
+        bad = [k for k in v if k not in (0.0, 0.5, 1.0, 2.0, 3.0)]
+        if bad:
+            raise ValueError(f"mapping keys must be CDR values 0, 0.5, 1, 2 or 3, got {bad[0]:g}")
+        if len(set(v.values())) < 2:
+            raise ValueError("mapping must name at least 2 classes")
+        return {float(k): str(c) for k, c in v.items()}
 
     @model_validator(mode="after")
     def _mapping_only_for_custom(self) -> LabelsSpec:
