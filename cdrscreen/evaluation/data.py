@@ -220,6 +220,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     cov = cov[~cov.index.duplicated(keep="first")].reindex(subject_ids)
     cov.index.name = "subject"
 
+    media = media_paths(df)
     pos = {c: i for i, c in enumerate(columns)}
     groups = {g: [pos[c] for c in available[g]] for g in group_names}
     prov.update(n_subjects=int(len(subject_ids)), n_rows_used=int(len(df)))
@@ -232,6 +233,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         "label_scheme": {"name": protocol.labels.scheme,
                          "mapping": {f"{k:g}": v for k, v in class_map.items()}},
         "excluded_subjects": excluded_subjects,
+        "media": media,
     }
     return Dataset(
         X=X, y=y, subjects=subject_codes.astype(int), augmented=augmented, classes=classes,
@@ -239,6 +241,23 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         default_groups=default_groups, index=df.index,
         covariates=cov, inputs=inputs,
     )
+
+
+def media_paths(df: pd.DataFrame) -> list[dict[str, str | None]]:
+    """Media files per recording: the table's ``file`` entry and its ``meta__*_path`` columns."""
+    out = []
+    seen = set()
+    for key, row in zip(df.index, df.reset_index(drop=True).to_dict("records"), strict=True):
+        subject, session, file = (str(k) for k in key)
+        if (subject, session, file) in seen:
+            continue
+        seen.add((subject, session, file))
+        entry: dict[str, str | None] = {"subject": subject, "session": session, "file": file}
+        for m in ("video", "audio", "segments"):
+            v = row.get(f"meta__{m}_path")
+            entry[m] = None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v)
+        out.append(entry)
+    return out
 
 
 def _num(v: object) -> float | None:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from cdrscreen.core.config import FrozenModel, read_yaml, validate
+from cdrscreen.core.errors import ConfigError
 
 #: Built-in label schemes: CDR value -> class name. A CDR value a scheme does not list
 #: leaves its subjects out of the evaluation; they are listed with the reason in the
@@ -216,8 +217,60 @@ def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) ->
     if isinstance(source, Protocol):
         return source
     if isinstance(source, dict):
-        return validate(Protocol, source, "protocol")
+        proto = validate(Protocol, source, "protocol")
+        check_model_params(proto, "protocol")
+        return proto
     path = Path(source)
     data = read_yaml(path, "protocol file")
     data.setdefault("name", path.stem)
-    return validate(Protocol, data, str(path))
+    proto = validate(Protocol, data, str(path))
+    check_model_params(proto, str(path))
+    return proto
+
+
+def check_model_params(proto: Protocol, source: str) -> None:
+    """Check every model's ``params`` and every ``grid`` value against the estimator's constraints.
+
+    Done when the protocol is loaded, so that a negative ``C`` or an unknown kernel is one
+    line naming the file, the model and the value, before any work starts.
+
+    Raises
+    ------
+    ConfigError
+    """
+    from sklearn.base import BaseEstimator, clone
+    from sklearn.model_selection import ParameterGrid
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from cdrscreen.models import build_model, grid_param_name
+
+    for m in proto.models:
+        where = f"{source}: model '{m.name}'"
+        try:
+            select_k = m.select_k if m.select_k is not None else (
+                int(m.grid["select_k"][0]) if "select_k" in m.grid else None)
+            est, prefix = build_model(m.fusion, {"g": [0]}, m.learner, m.params, select_k, m.weights,
+                                      m.stacking_splits, proto.seed, m.meta_learner)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: params: {err}") from None
+        valid = est.get_params(deep=True)
+        names = {grid_param_name(k, prefix): k for k in m.grid}
+        for pname, key in names.items():
+            if pname not in valid:
+                close = difflib.get_close_matches(key, [k.split("__")[-1] for k in valid if "clf__" in k], n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"{where}: grid key '{key}' is not a parameter of learner '{m.learner}'{hint}")
+        points = list(ParameterGrid({p: m.grid[k] for p, k in names.items()})) if m.grid else [{}]
+        for point in points:
+            if "select__k" in "".join(point):
+                continue  # k is checked against the number of columns at fit time
+            try:
+                cand = clone(est).set_params(**point)
+                parts = [cand] + [v for v in cand.get_params(deep=True).values() if isinstance(v, BaseEstimator)]
+                for part in parts:
+                    if hasattr(part, "_parameter_constraints"):
+                        part._validate_params()
+            except (InvalidParameterError, ValueError, TypeError) as err:
+                shown = ", ".join(f"{names[k]}={v!r}" for k, v in point.items()) or "params"
+                msg = str(err).splitlines()[0]
+                raise ConfigError(f"{where}: {shown}: {msg}") from None

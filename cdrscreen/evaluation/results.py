@@ -97,6 +97,7 @@ def prediction_tables(runs: list[ModelRun], data: Dataset, aug_column: str) -> t
     """Per-subject and per-row prediction tables of all models."""
     classes = np.asarray(data.classes, dtype=object)
     cov = data.covariates.drop(columns=[aug_column], errors="ignore")
+    cov = cov[[c for c in cov.columns if not str(c).endswith("_path")]]
     subj_frames, row_frames = [], []
     for run in runs:
         y = data.subject_y[run.subjects]

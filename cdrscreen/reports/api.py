@@ -174,7 +174,7 @@ def build_reports(
         return written
 
     key, cohort = cohort_summaries(run, min_class_n)
-    manifest_rows = _manifest_rows(manifest)
+    manifest_rows = _manifest_rows(manifest) if manifest is not None else run_media_rows(run)
     roots = [Path(p) for p in cache_dirs] if cache_dirs is not None else _default_cache_roots(run)
     n_sessions = pd.Series([s for s, _, _ in recs]).value_counts().to_dict()
     jobs = []
@@ -239,6 +239,24 @@ def _per_recording(features: pd.DataFrame) -> pd.DataFrame:
     keys = [n for n in ("subject", "session") if n in features.index.names]
     num = features.select_dtypes(include=["number", "bool"]).astype(float)
     return num.groupby(level=keys).mean()
+
+
+def run_media_rows(run: RunData) -> dict[tuple[str, str], object]:
+    """Media of each recording as recorded in the run (``inputs.json: media``).
+
+    The video, the separate audio file and the segments file the features were extracted
+    from, so that the speech panel reads the same audio as the features did.
+    """
+    from types import SimpleNamespace
+
+    out: dict[tuple[str, str], object] = {}
+    for m in run.inputs.get("media") or []:
+        key = (str(m.get("subject")), str(m.get("session")))
+        if key in out:
+            continue
+        out[key] = SimpleNamespace(**{k: (Path(m[k]) if m.get(k) else None)
+                                      for k in ("video", "audio", "segments")})
+    return out
 
 
 def _default_cache_roots(run: RunData) -> list[Path]:
