@@ -77,7 +77,7 @@ def sex_table(features: pd.DataFrame, min_n: int = MIN_CELL_N) -> pd.DataFrame |
 
 
 def verdict_lines(run: RunData, model: str) -> dict[str, str]:
-    """The run's verdicts in words for one model (``metrics.json: verdicts``)."""
+    """Return the run's verdicts in words for one model (``metrics.json: verdicts``)."""
     ver = (run.metrics.get("models", {}).get(model, {}) or {}).get("verdicts") or {}
     out = {}
     if ver.get("summary"):
