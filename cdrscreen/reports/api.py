@@ -154,6 +154,11 @@ def build_reports(
         abl = load_run(ablation, features=run.features)
         check_same_inputs(run.run_dir, run.inputs, abl.run_dir, abl.inputs, "ablation run")
     out = Path(out_dir) if out_dir is not None else run.run_dir / "reports"
+    from cdrscreen.evaluation.runfolder import writable_dir
+
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "report folder is an existing file")
+    writable_dir(out, "report folder")
     if banner is None and is_synthetic(run):
         banner = SYNTHETIC_BANNER
     recs = recordings(run)
