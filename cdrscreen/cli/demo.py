@@ -15,11 +15,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cdrscreen.resources import resource_path
+
 NAME = "demo"
 
 DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing"
-DEFAULT_PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "cdr_binary_loso.yaml"
-ABLATION_PROTOCOL = DEFAULT_PROTOCOL.with_name("ablation_all_groups.yaml")
+DEFAULT_PROTOCOL = resource_path("protocols", "cdr_binary_loso.yaml")
+ABLATION_PROTOCOL = resource_path("protocols", "ablation_all_groups.yaml")
 
 
 def command(

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cdrscreen.core.config import FrozenModel, read_yaml, validate
 from cdrscreen.core.errors import ConfigError
+from cdrscreen.resources import list_resources, resource_path
 
 #: Built-in label schemes: CDR value -> class name. A CDR value a scheme does not list
 #: leaves its subjects out of the evaluation; they are listed with the reason in the
@@ -39,8 +40,8 @@ SchemeName = Literal["cdr0_vs_impaired", "cdr05_vs_1plus", "cdr_3class", "cdr_4c
 #: Metrics computed for every model (subject level).
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
 
-#: Folder holding the protocols shipped with the package.
-PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocols"
+#: Folder holding the evaluation protocols shipped with the package (package data).
+PROTOCOL_DIR = resource_path("protocols")
 #: The protocol ``cdrscreen demo`` and reports use by default.
 DEFAULT_PROTOCOL = PROTOCOL_DIR / "cdr_binary_loso.yaml"
 
@@ -206,8 +207,28 @@ class Protocol(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def shipped_protocols() -> list[str]:
+    """Names of the evaluation protocols shipped with the package (``cdr_binary_loso``, ...)."""
+    return list_resources("protocols")
+
+
+def resolve_protocol_path(source: str | os.PathLike[str]) -> Path:
+    """Path of a protocol file, or of a shipped protocol given by name (``cdr_binary_loso``).
+
+    An existing file always wins; a bare name without a folder that is not a file is looked
+    up among :func:`shipped_protocols`.
+    """
+    path = Path(source)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if stem in shipped_protocols():
+        return PROTOCOL_DIR / f"{stem}.yaml"
+    return path
+
+
 def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) -> Protocol:
-    """Load and validate a protocol from a YAML path, a dict, or pass one through.
+    """Load and validate a protocol from a YAML path, a shipped protocol's name, a dict, or pass one through.
 
     Raises
     ------
@@ -220,7 +241,7 @@ def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) ->
         proto = validate(Protocol, source, "protocol")
         check_model_params(proto, "protocol")
         return proto
-    path = Path(source)
+    path = resolve_protocol_path(source)
     data = read_yaml(path, "protocol file")
     data.setdefault("name", path.stem)
     proto = validate(Protocol, data, str(path))
