@@ -265,3 +265,16 @@ def test_imputed_fraction_is_per_subject_over_the_models_inputs(tmp_path):
     frac = res.predictions.xs(res.metrics["primary_model"], level="model")["imputed_fraction"]
     assert frac["S003"] == pytest.approx(0.6)  # 6 of 10 inputs missing
     assert (frac.drop("S003") == 0).all()
+
+
+def test_citation_file_is_valid_cff_with_the_package_version():
+    import tomllib
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert {"title", "authors", "message", "license"} <= set(cff)
+    assert str(cff["version"]) == version
