@@ -145,7 +145,9 @@ def results_table(run: RunData) -> pd.DataFrame:
         for k, label in METRIC_NAMES.items():
             r[label] = _ci(met.get(k))
         r["baseline bal. acc."] = base.get("balanced_accuracy")
-        r["p (permutation)"] = perm.get("p_value")
+        r["p (perm.): bal. acc. / AUC"] = (f"{_num(perm.get('p_value'))} / {_num(perm.get('auc_p_value'))}"
+                                           if perm else "not run")
+        r["verdict"] = (m.get("verdicts") or {}).get("overall", "–")
         r["n per class"] = ", ".join(f"{k}: {v}" for k, v in (m.get("n_per_class") or {}).items())
         rows.append(r)
     return pd.DataFrame(rows)
@@ -199,7 +201,9 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
     rep.add_metric_cards([
         {"label": "Balanced accuracy", "value": _val(met.get("balanced_accuracy")),
          "detail": _ci_only(met.get("balanced_accuracy"))},
-        {"label": "ROC AUC", "value": _val(met.get("roc_auc")), "detail": _ci_only(met.get("roc_auc"))},
+        {"label": "ROC AUC", "value": _val(met.get("roc_auc")),
+         "detail": _ci_only(met.get("roc_auc"))
+         + (f" · permutation p {_num(perm.get('auc_p_value'))}" if perm.get("auc_p_value") is not None else "")},
         {"label": "Majority baseline", "value": _num(base.get("balanced_accuracy")),
          "detail": f"balanced accuracy; accuracy {_num(base.get('accuracy'))}"},
         {"label": "Permutation p-value", "value": _num(perm.get("p_value")),
@@ -212,8 +216,9 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
                 "labels permuted across subjects.")
     verdicts = verdict_lines(run, primary)
     if verdicts:
-        rep.add_key_values(verdicts, "What the figures say", section="Summary",
-                           caption="Chance is 0.5 for ROC AUC and 1/(number of classes) for balanced accuracy; "
+        rep.add_table(pd.DataFrame({"figure": list(verdicts), "what it says": list(verdicts.values())}),
+                      "What the figures say", section="Summary",
+                      caption="Chance is 0.5 for ROC AUC and 1/(number of classes) for balanced accuracy; "
                                    "a result is called distinguishable from chance only when its CI excludes "
                                    "chance and its permutation p is below 0.05.")
     excl = excluded_table(run)
@@ -281,7 +286,8 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
                            "fpr": g["fpr"], "tpr": g["tpr"], "auc": float(g["auc"].iloc[0])}
                           for c, g in sub.groupby("class", sort=False)]
                 figs.append(F.roc_figure(curves))
-                labels.append("ROC curve from out-of-fold subject probabilities")
+                ranked = ((m.get("metrics") or {}).get("roc_auc") or {}).get("ranked_by", "probability")
+                labels.append(f"ROC curve from out-of-fold subject scores (ranked by {ranked})")
         if figs:
             rep.add_figure_row(figs, f"Model {name}", labels=labels, section="Results")
         rec = (m.get("metrics") or {}).get("recall")
