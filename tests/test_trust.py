@@ -278,3 +278,29 @@ def test_citation_file_is_valid_cff_with_the_package_version():
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
     assert {"title", "authors", "message", "license"} <= set(cff)
     assert str(cff["version"]) == version
+
+
+def test_patient_card_says_uncertain_below_the_margin_and_flags_imputed_inputs(tmp_path):
+    from cdrscreen.reports.patient import agreement
+
+    assert agreement("1+", "1+", 0.51, 2).startswith("uncertain")  # the 51 % "agrees"
+    assert agreement("1+", "1+", 0.66, 2) == "agrees with the rating"
+    assert agreement("1+", "0.5", 0.80, 2) == "differs from the rating"
+    assert agreement("2", "2", 0.45, 3).startswith("uncertain")  # 3 classes: needs > 48 %
+    df = make_feature_table(12, groups={"a": 4, "b": 6}, cdr_cycle=(0.5, 1.0), signal={"a": 1.5}, seed=2)
+    df.loc[df.index.get_level_values("subject") == "S003", [f"b__f{j:02d}" for j in range(6)]] = np.nan
+    feats = tmp_path / "f.parquet"
+    df.to_parquet(feats)
+    evaluate(small_protocol(statistics={"n_bootstrap": 20, "n_permutations": 0}), feats, tmp_path / "run",
+             progress=False)
+    paths = build_reports(tmp_path / "run", subject="S003", tracks="none", n_jobs=1)
+    html = paths[0].read_text()
+    assert "Imputed inputs" in html and "60%" in html
+    assert "rests mostly on imputed values" in html
+    other = build_reports(tmp_path / "run", subject="S004", tracks="none", n_jobs=1)[0].read_text()
+    assert "Imputed inputs" in other and "rests mostly on imputed values" not in other
+    preds = pd.read_csv(tmp_path / "run" / "predictions.csv").set_index("subject")
+    p = preds.loc["S004", [c for c in preds.columns if c.startswith("proba__")]].max()
+    says_uncertain = "uncertain: the probability of class" in other
+    says_agreement = "agrees with the rating" in other or "differs from the rating" in other
+    assert says_uncertain == (p < 0.65) and says_agreement == (p >= 0.65)
