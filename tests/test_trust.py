@@ -306,15 +306,9 @@ def test_patient_card_says_uncertain_below_the_margin_and_flags_imputed_inputs(t
     assert says_uncertain == (p < 0.65) and says_agreement == (p >= 0.65)
 
 
-def test_media_paths_are_recorded_in_the_run_and_reports_read_the_separate_audio(tmp_path):
-    from cdrscreen.reports.api import run_media_rows
-    from cdrscreen.reports.rundata import load_run
-    from cdrscreen.reports.tracks import recording_media
-
+def test_media_paths_are_recorded_in_the_run(tmp_path):
     df = make_feature_table(8, groups={"a": 3}, cdr_cycle=(0.5, 1.0), seed=5)
     subjects = df.index.get_level_values("subject")
-    for name in ("S000.mp4", "S000.wav"):
-        (tmp_path / name).write_bytes(b"x")
     df["meta__video_path"] = [str(tmp_path / f"{s}.mp4") for s in subjects]
     df["meta__audio_path"] = [str(tmp_path / f"{s}.wav") for s in subjects]
     df["meta__segments_path"] = None
@@ -324,8 +318,5 @@ def test_media_paths_are_recorded_in_the_run_and_reports_read_the_separate_audio
              progress=False)
     media = {m["subject"]: m for m in json.loads((tmp_path / "run" / "inputs.json").read_text())["media"]}
     assert media["S000"]["audio"] == str(tmp_path / "S000.wav")
+    assert media["S000"]["video"] == str(tmp_path / "S000.mp4") and media["S000"]["segments"] is None
     assert "meta__audio_path" not in pd.read_csv(tmp_path / "run" / "predictions.csv").columns
-    rows = run_media_rows(load_run(tmp_path / "run"))
-    rec = recording_media(["S000_1.mp4"], rows[("S000", "1")])
-    assert rec.audio == tmp_path / "S000.wav"  # not the video's own track
-    assert rec.video == tmp_path / "S000.mp4"
