@@ -124,7 +124,7 @@ def test_verdicts_and_suppressed_small_cells_in_chromium(browser, tmp_path):
              "models": [{"name": "svm", "learner": "svm"}],
              "statistics": {"n_bootstrap": 100, "n_permutations": 19}}
     evaluate(proto, feats, tmp_path / "run", progress=False)
-    study = build_reports(tmp_path / "run", tracks="none", n_jobs=1)[0]
+    study = build_reports(tmp_path / "run", n_jobs=1)[0]
     check_page(browser, study, "study-verdicts")
     text = browser.evaluate("document.body.innerText")
     assert "What the figures say" in text

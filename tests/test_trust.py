@@ -90,14 +90,14 @@ def test_left_out_subjects_are_in_the_study_report_and_named_by_report_subject(t
     proto = write_protocol(tmp_path / "p.yaml", labels={"scheme": "cdr_3class"})
     run = tmp_path / "run"
     assert cli(capsys, "evaluate", proto, "--features", cdr_table, "--out", run)[0] == 0
-    build_reports(run, tracks="none", n_jobs=1, subject="S001", study=True)
+    build_reports(run, n_jobs=1, subject="S001", study=True)
     html = (run / "reports" / "study.html").read_text()
     assert "Subjects left out of the evaluation" in html
     for s in _subjects_with({0.0, 3.0}):
         assert s in html
     assert "CDR 3 is not in label scheme" in html and "CDR 0 is not in label scheme" in html
     # a control has no patient report: the error says why, not "did you mean"
-    code, _, err = cli(capsys, "report", run, "--subject", "S000", "--tracks", "none")
+    code, _, err = cli(capsys, "report", run, "--subject", "S000")
     assert code == 2 and len(err) == 1
     assert "left out of this run: CDR 0 is not in label scheme 'cdr_3class'" in err[0]
 
@@ -160,7 +160,7 @@ def test_null_cohort_report_says_not_distinguishable_from_chance(tmp_path, capsy
     assert code == 0
     assert "not distinguishable from chance" in out
     assert "majority baseline" in out
-    build_reports(tmp_path / "run", tracks="none", n_jobs=1)
+    build_reports(tmp_path / "run", n_jobs=1)
     html = (tmp_path / "run" / "reports" / "study.html").read_text()
     assert "not distinguishable from chance" in html
     assert "What the figures say" in html
@@ -212,7 +212,7 @@ def test_report_refuses_another_studys_ablation_and_feature_table(tmp_path, caps
     assert cli(capsys, "ablate", proto, "-f", other, "-o", tmp_path / "abl_other")[0] == 0
     assert cli(capsys, "ablate", proto, "-f", cdr_table, "-o", tmp_path / "abl_same")[0] == 0
     reports = tmp_path / "run" / "reports"
-    code, _, err = cli(capsys, "report", tmp_path / "run", "--ablation", tmp_path / "abl_other", "--tracks", "none")
+    code, _, err = cli(capsys, "report", tmp_path / "run", "--ablation", tmp_path / "abl_other")
     assert code == 2 and len(err) == 1
     assert "abl_other" in err[0] and "another feature table" in err[0]
     assert not reports.exists()  # refused before anything was written
@@ -222,8 +222,11 @@ def test_report_refuses_another_studys_ablation_and_feature_table(tmp_path, caps
 
     with pytest.raises(InputError, match="is not the feature table run"):
         load_run(tmp_path / "run", features=other)
+    code, _, err = cli(capsys, "report", tmp_path / "run", "--features", other)
+    assert code == 2 and len(err) == 1 and str(other) in err[0] and "is not the feature table run" in err[0]
+    assert not reports.exists()
     code, out, err = cli(capsys, "report", tmp_path / "run", "--ablation", tmp_path / "abl_same",
-                         "--tracks", "none", "--jobs", "1")
+                         "--jobs", "1")
     assert code == 0, err
     assert (reports / "study.html").is_file()
 
@@ -293,11 +296,11 @@ def test_patient_card_says_uncertain_below_the_margin_and_flags_imputed_inputs(t
     df.to_parquet(feats)
     evaluate(small_protocol(statistics={"n_bootstrap": 20, "n_permutations": 0}), feats, tmp_path / "run",
              progress=False)
-    paths = build_reports(tmp_path / "run", subject="S003", tracks="none", n_jobs=1)
+    paths = build_reports(tmp_path / "run", subject="S003", n_jobs=1)
     html = paths[0].read_text()
     assert "Imputed inputs" in html and "60%" in html
     assert "rests mostly on imputed values" in html
-    other = build_reports(tmp_path / "run", subject="S004", tracks="none", n_jobs=1)[0].read_text()
+    other = build_reports(tmp_path / "run", subject="S004", n_jobs=1)[0].read_text()
     assert "Imputed inputs" in other and "rests mostly on imputed values" not in other
     preds = pd.read_csv(tmp_path / "run" / "predictions.csv").set_index("subject")
     p = preds.loc["S004", [c for c in preds.columns if c.startswith("proba__")]].max()
