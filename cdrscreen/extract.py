@@ -71,6 +71,9 @@ def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
     for r in recs:
         row: dict[str, Any] = {f"meta__{c}": getattr(r, c) for c in META_COLUMNS}
         row.update({f"meta__cov_{k}": v for k, v in r.covariates.items()})
+        # where the media are, so that reports read the same files (never features)
+        row.update({f"meta__{m}_path": str(getattr(r, m)) if getattr(r, m) is not None else None
+                    for m in ("video", "audio", "segments")})
         rows.append(row)
         index.append((r.subject, r.session, str(r.media)))
     df = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=list(INDEX_NAMES)))
@@ -78,6 +81,8 @@ def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
     for c in ("meta__age", "meta__mmse"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     df["meta__sex"] = df["meta__sex"].astype("string")
+    for m in ("video", "audio", "segments"):
+        df[f"meta__{m}_path"] = df[f"meta__{m}_path"].astype("string")
     return df
 
 

@@ -72,12 +72,13 @@ def command(
     t = time.perf_counter()
     run_dir = out / "run"
     con.print(f"3/4 evaluating {protocol.name} -> {run_dir}")
-    evaluate(protocol, feat_path, run_dir, n_jobs=jobs)
+    evaluate(protocol, feat_path, run_dir, n_jobs=jobs, overwrite=True)
     abl_dir = None
     if ablation:
         abl_dir = out / "ablation"
         con.print(f"    ablation of {ABLATION_PROTOCOL.name} (singles + leave-one-group-out) -> {abl_dir}")
-        ablate(ABLATION_PROTOCOL, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False)
+        ablate(ABLATION_PROTOCOL, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False,
+               overwrite=True)
     stage("evaluation", t)
 
     t = time.perf_counter()

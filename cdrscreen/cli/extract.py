@@ -55,16 +55,22 @@ def command(
              "(a running scheduler; workers must see the media and --cache at the same paths). Replaces --jobs.",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    decimal: str = typer.Option(".", "--decimal", help="Decimal mark of numbers in a CSV manifest: '.' or ','."),
 ) -> None:
     """Extract features for every recording of MANIFEST into one Parquet table."""
     from rich.console import Console
 
+    from cdrscreen.cli._checks import check_cache_dir, check_output_file
     from cdrscreen.extract import extract_study
+    from cdrscreen.study import Study
 
+    check_output_file(out, [manifest] + ([spec] if spec else []), "--out")  # before work: never overwrite an input
+    check_cache_dir(cache)
+    source = Study.from_file(manifest, decimal=decimal) if decimal != "." else manifest
     overrides = list(set_ or [])
     if embedder is not None:
         overrides.append(f"groups.expr.embedder={str(embedder)!r}")
-    df = extract_study(manifest, features, out, spec=spec, overrides=overrides, cache_dir=cache, n_jobs=jobs,
+    df = extract_study(source, features, out, spec=spec, overrides=overrides, cache_dir=cache, n_jobs=jobs,
                        stride=stride, progress=progress, max_faces=max_faces, scheduler=scheduler)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)

@@ -426,7 +426,7 @@ def run_study(
     """
     from joblib import Parallel, delayed
 
-    from cdrscreen.core.progress import track
+    from cdrscreen.core.progress import media_seconds, track
 
     if n_jobs < 1:
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
@@ -470,7 +470,9 @@ def run_study(
             # loky replaces a worker whose memory grew (MediaPipe graphs) and says so; every
             # task still runs exactly once, so the note is noise for the user
             warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
-            results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
+            sizes = media_seconds([r.media for r in recs]) if progress else None
+            results = list(track(gen, description="extracting", total=len(recs), disable=not progress,
+                                 sizes=sizes, unit="s of media"))
 
     errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
               zip(recs, results, strict=True) if e is not None]
