@@ -47,7 +47,14 @@ from cdrscreen.features.base import Extractor
 from cdrscreen.study import Recording
 from cdrscreen.transcripts import Transcript, read_transcript
 from cdrscreen.transcripts.model import canonical_role
-from cdrscreen.transcripts.tokens import DEFAULT_FILLERS, POS_CLASSES, Morphology, Tokens, parse_mor, tokenize
+from cdrscreen.transcripts.tokens import (
+    DEFAULT_FILLERS,
+    POS_CLASSES,
+    Morphology,
+    Tokens,
+    parse_mor,
+    tokenize,
+)
 
 #: Names (without prefix) of the language features, in output order.
 LANGUAGE_FEATURES: tuple[str, ...] = (
@@ -285,7 +292,7 @@ class LanguageExtractor(Extractor):
         self.embedding_model = str(embedding_model) if embedding_model is not None else None
 
     def inputs(self, rec: Recording) -> list[Path | None]:
-        """The transcript decides the output (the model folder is in the configuration)."""
+        """Return the transcript: it decides the output (the model folder is in the configuration)."""
         return [rec.transcript]
 
     def process_recording(self, rec: Recording) -> pd.DataFrame:

@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cdrscreen.transcripts.model import ROLE_ALIASES, Transcript, TranscriptError, check_speaker
-from cdrscreen.transcripts.write import chat_text, csv_text, textgrid_text, write_chat, write_csv, write_textgrid
+from cdrscreen.transcripts.write import (
+    chat_text,
+    csv_text,
+    textgrid_text,
+    write_chat,
+    write_csv,
+    write_textgrid,
+)
 
 #: Transcript file suffixes and their reader.
 SUFFIXES = (".cha", ".textgrid", ".csv", ".tsv", ".srt", ".vtt")

@@ -1,8 +1,8 @@
-"""CHAT (CLAN, TalkBank/DementiaBank) transcripts.
+r"""CHAT (CLAN, TalkBank/DementiaBank) transcripts.
 
 Read: ``@`` headers (``@Languages``, ``@Participants``), main tiers ``*PAR:`` / ``*INV:``
 (any code declared in ``@Participants``), tab-indented continuation lines, the ``%mor``
-dependent tier, and time bullets (``\\x15start_end\\x15`` in milliseconds) at the end of
+dependent tier, and time bullets (``\x15start_end\x15`` in milliseconds) at the end of
 a main tier. Other dependent tiers (``%gra``, ``%com``, ...) are accepted and ignored.
 
 Problems raise :class:`~cdrscreen.transcripts.model.TranscriptError` naming the line:

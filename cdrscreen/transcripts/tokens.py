@@ -75,7 +75,7 @@ class Tokens:
 
 
 def clean_word(tok: str) -> str:
-    """A word without CHAT form markers (``@c``), incomplete-word parentheses and prosody marks."""
+    """Return a word without CHAT form markers (``@c``), incomplete-word parentheses and prosody marks."""
     w = tok.split("@", 1)[0]
     w = w.replace("(", "").replace(")", "").replace("^", "").replace("ˈ", "").replace("ˌ", "")
     w = w.rstrip(":").replace(":", "") if not _HAN.search(w) else w
@@ -200,7 +200,7 @@ class Morphology:
 
 
 def pos_class(tag: str) -> str | None:
-    """The class of a %mor tag (``n:prop`` -> ``noun``), or None."""
+    """Return the class of a %mor tag (``n:prop`` -> ``noun``), or None."""
     base = tag.split(":", 1)[0]
     for name, tags in POS_CLASSES.items():
         if base in tags:
