@@ -7,17 +7,19 @@ every second answer, and the participant answers with everyday phrases
 
 - ``filler_rate``: filled pauses (``uh``, ``um``) per 100 words, inserted between words;
 - ``repetition_rate``: immediate word repetitions (``I I went``) per 100 words;
-- ``ttr_target``: lexical diversity. While the participant's running type-token ratio
-  is above the target, content words are replaced: a noun by the first noun the
-  participant said (perseveration; ``thing`` before any), a verb by ``do``, an
-  adjective by ``nice`` (empty speech); the phrases' own diversity is the ceiling
-  (0.8-0.95 over a 16 s clip);
+- ``diversity``: lexical diversity, the participant's type-token ratio relative to that
+  of the same answers as written. While the running TTR is above ``diversity`` times the
+  running TTR of the written answers, content words are replaced by the first word of the same kind
+  the participant said (perseveration; before any: ``thing``, ``do``, ``nice``, i.e.
+  empty speech; ``there`` for adverbs and quantifiers); from the second answer on, the first answer is
+  said again instead of a new one when that brings the TTR closer to the target
+  (perseveration);
 - ``latency_s``: mean silence between the end of a question and the answer (each
   latency log-normal around it, CV 0.2).
 
 Counts follow the rates by error diffusion (the running count is the rate times the
 running number of words, rounded), so a 16 s clip with ~35 words carries its planted
-rate up to one event. The transcript of every recording is written from the same text
+rate up to half an event. The transcript of every recording is written from the same text
 espeak-ng speaks (CHAT with ``&-uh`` and ``w [/] w`` markers, and the same lines as a
 Praat TextGrid), timed by the planted segment table.
 """
@@ -39,8 +41,8 @@ CONTENT_EFFECTS: dict[str, dict[str, Any]] = {
                     "unit": "filled pauses (uh, um) per 100 words"},
     "repetition_rate": {"means": {0.5: 2.0, 1.0: 6.0, 2.0: 10.0}, "sd": 3.5, "clip": (0.0, 20.0),
                         "unit": "immediate word repetitions per 100 words"},
-    "ttr_target": {"means": {0.5: 0.8, 1.0: 0.7, 2.0: 0.6}, "sd": 0.07, "clip": (0.4, 1.0),
-                   "unit": "target type-token ratio of the participant's words"},
+    "diversity": {"means": {0.5: 0.8, 1.0: 0.7, 2.0: 0.6}, "sd": 0.07, "clip": (0.4, 1.0),
+                  "unit": "target type-token ratio of the participant's words"},
     "latency_s": {"means": {0.5: 0.6, 1.0: 1.1, 2.0: 1.6}, "sd": 0.4, "clip": (0.2, 3.5),
                   "unit": "mean response latency after a question, seconds"},
 }
@@ -66,20 +68,25 @@ NOUNS = frozenset(
     "afternoon river radio evening weather week bus town centre sister sea holidays dinner dog park "
     "doctor water cat school door glasses husband kitchen table mountains summer soup days".split()
 )
-#: Verbs and adjectives of :data:`PHRASES` that lexical-diversity planting may replace.
+#: Verbs, adjectives and adverbs/quantifiers of :data:`PHRASES` that lexical-diversity
+#: planting may replace.
 VERBS = frozenset(
     "went bought has read used work visits lived like listen take lives cooked walk said drink had "
     "remember forget put built enjoy making rained".split()
 )
 ADJECTIVES = frozenset("small young cold red old big short".split())
-#: Generic words that replace verbs and adjectives (nouns: the first noun said, else "thing").
-GENERIC = {"verb": "do", "adjective": "nice"}
+ADVERBS = frozenset("usually sometimes twice far here more many some every all sixteen".split())
+#: Words that replace a content word when the participant has said none of its kind yet.
+GENERIC = {"noun": "thing", "verb": "do", "adjective": "nice", "adverb": "there"}
 _FILLERS = ("uh", "um")
 
 
 def _category(word: str) -> str | None:
     w = word.lower()
-    return "noun" if w in NOUNS else "verb" if w in VERBS else "adjective" if w in ADJECTIVES else None
+    for cat, words in (("noun", NOUNS), ("verb", VERBS), ("adjective", ADJECTIVES), ("adverb", ADVERBS)):
+        if w in words:
+            return cat
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class ContentParams:
 
     filler_rate: float = 0.0
     repetition_rate: float = 0.0
-    ttr_target: float = 1.0
+    diversity: float = 1.0
     latency_s: float = 0.8
 
     def to_dict(self) -> dict[str, float]:
@@ -111,38 +118,65 @@ class _Planter:
 
     def __init__(self, p: ContentParams, rng: np.random.Generator) -> None:
         self.p, self.rng = p, rng
-        self.words = self.n_tokens = self.fill = self.rep = 0
+        self.words = self.fill = self.rep = 0
         self.types: set[str] = set()
-        self.nouns: list[str] = []  # nouns said so far, in order (perseveration reuses the first)
-        self.offset = rng.random(2)
+        #: content words said so far by category, in order (perseveration reuses the first)
+        self.seen: dict[str, list[str]] = {k: [] for k in GENERIC}
+        self.first: list[str] | None = None  # the first answer, as said
+        self.nat_types: set[str] = set()  # the answers as written (no planted content)
+        self.nat_words = 0
+
+    def _ttr_after(self, raw: list[str]) -> float:
+        said = [w.lower() for w in raw if w != ","]
+        return len(self.types | set(said)) / (self.words + len(said))
+
+    def _types_after(self, raw: list[str]) -> int:
+        return len(self.types | {w.lower() for w in raw if w != ","})
+
+    def _empty_speech(self, raw: list[str], target: float) -> list[str]:
+        """Replace content words while the running TTR is above ``target``.
+
+        A replacement must lower the number of word types, except that a generic word
+        (``thing``, ``do``, ``nice``) may be brought in when two or more types are still
+        to be removed (its next uses will lower it).
+        """
+        out = list(raw)
+        n = self.words + sum(1 for w in raw if w != ",")
+        for i, w in enumerate(raw):
+            cat = _category(w)
+            excess = self._types_after(out) - target * n
+            if cat is None or excess <= 0.5:
+                continue
+            earlier = [x for x in self.seen[cat] if x != w.lower()]
+            earlier += [x.lower() for x in out[:i] if _category(x) == cat and x.lower() != w.lower()]
+            trial = list(out)
+            trial[i] = earlier[0] if earlier else GENERIC[cat]
+            if self._types_after(trial) < self._types_after(out) or excess >= 2:
+                out = trial
+        return out
 
     def answer(self, phrase: str) -> tuple[str, str, int]:
         """Return (spoken text, CHAT text, words) of one answer."""
-        raw = phrase.rstrip(".?!").replace(",", " ,").split()
+        written = phrase.rstrip(".?!").replace(",", " ,").split()
+        plain = [w.lower() for w in written if w != ","]
+        self.nat_types |= set(plain)
+        self.nat_words += len(plain)
+        target = self.p.diversity
+        raw = self._empty_speech(written, target)
+        if self.first is not None:  # perseveration: the first answer again, if closer to the target
+            if abs(self._ttr_after(self.first) - target) < abs(self._ttr_after(raw) - target):
+                raw = list(self.first)
+        else:
+            self.first = list(raw)
         words = [w for w in raw if w != ","]
-        swap: dict[int, str] = {}
-        for i, w in enumerate(raw):  # empty speech until the running TTR is down to the target
+        for w in words:
+            self.types.add(w.lower())
             cat = _category(w)
-            if cat is None:
-                continue
-            said = [swap.get(j, x).lower() for j, x in enumerate(raw) if x != ","]
-            if len(self.types | set(said)) / (self.n_tokens + len(said)) <= self.p.ttr_target:
-                continue
-            if cat == "noun":
-                earlier = [x for x in self.nouns if x != w.lower()]
-                swap[i] = earlier[0] if earlier else "thing"
-            else:
-                swap[i] = GENERIC[cat]
-        for i, w in enumerate(raw):
-            if w != ",":
-                lw = swap.get(i, w).lower()
-                self.types.add(lw)
-                if lw in NOUNS and lw not in self.nouns:
-                    self.nouns.append(lw)
-        self.n_tokens += len(words)
+            if cat is not None and w.lower() not in self.seen[cat]:
+                self.seen[cat].append(w.lower())
         self.words += len(words)
-        n_fill = int(np.floor(self.p.filler_rate / 100 * self.words + self.offset[0])) - self.fill
-        n_rep = int(np.floor(self.p.repetition_rate / 100 * self.words + self.offset[1])) - self.rep
+        n_fill = int(np.floor(self.p.filler_rate / 100 * self.words + 0.5)) - self.fill
+        n_rep = int(np.floor(self.p.repetition_rate / 100 * self.words + 0.5)) - self.rep
         self.fill += max(n_fill, 0)
         self.rep += max(n_rep, 0)
         slots = [i for i, w in enumerate(raw) if w != ","]
@@ -160,7 +194,6 @@ class _Planter:
                 f = _FILLERS[int(self.rng.integers(len(_FILLERS)))]
                 spoken.append(f)
                 chat.append(f"&-{f}")
-            w = swap.get(i, w)
             if i in rep_at:
                 spoken.append(w)
                 chat += [w, "[/]"]

@@ -181,7 +181,11 @@ _MOR_TERMINATORS = re.compile(r"^(?:[.?!]|\+\S*|[,„‡]|cm\|cm)$")
 
 @dataclass
 class Morphology:
-    """Part-of-speech counts and morphemes of ``%mor`` lines (clitics are items of their own)."""
+    """Part-of-speech counts and morphemes of ``%mor`` lines (clitics are items of their own).
+
+    ``items`` counts the classified items (everything but :data:`UNCLASSED` tags);
+    every classified item is open class (noun, verb, adjective, adverb) or closed class.
+    """
 
     items: int = 0
     morphemes: int = 0
@@ -211,6 +215,9 @@ def pos_class(tag: str) -> str | None:
 def parse_mor(mor: str) -> Morphology:
     """Count one ``%mor`` line: part-of-speech classes and morphemes.
 
+    Items tagged as communicators or interjections (:data:`UNCLASSED`, e.g. ``co|uh``)
+    are skipped: they are neither morphemes of the utterance nor part of the rates.
+
     An item ``pos|stem-SUF1-SUF2`` is ``1 + number of '-' suffixes`` morphemes (``&``
     fusional marks are not counted, as in CLAN's MLU); ``#`` prefixes add one each;
     ``~`` and ``$`` clitics are separate items.
@@ -227,6 +234,8 @@ def parse_mor(mor: str) -> Morphology:
             tag = tag.split("#")[-1]
             if tag in ("cm", "bq", "eq", "punct"):
                 continue
+            if tag.split(":", 1)[0] in UNCLASSED:
+                continue  # communicators (co|uh), interjections: neither counted nor rated
             stem = rest.split("=", 1)[0]
             out.items += 1
             out.morphemes += 1 + stem.count("-") + prefixes
@@ -235,6 +244,6 @@ def parse_mor(mor: str) -> Morphology:
                 out.pos[cls] += 1
             if cls in ("noun", "verb", "adjective", "adverb"):
                 out.open_class += 1
-            elif tag.split(":", 1)[0] not in UNCLASSED:
+            else:
                 out.closed_class += 1
     return out
