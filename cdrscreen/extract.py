@@ -9,9 +9,10 @@ manifest's label and covariates as ``meta__cdr``, ``meta__age``, ``meta__sex``,
 ``meta__mmse`` (and ``meta__cov_<name>`` for extra ``cov_*`` columns), so the Parquet file
 is self-contained for evaluation.
 
-Work is scheduled per recording: all requested groups of one recording run in the same
-worker, so the face track that ``pupil``, ``headpose`` and ``expr`` share is computed
-once. Each (recording, group) result is cached by content hash and configuration as soon
+Work is scheduled per recording by the one study runner
+(:func:`cdrscreen.features.base.run_study`): all requested groups of one recording run in
+the same worker, so the face track that ``pupil``, ``headpose`` and ``expr`` share is
+computed once. Each (recording, group) result is cached by content hash and configuration as soon
 as it is finished (atomic writes), so a run killed at any point resumes where it stopped.
 
 Recordings run one after another (``n_jobs=1``), in local joblib worker processes
@@ -24,29 +25,20 @@ from __future__ import annotations
 
 import inspect
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cdrscreen.core.io import write_parquet
 from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.core.errors import CdrscreenError
-from cdrscreen.features import REGISTRY, Extractor, get_extractor
-from cdrscreen.features.base import INDEX_NAMES, _one
+from cdrscreen.core.io import write_parquet
+from cdrscreen.features.base import INDEX_NAMES, ExtractionError, Extractor, run_study
+from cdrscreen.features.registry import REGISTRY, get_extractor
 from cdrscreen.study import Recording, Study
 
 META_COLUMNS = ("cdr", "age", "sex", "mmse")
-
-
-class ExtractionError(CdrscreenError):
-    """Some recordings failed; the message has one line per failed recording."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = list(lines)
-        Exception.__init__(self, "\n".join(" ".join(str(x).split()) for x in self.lines))
 
 
 def parse_features(features: str | Sequence[str]) -> list[str]:
@@ -79,51 +71,6 @@ def make_extractors(
             params["max_faces"] = max_faces
         out.append(get_extractor(name, **params) if params else ex)
     return out
-
-
-def _worker_task(*args: Any) -> Any:
-    """:func:`_recording_task` in a worker process, without MediaPipe's start-up log lines."""
-    from cdrscreen.core.native import filter_native_stderr
-
-    filter_native_stderr()
-    return _recording_task(*args)
-
-
-def _recording_task(
-    extractors: Sequence[Extractor], rec: Recording, cache: FeatureCache
-) -> tuple[list[pd.DataFrame] | None, int, str | None]:
-    """Run every extractor on one recording; returns (frames, n computed, error line)."""
-    computed = 0
-    dfs = []
-    try:
-        for ex in extractors:
-            key = cache.key(ex.name, ex.get_config(), ex.inputs(rec))
-            if not cache.path_for(ex.name, key).exists():
-                computed += 1
-            dfs.append(_one(ex, rec, cache))
-    except CdrscreenError as err:  # sent back as text: custom exceptions may not unpickle
-        return None, computed, str(err)
-    except OSError as err:  # e.g. a media file deleted or unreadable since the manifest check
-        where = err.filename or rec.media
-        why = "file not found" if isinstance(err, FileNotFoundError) else f"cannot be read ({err.strerror})"
-        return None, computed, f"{where}: {why}"
-    return dfs, computed, None
-
-
-def _run_on_cluster(
-    sched: Any, extractors: Sequence[Extractor], recs: Sequence[Recording], cache: FeatureCache,
-    *, progress: bool,
-) -> list[tuple[list[pd.DataFrame] | None, int, str | None]]:
-    """One :func:`_worker_task` per recording on a Dask cluster; results in ``recs`` order."""
-    from cdrscreen.cluster import check_shared_folder, open_client, run_tasks
-
-    with open_client(sched) as client:
-        check_shared_folder(client, cache.root)
-        return run_tasks(
-            client, _worker_task, [(extractors, r, cache) for r in recs],
-            labels=[str(r.media) for r in recs], progress=progress,
-            on_lost=lambda why: (None, 0, why),
-        )
 
 
 def shared_media(recs: Sequence[Recording], cache: FeatureCache) -> list[list[str]]:
@@ -214,15 +161,10 @@ def extract_study(
         A malformed ``scheduler``, an unreachable scheduler, or a cache folder the
         workers cannot see (one line naming it).
     """
-    from joblib import Parallel, delayed
-
-    from cdrscreen.core.progress import track
-
-    sched = None
-    if scheduler is not None:
+    if scheduler is not None:  # checked before any work: a malformed value, jobs, dask missing
         from cdrscreen.cluster import parse_scheduler, require_dask
 
-        sched = parse_scheduler(scheduler)
+        parse_scheduler(scheduler)
         if n_jobs != 1:
             raise CdrscreenError(
                 f"jobs={n_jobs} and scheduler={scheduler!r} exclude each other; "
@@ -236,48 +178,24 @@ def extract_study(
     if n_jobs < 1:
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if sched is not None:  # workers have their own working directory
+    if scheduler is not None:  # workers have their own working directory
         cache_root = cache_root.resolve()
     cache = FeatureCache(cache_root)
     extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces)
     recs = list(study)
-
-    if sched is not None:
-        results = _run_on_cluster(sched, extractors, recs, cache, progress=progress)
-    else:
-        if n_jobs == 1:
-            gen = (_recording_task(extractors, r, cache) for r in recs)
-        else:
-            gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_worker_task)(extractors, r, cache) for r in recs
-            )
-        with warnings.catch_warnings():
-            # loky replaces a worker whose memory grew (MediaPipe graphs) and says so; every
-            # task still runs exactly once, so the note is noise for the user
-            warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
-            results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
-
-    errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
-              zip(recs, results, strict=True) if e is not None]
-    if errors:
-        what = f"{len(errors)} of {len(recs)} recordings failed"
-        advice = "finished ones are cached; fix and rerun"
-        if len(errors) == 1:  # one line: the recording, its problem, and what to do
-            raise ExtractionError([f"{errors[0]} ({what}; {advice})"])
-        raise ExtractionError([f"{what} ({advice})", *errors])
-
-    blocks = []
-    for i, _ in enumerate(extractors):
-        blocks.append(pd.concat([res[0][i] for res in results]))  # type: ignore[index]
-    feats = pd.concat(blocks, axis=1) if blocks else pd.DataFrame()
+    run = run_study(extractors, recs, cache=cache, n_jobs=n_jobs, scheduler=scheduler, progress=progress)
+    feats = run.table
     meta = meta_frame(recs)
     df = pd.concat([feats, meta], axis=1).loc[meta.index]
-    computed = sum(res[1] for res in results)
     df.attrs["extract"] = {
         "features": names, "stride": stride, "n_recordings": len(recs),
-        "computed": computed, "cached": len(recs) * len(extractors) - computed,
+        "computed": run.computed, "cached": run.n_tasks - run.computed,
         "shared_media": shared_media(recs, cache),
     }
     if out is not None:
         write_parquet(out, df)
     return df
+
+
+__all__ = ["META_COLUMNS", "ExtractionError", "extract_study", "make_extractors", "meta_frame",
+           "parse_features", "shared_media"]

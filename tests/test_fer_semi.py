@@ -214,7 +214,7 @@ def test_cli_train_routes_semi_recipes_to_the_teacher_student_runner(tmp_path, o
     assert main(["evaluate", str(tmp_path / "run"), "--split", "val"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] <= 1.0
     assert main(["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x")]) == 2
-    assert "missing.yaml: protocol file not found" in capsys.readouterr().err
+    assert "missing.yaml: recipe file not found" in capsys.readouterr().err
 
 
 def test_semi_protocol_errors_name_the_file(tmp_path):
@@ -260,4 +260,4 @@ def test_broken_yaml_recipe_is_one_line_for_every_loader(tmp_path):
         with pytest.raises(ConfigError) as ei:
             load(bad)
         msg = str(ei.value)
-        assert msg.startswith(f"{bad}: not valid YAML (") and "\n" not in msg
+        assert msg.startswith(f"{bad}: not valid YAML at line ") and "\n" not in msg

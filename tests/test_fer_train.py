@@ -169,7 +169,7 @@ def test_protocol_files_validate(tmp_path):
         assert proto.task.name in ("baseline", "scn", "slm_aea")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndata: {format: digits, imge_size: 32}\n")
-    with pytest.raises(ConfigError, match="bad.yaml: data.imge_size"):
+    with pytest.raises(ConfigError, match="bad.yaml: unknown key 'data.imge_size' - did you mean 'image_size'"):
         load_protocol(bad)
     with pytest.raises(ConfigError, match="unknown FER task 'scnn'"):
         build_task("scnn", backbone={"name": TINY_BACKBONE}, num_classes=3, num_train=1)

@@ -24,7 +24,7 @@ def command(
     manifest: Path = typer.Argument(..., help="Study manifest (.csv, .tsv or .yaml), one row per recording."),
     features: str = typer.Option(
         "pupil,headpose", "--features", "-f",
-        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr.",
+        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr, language (needs a transcript column).",
     ),
     out: Path = typer.Option(Path("features.parquet"), "--out", "-o", help="Parquet file to write (atomically)."),
     cache: Path | None = typer.Option(

@@ -1,6 +1,6 @@
 """Facial-expression features from an exported ``fer_backbone`` embedder (onnxruntime only).
 
-Per tracked frame (the shared MediaPipe face track of :mod:`cdrscreen.features.face`),
+Per tracked frame (the shared MediaPipe face track of :mod:`cdrscreen.tracking.face`),
 the face is aligned by a similarity transform that maps the two eye centres and the
 mouth centre of the 478-landmark mesh to fixed positions of a square crop
 (:data:`TEMPLATE`, fractions of the side), resized to the embedder's input size, and run
@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 from cdrscreen.core.errors import CdrscreenError, InputError, MissingDependencyError
-from cdrscreen.features.face import EYE_L_CORNERS, EYE_R_CORNERS, FaceTrack, TrackedExtractor
+from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.tracking.face import EYE_L_CORNERS, EYE_R_CORNERS, FaceTrack
 
 ENV_VAR = "CDRSCREEN_EXPR_EMBEDDER"
 METADATA_KEY = "cdrscreen_embedder"

@@ -24,8 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cdrscreen.features.face import FaceTrack, TrackedExtractor
-from cdrscreen.features.tracks import even_table, split_signals
+from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.tracking.face import FaceTrack
+from cdrscreen.tracking.gaps import split_signals
+from cdrscreen.tracking.resample import even_table
 
 
 def superposed_spectrum(
@@ -84,7 +86,7 @@ class PupilExtractor(TrackedExtractor):
     saccade_velocity : float, default 0.75
         Eye-relative speed (eye widths per second) above which a step is saccade-like.
     max_faces : int, default 2
-        Faces tracked at once (see :func:`cdrscreen.features.face.track_video`).
+        Faces tracked at once (see :func:`cdrscreen.tracking.face.track_video`).
     cache_dir : path, optional
         Where the shared face track is cached.
     """

@@ -1,7 +1,7 @@
 """Per-recording time series for patient reports: face track, pupil spectrum, speech timing.
 
 Reports never run face tracking by default: they reuse the per-frame tracks that
-``cdrscreen extract`` cached (content-hash keyed, see :mod:`cdrscreen.features.face`).
+``cdrscreen extract`` cached (content-hash keyed, see :mod:`cdrscreen.tracking.face`).
 When a track is not cached, the report says so instead of silently spending minutes
 (``tracks="compute"`` computes missing ones). Speech timing is recomputed from the
 audio with the timing extractor's own voice-activity detector (fast: milliseconds per
@@ -85,7 +85,7 @@ def cached_face_track(video: Path, cache_roots: Sequence[Path], compute: bool = 
     """
     try:
         from cdrscreen.cache import FeatureCache
-        from cdrscreen.features import face
+        from cdrscreen.tracking import face
     except Exception:  # video extra not installed
         return None
     roots = [Path(r) for r in cache_roots if Path(r).is_dir()]
@@ -109,13 +109,13 @@ def pupil_spectra(track: Any, nperseg: int = 10, noverlap: int = 5) -> dict[str,
 
     Frames where the face is lost or the eyes are closed are gaps; short gaps
     (<= 0.25 s) are interpolated and longer ones split the signal
-    (:func:`cdrscreen.features.tracks.split_signals`), then
+    (:func:`cdrscreen.tracking.gaps.split_signals`), then
     :func:`cdrscreen.features.pupil.superposed_spectrum` averages the STFT magnitudes of
     ``dx``/``dy`` over all windows. Returns ``freqs``, ``dx`` and ``dy`` arrays, or None
     when no piece is long enough.
     """
     from cdrscreen.features.pupil import superposed_spectrum
-    from cdrscreen.features.tracks import split_signals
+    from cdrscreen.tracking.gaps import split_signals
 
     t = track.table
     fs = float(track.track_fps)
@@ -142,7 +142,7 @@ def pupil_head_motion(track: Any) -> dict[str, np.ndarray]:
     pose extractor's default window.
     """
     from cdrscreen.features.headpose import HeadPoseExtractor, smooth
-    from cdrscreen.features.tracks import split_signals
+    from cdrscreen.tracking.gaps import split_signals
 
     t = track.table
     fs = float(track.track_fps)
@@ -163,7 +163,7 @@ def pupil_head_motion(track: Any) -> dict[str, np.ndarray]:
 
 
 def track_series(track: Any) -> dict[str, np.ndarray]:
-    """Arrays for the patient plots from a :class:`~cdrscreen.features.face.FaceTrack`."""
+    """Arrays for the patient plots from a :class:`~cdrscreen.tracking.face.FaceTrack`."""
     t: pd.DataFrame = track.table
     out = {"time": t["time"].to_numpy(float), "success": t["success"].to_numpy(bool)}
     for c in ("gaze_h", "gaze_v", "yaw", "pitch", "roll", "confidence"):
@@ -204,7 +204,8 @@ def speech_activity(audio: Path, segments: Path | None = None) -> SpeechActivity
     missing or the audio cannot be read.
     """
     try:
-        from cdrscreen.features.timing import _runs, detect_speech
+        from cdrscreen.features.vad import detect_speech
+        from cdrscreen.features.vad import true_runs as _runs
         from cdrscreen.media.audio import load_audio
     except Exception:
         return None

@@ -1,6 +1,8 @@
-"""Speech feature extractors: MFCC statistics, GeMAPS, eGeMAPS and timing measures.
+"""Shared audio preparation of the speech groups (``mfcc``, ``gemaps``, ``egemaps``, ``timing``).
 
-Every extractor follows the same steps (details in ``docs/features-speech.md``):
+:class:`SpeechExtractor` is the base of the speech extractors (one module per group:
+:mod:`~cdrscreen.features.mfcc`, :mod:`~cdrscreen.features.gemaps`,
+:mod:`~cdrscreen.features.timing`). Every speech extractor follows the same steps (details in ``docs/features-speech.md``):
 
 1. load the recording's audio (:func:`cdrscreen.media.audio.load_audio`: mono, ``sr``
    = 16 kHz by default) or take a signal given to :meth:`SpeechExtractor.process_signal`;
@@ -9,7 +11,7 @@ Every extractor follows the same steps (details in ``docs/features-speech.md``):
 3. choose the analysed time: the patient's segments when a speaker-segments file (RTTM
    or CSV) is given (label ``patient``, time overlapped by other speakers removed),
    otherwise the whole recording;
-4. detect speech (energy VAD, :mod:`cdrscreen.features.timing`) inside that time;
+4. detect speech (energy VAD, :mod:`cdrscreen.features.vad`) inside that time;
 5. if at least ``min_speech_s`` of speech was found, compute the group's features;
    otherwise every feature is NaN and ``quality_ok`` is 0.
 
@@ -28,7 +30,7 @@ resampled to ``sr``, so its features are computed but ``quality_ok`` is 0). Drop
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,7 +40,6 @@ import pandas as pd
 
 from cdrscreen.core.errors import InputError
 from cdrscreen.features.base import Extractor
-from cdrscreen.features.mfcc import ensure_numba_cache
 from cdrscreen.features.segments import (
     DEFAULT_PATIENT,
     Intervals,
@@ -46,18 +47,9 @@ from cdrscreen.features.segments import (
     patient_intervals,
     read_segments,
 )
-from cdrscreen.features.timing import (
-    TIMING_FEATURES,
-    VADParams,
-    VADResult,
-    detect_speech,
-    speech_runs_s,
-    timing_features,
-)
+from cdrscreen.features.vad import VADParams, VADResult, detect_speech, speech_runs_s
 from cdrscreen.media.audio import DEFAULT_SR, load_audio, resample
 from cdrscreen.study import Recording
-
-ensure_numba_cache()  # before anything imports librosa
 
 #: Quality columns (without prefix) every speech extractor adds to its row.
 QUALITY_COLUMNS: tuple[str, ...] = (
@@ -296,100 +288,11 @@ class SpeechExtractor(Extractor):
         return iv[iv[:, 1] > iv[:, 0]]
 
 
-class MFCCExtractor(SpeechExtractor):
-    """MFCC, delta and delta-delta functionals over speech frames (``mfcc__``).
-
-    Parameters
-    ----------
-    n_mfcc : int, default 13
-    **kwargs
-        See :class:`SpeechExtractor`.
-    """
-
-    name = "mfcc"
-    prefix = "mfcc"
-
-    def __init__(self, n_mfcc: int = 13, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.n_mfcc = n_mfcc
-
-    def feature_names(self) -> list[str]:
-        """``c01_mean`` ... ``dd13_kurtosis``."""
-        from cdrscreen.features.mfcc import column_names
-
-        return column_names(self.n_mfcc)
-
-    def compute(self, prep: Prepared) -> dict[str, float]:
-        """MFCC functionals over the VAD speech frames inside the analysed intervals."""
-        from cdrscreen.features.mfcc import mfcc_features
-
-        return mfcc_features(prep.x, prep.sr, prep.vad.speech, n_mfcc=self.n_mfcc)
-
-
-class _OpenSmileExtractor(SpeechExtractor):
-    group: ClassVar[str]
-
-    def feature_names(self) -> list[str]:
-        from cdrscreen.features.gemaps import feature_names
-
-        return feature_names(self.group)
-
-    def compute(self, prep: Prepared) -> dict[str, float]:
-        from cdrscreen.features.gemaps import gemaps_features
-
-        return gemaps_features(prep.analysed_signal(), prep.sr, self.group)
-
-
-class GeMAPSExtractor(_OpenSmileExtractor):
-    """openSMILE GeMAPSv01b functionals, 62 features (``gemaps__``).
-
-    The whole recording, or the patient's segments concatenated, is passed to openSMILE.
-    """
-
-    name = "gemaps"
-    prefix = "gemaps"
-    group = "gemaps"
-
-
-class EGeMAPSExtractor(_OpenSmileExtractor):
-    """openSMILE eGeMAPSv02 functionals, 88 features (``egemaps__``)."""
-
-    name = "egemaps"
-    prefix = "egemaps"
-    group = "egemaps"
-
-
-class TimingExtractor(SpeechExtractor):
-    """Pause, phonation and speech-rate measures (``timing__``)."""
-
-    name = "timing"
-    prefix = "timing"
-
-    def feature_names(self) -> list[str]:
-        """:data:`cdrscreen.features.timing.TIMING_FEATURES`."""
-        return list(TIMING_FEATURES)
-
-    def compute(self, prep: Prepared) -> dict[str, float]:
-        """Compute timing features from the prepared signal's VAD."""
-        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, VADParams(), vad=prep.vad)
-        return feats
-
-
-def speech_extractors(names: Iterable[str] = ("mfcc", "gemaps", "egemaps", "timing"), **params: Any) -> list[SpeechExtractor]:
-    """Instantiate several speech extractors with shared parameters."""
-    classes = {c.name: c for c in (MFCCExtractor, GeMAPSExtractor, EGeMAPSExtractor, TimingExtractor)}
-    return [classes[n](**params) for n in names]
-
-
 __all__ = [
     "QUALITY_COLUMNS",
-    "EGeMAPSExtractor",
-    "GeMAPSExtractor",
-    "MFCCExtractor",
     "Prepared",
+    "Segments",
     "SpeechExtractor",
-    "TimingExtractor",
     "clipped_fraction",
     "feature_columns",
-    "speech_extractors",
 ]
