@@ -152,3 +152,33 @@ def test_demo_dialogue_recovers_planted_content():
                               ("diversity", "ttr"), ("latency_s", "latency_median_s")):
         rho = spearmanr(df[planted], df[measured])[0]
         assert rho >= 0.8, (planted, measured, rho)
+
+
+@pytest.mark.slow
+def test_sentence_embeddings_from_a_local_model_folder(tmp_path):
+    """A tiny randomly initialised BERT saved as a sentence-transformers folder: never downloaded."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from cdrscreen.transcripts.tokens import tokenize
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the boy is on stool he taking a cookie".split()]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(tmp_path / "bert")
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "bert")
+    st = SentenceTransformer(modules=[models.Transformer(str(tmp_path / "bert")), models.Pooling(16)])
+    st.save(str(tmp_path / "st"))
+
+    row = LanguageExtractor(embedding_model=tmp_path / "st").process_file(DATA / "picture.cha").iloc[0]
+    emb = row.filter(like="language__emb_").to_numpy(float)
+    assert emb.shape == (16,) and np.isfinite(emb).all()
+    par = read_transcript(DATA / "picture.cha").speaker("PAR")
+    texts = [" ".join(tokenize(t).words) for t in par.text]
+    want = st.encode(texts, convert_to_numpy=True).mean(axis=0)
+    np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-6)
+    assert row["language__tokens"] == 30  # the rest of the group is unchanged

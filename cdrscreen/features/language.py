@@ -232,7 +232,11 @@ def _load_st(path: str) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
-        raise MissingDependencyError("sentence embeddings (embedding_model=...)", "text-embed", err) from None
+        raise MissingDependencyError("sentence embeddings (embedding_model=...)", "sentences", err) from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # no weight-loading progress bars in extraction output
+    hf_logging.disable_progress_bar()
     try:
         return SentenceTransformer(path, device="cpu", local_files_only=True)
     except Exception as err:  # noqa: BLE001 - any loader failure is a bad model folder

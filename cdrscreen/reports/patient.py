@@ -46,6 +46,10 @@ KEY_FEATURES: tuple[tuple[str, str], ...] = (
     (r"^headpose__corr_vel_h_r$|^(pupil|headpose)__.*pearson.*_h$", "pupil–head correlation, horizontal"),
     (r"^pupil__saccade_rate", "saccade-like events per minute"),
     (r"^pupil__fixation_jitter$", "fixation jitter (eye widths)"),
+    (r"^language__mattr$", "lexical diversity (MATTR)"),
+    (r"^language__fillers_per100$", "filled pauses per 100 words"),
+    (r"^language__latency_median_s$", "response latency (s, median)"),
+    (r"^language__pronoun_noun_ratio$", "pronoun-to-noun ratio"),
 )
 MAX_KEY_FEATURES = 10
 
