@@ -187,3 +187,23 @@ def test_manifest_names_a_missing_transcript(tmp_path, wav, capsys):
                  str(tmp_path / "f.parquet"), "--cache", str(tmp_path / "cache"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "line 2: field 'transcript': file not found" in err and "gone.cha" in err
+
+
+def test_language_settings_from_the_extraction_spec(tmp_path, wav, capsys):
+    import pandas as pd
+
+    from cdrscreen.features.language import mattr
+
+    shutil.copy(wav, tmp_path / "a.wav")
+    shutil.copy(DATA / "picture.cha", tmp_path / "p.cha")
+    (tmp_path / "study.csv").write_text("subject,audio,transcript,cdr\nS1,a.wav,p.cha,1\n")
+    args = ["extract", str(tmp_path / "study.csv"), "--features", "language", "--out", str(tmp_path / "f.parquet"),
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    assert main([*args, "--set", "groups.language.mattr_window=10"]) == 0
+    row = pd.read_parquet(tmp_path / "f.parquet").iloc[0]
+    words = tokenize(" ".join(read_transcript(DATA / "picture.cha").speaker("PAR").text)).words
+    assert row["language__mattr"] == pytest.approx(mattr(words, 10)) and row["language__mattr"] != row["language__ttr"]
+    capsys.readouterr()
+    assert main([*args, "--set", "groups.language.matr_window=10"]) == 2
+    err = capsys.readouterr().err
+    assert "matr_window" in err and "mattr_window" in err and len(err.strip().splitlines()) == 1

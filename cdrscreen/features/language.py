@@ -37,11 +37,14 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
+from pydantic import Field
+
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import CdrscreenError, InputError, MissingDependencyError
 from cdrscreen.features.base import Extractor
 from cdrscreen.study import Recording
@@ -244,6 +247,19 @@ def _load_st(path: str) -> Any:
                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
 
+class LanguageParams(StrictModel):
+    """Settings of the ``language`` group (spec section ``groups.language``)."""
+
+    speaker: str = Field("PAR", description="Analysed speaker (PAR; participant/patient mean the same).")
+    interviewer: str = Field("INV", description="Speaker whose turns response latency is measured from.")
+    fillers: list[str] | None = Field(None, description="Plain words counted as filled pauses (default: "
+                                                        "uh um er erm hmm mm 嗯 呃 额 那个).")
+    mattr_window: int = Field(MATTR_WINDOW, ge=1, description="MATTR window, words.")
+    segmenter: Literal["jieba"] | None = Field(None, description="Split unsegmented Chinese with jieba.")
+    speakers: dict[str, str] | None = Field(None, description="Extra speaker labels -> role, e.g. {Spk1: PAR}.")
+    embedding_model: str | None = Field(None, description="Local sentence-transformers model folder.")
+
+
 class LanguageExtractor(Extractor):
     """Linguistic features of each recording's transcript (manifest column ``transcript``).
 
@@ -271,6 +287,13 @@ class LanguageExtractor(Extractor):
     name: ClassVar[str] = "language"
     prefix: ClassVar[str] = "language"
     version: ClassVar[int] = 1
+    Params = LanguageParams
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("mattr", "lexical diversity (MATTR)"),
+        ("fillers_per100", "filled pauses per 100 words"),
+        ("latency_median_s", "response latency (s, median)"),
+        ("pronoun_noun_ratio", "pronoun-to-noun ratio"),
+    )
 
     def __init__(
         self,
