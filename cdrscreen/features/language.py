@@ -41,7 +41,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-
 from pydantic import Field
 
 from cdrscreen.core.config import StrictModel
