@@ -182,3 +182,31 @@ def test_sentence_embeddings_from_a_local_model_folder(tmp_path):
     want = st.encode(texts, convert_to_numpy=True).mean(axis=0)
     np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-6)
     assert row["language__tokens"] == 30  # the rest of the group is unchanged
+
+
+@pytest.mark.slow
+def test_demo_cohort_writes_transcripts_of_what_was_spoken(tmp_path):
+    """The cohort's manifest names a CHAT transcript per recording, matching the planted segments."""
+    from cdrscreen.demo import build_cohort
+    from cdrscreen.demo.voice import espeak_available
+    from cdrscreen.study import Study
+
+    if not espeak_available():
+        pytest.skip("needs espeak-ng")
+    manifest = build_cohort(tmp_path / "c", n_subjects=3, seed=4, duration_s=9.0, size=(160, 120), n_jobs=1)
+    root = manifest.parent
+    n_par = 0
+    for rec in Study.from_file(manifest):
+        assert rec.transcript == root / "transcripts" / f"{rec.subject}.cha"
+        cha = read_transcript(rec.transcript).utterances
+        tg = read_transcript(rec.transcript.with_suffix(".TextGrid")).utterances
+        seg = pd.read_csv(root / "ground_truth" / f"{rec.subject}.speech.csv").fillna("")
+        said = seg[seg.kind.isin(["speech", "other"])]
+        assert list(cha.text) == list(tg.text) == list(said.transcript)
+        assert list(cha.speaker) == ["PAR" if k == "speech" else "INV" for k in said.kind]
+        np.testing.assert_allclose(cha.start, said.start, atol=5e-4)
+        n_par += int((cha.speaker == "PAR").sum())
+    assert n_par >= 3
+    subj = pd.read_csv(root / "ground_truth" / "subjects.csv")
+    for c in ("content_filler_rate", "content_diversity", "content_latency_s", "content_words"):
+        assert subj[c].notna().all(), c
