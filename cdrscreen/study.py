@@ -33,7 +33,7 @@ CDR_VALUES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0)
 
 #: Columns a manifest may contain (``cov_*`` columns are accepted as extra covariates).
 KNOWN_COLUMNS: tuple[str, ...] = (
-    "subject", "session", "video", "audio", "segments", "cdr", "age", "sex", "mmse",
+    "subject", "session", "video", "audio", "segments", "transcript", "cdr", "age", "sex", "mmse",
 )
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
@@ -58,6 +58,8 @@ class Recording(BaseModel):
     video, audio, segments : Path or None
         Absolute media paths. ``audio`` defaults to the video's audio track when absent;
         ``segments`` is an optional speaker-segments file (RTTM or CSV).
+    transcript : Path or None
+        Optional transcript (CHAT, TextGrid, CSV/TSV, SRT, WebVTT) for the language features.
     cdr : float
         Global CDR (0, 0.5, 1, 2 or 3).
     age, sex, mmse : optional covariates.
@@ -72,6 +74,7 @@ class Recording(BaseModel):
     video: Path | None = None
     audio: Path | None = None
     segments: Path | None = None
+    transcript: Path | None = None
     cdr: float
     age: float | None = Field(default=None, ge=0, le=120)
     sex: Literal["F", "M", "other"] | None = None
@@ -204,7 +207,7 @@ class Study(BaseModel):
                 else:
                     data[k] = v.strip() if isinstance(v, str) else v
             row_problems: list[str] = []
-            for field in ("video", "audio", "segments"):
+            for field in ("video", "audio", "segments", "transcript"):
                 if field in data:
                     p = Path(str(data[field])).expanduser()
                     try:
@@ -341,7 +344,7 @@ def _separator(header: str) -> str:
 
 def _check_media(data: dict[str, Any]) -> list[str]:
     problems = []
-    for field in ("video", "audio", "segments"):
+    for field in ("video", "audio", "segments", "transcript"):
         p = data.get(field)
         if not isinstance(p, Path):
             continue

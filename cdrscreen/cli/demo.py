@@ -1,7 +1,7 @@
 """Build the synthetic demo cohort and run the whole pipeline on it.
 
 Stages: build cohort (real face photos animated with planted, class-dependent eye/head
-motion; espeak-ng speech with planted pause structure) -> extract features -> evaluate
+motion; espeak-ng interviews with planted pause structure and speech content, with transcripts) -> extract features -> evaluate
 the default CDR protocol (leave-one-subject-out) -> write study and per-patient reports.
 Every stage is cached/resumable: re-running reuses finished work. The cohort is
 SYNTHETIC, for pipeline checking only; its results say nothing about dementia.
@@ -19,7 +19,7 @@ from cdrscreen.resources import resource_path
 
 NAME = "demo"
 
-DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing"
+DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing,language"
 DEFAULT_PROTOCOL = resource_path("protocols", "cdr_binary_loso.yaml")
 ABLATION_PROTOCOL = resource_path("protocols", "ablation_all_groups.yaml")
 

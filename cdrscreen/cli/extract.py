@@ -27,7 +27,7 @@ def command(
     manifest: Path = typer.Argument(..., help="Study manifest (.csv, .tsv or .yaml), one row per recording."),
     features: str | None = typer.Option(
         None, "--features", "-f",
-        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr "
+        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr, language "
              "(default: the spec's; the preset's are pupil,headpose).",
     ),
     spec: Path | None = typer.Option(
