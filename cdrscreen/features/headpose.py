@@ -51,8 +51,30 @@ def correlate(a: list[np.ndarray], b: list[np.ndarray]) -> dict[str, float]:
     return out
 
 
+def co_movement(
+    pieces: list[dict[str, np.ndarray]], eye: str, head: str, *, min_head_sd: float
+) -> dict[str, dict[str, float]]:
+    """Position and velocity correlations of an eye signal with a head signal.
+
+    Returns ``{"pos": correlate(...), "vel": correlate(...)}``. When the head signal's SD over
+    all pieces is below ``min_head_sd`` the head did not move measurably: the coefficients
+    are NaN (n is kept), since a correlation with tracking noise says nothing about
+    co-movement.
+    """
+    out = {}
+    h = np.concatenate([p[head] for p in pieces]) if pieces else np.array([])
+    still = h.size == 0 or float(h.std()) < min_head_sd
+    for kind in ("pos", "vel"):
+        tf = (lambda x: x) if kind == "pos" else np.diff
+        c = correlate([tf(p[eye]) for p in pieces], [tf(p[head]) for p in pieces])
+        if still:
+            c.update(r=np.nan, p=np.nan, rho=np.nan, rho_p=np.nan)
+        out[kind] = c
+    return out
+
+
 class HeadPoseExtractor(TrackedExtractor):
-    """Head-pose and pupil–head correlation features (columns ``headpose__*``).
+    """Head-pose and face-eye co-movement features (columns ``headpose__*``).
 
     Parameters
     ----------
@@ -62,6 +84,12 @@ class HeadPoseExtractor(TrackedExtractor):
         Width of the centred moving average applied to the pose angles, seconds.
     max_gap_s : float, default 0.25
         Longest gap (lost face, blink) bridged by linear interpolation, seconds.
+    min_rotation_deg : float, default 0.1
+        Rotation-based co-movement is reported (not NaN) only when the head angle's SD
+        reaches this (degrees); measured tracking noise of a still head is 0.003-0.02.
+    min_translation_px : float, default 0.2
+        Image-space co-movement is reported only when the face position's SD reaches this
+        (pixels); measured noise of a still head is 0.001-0.01 px.
     max_faces : int, default 2
         Faces tracked at once.
     cache_dir : path, optional
@@ -69,29 +97,44 @@ class HeadPoseExtractor(TrackedExtractor):
 
     Notes
     -----
-    Correlations pair the eye-relative pupil position with head pose on frames where
-    both exist (blinks excluded): horizontal = ``gaze_h`` with ``yaw``, vertical =
-    ``gaze_v`` with ``pitch``; ``pos`` uses the trajectories, ``vel`` their frame-to-frame
-    differences (robust to slow drifts). Same signs mean co-movement in the same direction.
+    The head pose is the skin-point optical-flow pose of the track
+    (:mod:`cdrscreen.tracking.flow`), which the iris cannot move. Two co-movement
+    definitions pair eye and head on frames where both exist (blinks excluded); ``pos``
+    uses the trajectories, ``vel`` their frame-to-frame differences; same signs mean
+    co-movement in the same direction (right / up):
+
+    * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
+      (``gaze_h``, ``gaze_v``: the pupil relative to the eye corners) vs head ``yaw`` /
+      ``pitch``. Near 0 when eye and head move independently.
+    * ``img_corr_*`` (image-space, Nam et al. 2020): the pupil's position in the image (mean
+      of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
+      centre of the rigid skin points). Head motion moves both, so this is high whenever
+      the head moves and the eyes do not counter-rotate.
     """
 
     name: ClassVar[str] = "headpose"
     prefix: ClassVar[str] = "headpose"
     #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
     #: 3: variable-frame-rate tracks resampled onto even time steps.
-    version: ClassVar[int] = 3
+    #: 4: pose from skin-point optical flow (not the mesh); image-space co-movement
+    #:    (img_corr_*), face position x/y; correlations NaN for a still head.
+    version: ClassVar[int] = 4
 
     def __init__(
         self,
         stride: int = 1,
         smooth_s: float = 0.15,
         max_gap_s: float = 0.25,
+        min_rotation_deg: float = 0.1,
+        min_translation_px: float = 0.2,
         max_faces: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.stride = stride
         self.smooth_s = smooth_s
         self.max_gap_s = max_gap_s
+        self.min_rotation_deg = min_rotation_deg
+        self.min_translation_px = min_translation_px
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
@@ -105,7 +148,7 @@ class HeadPoseExtractor(TrackedExtractor):
         success = t["success"].to_numpy(bool)
         max_gap = int(np.floor(self.max_gap_s * fs))
         win = max(1, int(round(self.smooth_s * fs)) | 1)
-        names = ("yaw", "pitch", "roll", "tx", "ty", "tz")
+        names = ("yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y")
         pieces = split_signals({k: t[k].to_numpy(float) for k in names}, success, max_gap)
         for p in pieces:
             for k in ("yaw", "pitch", "roll"):
@@ -114,6 +157,7 @@ class HeadPoseExtractor(TrackedExtractor):
         f["n_segments"] = float(len(pieces))
         for k in names:
             v = np.concatenate([p[k] for p in pieces]) if pieces else np.array([])
+            key = {"head_x": "x", "head_y": "y"}.get(k, k)
             if k in ("yaw", "pitch", "roll"):
                 f[f"{k}_mean"] = float(v.mean()) if v.size else np.nan
                 f[f"{k}_std"] = float(v.std()) if v.size else np.nan
@@ -122,21 +166,26 @@ class HeadPoseExtractor(TrackedExtractor):
                 spc = np.concatenate(sp) if sp else np.array([])
                 f[f"{k}_speed_mean"] = float(spc.mean()) if spc.size else np.nan
             else:
-                f[f"{k}_std"] = float(v.std()) if v.size else np.nan
+                f[f"{key}_std"] = float(v.std()) if v.size else np.nan
 
-        # pupil–head correlations on frames with both (no blinks)
+        # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
         sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
-               "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float)}
+               "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
+               "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
+               "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
+               "head_x": t["head_x"].to_numpy(float), "head_y": -t["head_y"].to_numpy(float)}
         pp = split_signals(sig, both, max_gap, min_len=3)
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
-        for axis, eye, head in (("h", "gaze_h", "yaw"), ("v", "gaze_v", "pitch")):
-            for kind in ("pos", "vel"):
-                tf = (lambda x: x) if kind == "pos" else np.diff
-                c = correlate([tf(p[eye]) for p in pp], [tf(p[head]) for p in pp])
+        pairs = (("corr", "h", "gaze_h", "yaw", self.min_rotation_deg),
+                 ("corr", "v", "gaze_v", "pitch", self.min_rotation_deg),
+                 ("img_corr", "h", "pupil_x", "head_x", self.min_translation_px),
+                 ("img_corr", "v", "pupil_y", "head_y", self.min_translation_px))
+        for name, axis, eye, head, floor in pairs:
+            for kind, c in co_movement(pp, eye, head, min_head_sd=floor).items():
                 for stat, val in c.items():
-                    f[f"corr_{kind}_{axis}_{stat}"] = val
+                    f[f"{name}_{kind}_{axis}_{stat}"] = val
         f["valid"] = float(bool(pieces) and all(
-            np.isfinite(f[f"corr_{k}_{a}_r"]) for k in ("pos", "vel") for a in ("h", "v")))
+            f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
         return f
