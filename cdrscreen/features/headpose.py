@@ -104,8 +104,10 @@ class HeadPoseExtractor(TrackedExtractor):
     co-movement in the same direction (right / up):
 
     * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
-      (``gaze_h``, ``gaze_v``: the pupil relative to the eye corners) vs head ``yaw`` /
-      ``pitch``. Near 0 when eye and head move independently.
+      (track columns ``gaze_yaw``, ``gaze_pitch``: the iris relative to where the head pose
+      puts a head-fixed iris) vs head ``yaw`` / ``pitch``. Near 0 when eye and head move
+      independently. (Before version 4 the eye-in-head signal was ``gaze_h``/``gaze_v``,
+      relative to the eye corners; head pitch moves the iris relative to them.)
     * ``img_corr_*`` (image-space, Nam et al. 2020): the pupil's position in the image (mean
       of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
       centre of the rigid skin points). Head motion moves both, so this is high whenever
@@ -170,7 +172,7 @@ class HeadPoseExtractor(TrackedExtractor):
 
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
-        sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
+        sig = {"gaze_h": t["gaze_yaw"].to_numpy(float), "gaze_v": t["gaze_pitch"].to_numpy(float),
                "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
                "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
                "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),

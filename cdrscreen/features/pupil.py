@@ -31,6 +31,7 @@ import os
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from cdrscreen.features.base import TrackedExtractor
 from cdrscreen.features.eye_events import (
@@ -169,6 +170,7 @@ class PupilExtractor(TrackedExtractor):
             "eye_v": t["gaze_v"].to_numpy(float),
             "img_h": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float) / scale,
             "img_v": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float) / scale,
+            "time": t["time"].to_numpy(float),
         }
         max_gap = int(np.floor(self.max_gap_s * fs))
         pieces = split_signals(cols, usable, max_gap, min_len=2)
@@ -196,12 +198,7 @@ class PupilExtractor(TrackedExtractor):
 
         # saccades (Engbert & Kliegl) on the eye-in-head trace in degrees
         k = eye_widths_per_iris_radius(track)
-        deg = [(radii_to_degrees(p["eye_h"] * k), radii_to_degrees(p["eye_v"] * k)) for p in pieces]
-        sacc, (eta_h, eta_v) = detect_saccades(
-            deg, fs, lam=self.saccade_lambda, min_velocity=self.saccade_min_velocity,
-            min_duration_s=self.saccade_min_duration_s, max_duration_s=self.saccade_max_duration_s,
-            min_amplitude=self.saccade_min_amplitude,
-        )
+        deg, sacc, (eta_h, eta_v) = self._saccades(pieces, fs, k)
         f["iris_radius_eye_widths"] = 1 / k if np.isfinite(k) else np.nan
         f["saccade_threshold_h_deg_s"], f["saccade_threshold_v_deg_s"] = eta_h, eta_v
         f["saccade_rate_per_min"] = len(sacc) / (seconds / 60) if seconds else np.nan
@@ -251,6 +248,35 @@ class PupilExtractor(TrackedExtractor):
         f["stft_bin_hz"] = fs / self.nperseg if fs else np.nan
         f["valid"] = float(n_windows > 0 and np.isfinite(sp).any() and sp.size > 0)
         return f
+
+    def _saccades(self, pieces: list[dict[str, np.ndarray]], fs: float, k: float) -> tuple:
+        deg = [(radii_to_degrees(p["eye_h"] * k), radii_to_degrees(p["eye_v"] * k)) for p in pieces]
+        sacc, eta = detect_saccades(
+            deg, fs, lam=self.saccade_lambda, min_velocity=self.saccade_min_velocity,
+            min_duration_s=self.saccade_min_duration_s, max_duration_s=self.saccade_max_duration_s,
+            min_amplitude=self.saccade_min_amplitude,
+        )
+        return deg, sacc, eta
+
+    def saccade_table(self, track: FaceTrack) -> pd.DataFrame:
+        """One row per detected saccade of a face track (the events behind ``saccade_*``).
+
+        Columns: ``onset`` (s, time of the run's first sample), ``offset`` (s, its last
+        sample), ``amplitude_deg``, ``peak_velocity_deg_s``.
+        """
+        t = even_table(track)
+        fs = track.track_fps
+        usable = t["success"].to_numpy(bool) & ~t["blink"].to_numpy(bool)
+        cols = {"eye_h": t["gaze_h"].to_numpy(float), "eye_v": t["gaze_v"].to_numpy(float),
+                "time": t["time"].to_numpy(float)}
+        pieces = split_signals(cols, usable, int(np.floor(self.max_gap_s * fs)), min_len=2)
+        _, sacc, _ = self._saccades(pieces, fs, eye_widths_per_iris_radius(track))
+        return pd.DataFrame({
+            "onset": [pieces[s.piece]["time"][s.start] for s in sacc],
+            "offset": [pieces[s.piece]["time"][s.stop - 1] for s in sacc],
+            "amplitude_deg": [s.amplitude for s in sacc],
+            "peak_velocity_deg_s": [s.peak_velocity for s in sacc],
+        }, columns=["onset", "offset", "amplitude_deg", "peak_velocity_deg_s"])
 
 
 def eye_widths_per_iris_radius(track: FaceTrack) -> float:

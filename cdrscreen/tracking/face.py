@@ -43,6 +43,10 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
     image-space face position used for face-eye co-movement (Nam et al. 2020).
 ``flow_points, flow_err``
     Skin points used for the frame's pose and their RMS residual (px).
+``gaze_yaw, gaze_pitch``
+    Eye-in-head rotation (degrees, > 0 toward image right / up), both eyes averaged: the
+    iris's displacement from where the skin-flow pose puts a head-fixed iris, relative to
+    the gaze when the points were seeded (see :mod:`cdrscreen.tracking.flow`).
 ``mesh_yaw, mesh_pitch, mesh_roll, mesh_tx, mesh_ty, mesh_tz, pose_err``
     Head pose of a rigid fit to the mesh landmarks (:func:`cdrscreen.tracking.pose.solve_pose`)
     and its scale-free fit error. The mesh moves with the iris, so these angles follow the
@@ -95,7 +99,7 @@ COLUMNS = (
     "iris_r_xn", "iris_r_yn", "iris_l_xn", "iris_l_yn",
     "gaze_h", "gaze_v", "ear_r", "ear_l", "ear", "blink",
     "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y", "flow_points", "flow_err",
-    "mesh_yaw", "mesh_pitch", "mesh_roll", "mesh_tx", "mesh_ty", "mesh_tz", "pose_err",
+    "gaze_yaw", "gaze_pitch", "mesh_yaw", "mesh_pitch", "mesh_roll", "mesh_tx", "mesh_ty", "mesh_tz", "pose_err",
 )
 
 

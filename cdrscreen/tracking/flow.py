@@ -29,6 +29,16 @@ How one video is followed (one :class:`SkinFlow` per video):
    ``ty``, ``tz`` (mm) with the conventions of :mod:`cdrscreen.tracking.pose`;
    ``head_x``, ``head_y`` are where that pose projects the points' centroid (px: the
    image-space face position of Nam et al. 2020, independent of which points survive).
+5. **Eye in head**: the iris centres of the seed frame are kept as head-fixed 3-D points.
+   Each frame, the mesh's iris centres are compared with where the pose projects those
+   points; the difference, scaled to mm at the iris depth and turned into the head's
+   axes, is the iris displacement *in the head*, and ``gaze_yaw``, ``gaze_pitch``
+   (degrees, > 0 toward image right / up for a frontal face, like ``yaw``/``pitch``) are
+   ``arcsin(displacement / EYE_RADIUS_MM)``, averaged over both eyes, relative to the
+   gaze of the seed frame. Unlike the eye-corner-relative ``gaze_h``/``gaze_v``, this does
+   not change when the head turns with the eye still in it (the iris sits in front of the
+   eye corners, so head pitch moves it relative to them) and is not shrunk by the eye
+   corners following the iris.
 
 Measured choice (``docs/validation-visual.md``): on still-head renders with the iris moving
 ±0.35 iris widths, the mesh fit reads 0.9-1.0 degrees of false yaw/pitch (0.5 with the eye
@@ -41,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cdrscreen.tracking.pose import camera_matrix, face_frame_model, rotation_to_angles
+from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix, rotation_to_angles
 
 #: Candidate skin landmarks: forehead, glabella, nose bridge and tip, cheekbones (no
 #: eyelids, brows, lips or jaw; no face outline).
@@ -57,9 +67,16 @@ EYE_CONTOURS: tuple[tuple[int, ...], ...] = (
     (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249),
 )
 
+#: Iris centre landmarks (subject's right, left).
+IRIS_CENTRES: tuple[int, int] = (468, 473)
+
+#: Eyeball radius (centre of rotation to the iris centre), mm, for eye-in-head angles.
+EYE_RADIUS_MM = 12.0
+
 #: Per-frame columns produced by :meth:`SkinFlow.update`.
 FLOW_COLUMNS: tuple[str, ...] = (
     "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y", "flow_points", "flow_err",
+    "gaze_yaw", "gaze_pitch",
 )
 
 _NAN_ROW = {k: float("nan") for k in FLOW_COLUMNS}
@@ -109,6 +126,18 @@ def seed_points(mesh: np.ndarray, params: FlowParams) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def angles_to_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Return ``Rz(roll) @ Rx(-pitch) @ Ry(-yaw)`` (degrees in, 3x3 out).
+
+    This is the inverse of :func:`cdrscreen.tracking.pose.rotation_to_angles`.
+    """
+    y, p, r = np.deg2rad([-yaw, -pitch, roll])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
 class SkinFlow:
     """Follow rigid skin points through a video and solve the head pose from them.
 
@@ -136,7 +165,9 @@ class SkinFlow:
 
     def reset(self) -> None:
         """Forget the points (the next tracked frame seeds anew)."""
-        self.model: np.ndarray | None = None  # (n, 3) mm
+        self.model: np.ndarray | None = None  # (n, 3) mm, camera coordinates of the seed frame
+        self.iris: np.ndarray | None = None  # (2, 3) mm, head-fixed iris centres of the seed
+        self.r_seed: np.ndarray | None = None  # head rotation of the seed frame (mesh fit)
         self.key_gray: np.ndarray | None = None
         self.key_pts: np.ndarray | None = None  # (n, 2) px in the key frame
         self.pts: np.ndarray | None = None  # (n, 2) px in the last frame
@@ -145,18 +176,28 @@ class SkinFlow:
         self.n_seeds = 0
         self.n_rekeys = 0
 
-    # --- pose -----------------------------------------------------------------------
+    # --- geometry -------------------------------------------------------------------
+    def backproject(self, mesh: np.ndarray, idx: list[int]) -> np.ndarray:
+        """3-D camera coordinates (mm) of mesh landmarks ``idx`` in the frame they come from.
+
+        MediaPipe gives image ``x, y`` and a relative depth ``z`` in pixels. The face is put
+        at the depth where one pixel is ``OUTER_CANTHAL_MM / canthal distance (px)`` mm,
+        i.e. at ``f`` pixel-units, and each landmark on its camera ray at depth
+        ``f + z - z_ref``: the points reproject exactly onto the landmarks, and the shape is
+        a perspective one (treating the mesh as orthographic misreads pitch by up to 30 %).
+        """
+        m = np.asarray(mesh, float)
+        f, c = self.cam[0, 0], self.cam[:2, 2]
+        z_ref = float(np.median(m[list(SKIN_LANDMARKS), 2]))
+        depth = f + (m[idx, 2] - z_ref)
+        xy = (m[idx, :2] - c) * (depth / f)[:, None]
+        mm = OUTER_CANTHAL_MM / float(np.linalg.norm(m[263, :2] - m[33, :2]) or np.nan)
+        return np.c_[xy, depth] * mm
+
     def _solve(self, model: np.ndarray, img: np.ndarray) -> bool:
         import cv2
 
-        if self.rvec is None:
-            ok, rvec, tvec = cv2.solvePnP(model, img, self.cam, None, flags=cv2.SOLVEPNP_SQPNP)
-            if not ok:
-                return False
-            rvec, tvec = cv2.solvePnPRefineLM(model, img, self.cam, None, rvec, tvec)
-        else:
-            rvec, tvec = cv2.solvePnPRefineLM(model, img, self.cam, None, self.rvec.copy(),
-                                              self.tvec.copy())
+        rvec, tvec = cv2.solvePnPRefineLM(model, img, self.cam, None, self.rvec.copy(), self.tvec.copy())
         if not (np.all(np.isfinite(rvec)) and np.all(np.isfinite(tvec))):
             return False
         self.rvec, self.tvec = rvec, tvec
@@ -168,49 +209,55 @@ class SkinFlow:
         proj, _ = cv2.projectPoints(model, self.rvec, self.tvec, self.cam, None)
         return proj[:, 0, :]
 
-    def _row(self, n_points: int, err: float) -> dict[str, float]:
+    def _row(self, n_points: int, err: float, mesh: np.ndarray) -> dict[str, float]:
         import cv2
 
-        rmat, _ = cv2.Rodrigues(self.rvec)
-        yaw, pitch, roll = rotation_to_angles(rmat)
+        r_rel, _ = cv2.Rodrigues(self.rvec)
+        r_abs = r_rel @ self.r_seed
+        yaw, pitch, roll = rotation_to_angles(r_abs)
         t = self.tvec.ravel()
-        cx, cy = self._project(self.model.mean(axis=0, keepdims=True))[0]
-        return {"yaw": yaw, "pitch": pitch, "roll": roll, "tx": float(t[0]), "ty": float(t[1]),
-                "tz": float(t[2]), "head_x": float(cx), "head_y": float(cy),
-                "flow_points": float(n_points), "flow_err": float(err)}
+        centre = self.model.mean(axis=0)
+        pos = r_rel @ centre + t
+        cx, cy = self._project(centre[None])[0]
+        # iris displacement in the head: observed minus head-fixed prediction, mm, head axes
+        obs = np.asarray(mesh, float)[list(IRIS_CENTRES), :2]
+        depth = (self.iris @ r_rel.T + t)[:, 2]
+        d_cam = np.c_[(obs - self._project(self.iris)) * (depth / self.cam[0, 0])[:, None], np.zeros(2)]
+        d_head = (d_cam @ r_abs).mean(axis=0)  # R_abs^T applied to each eye, then averaged
+        g = np.degrees(np.arcsin(np.clip(d_head[:2] / EYE_RADIUS_MM, -1, 1)))
+        return {"yaw": yaw, "pitch": pitch, "roll": roll, "tx": float(pos[0]), "ty": float(pos[1]),
+                "tz": float(pos[2]), "head_x": float(cx), "head_y": float(cy),
+                "flow_points": float(n_points), "flow_err": float(err),
+                "gaze_yaw": float(g[0]), "gaze_pitch": float(-g[1])}
 
     # --- per frame --------------------------------------------------------------------
     def _seed(self, gray: np.ndarray, mesh: np.ndarray) -> dict[str, float]:
+        from cdrscreen.tracking.pose import solve_pose
+
         self.reset()
         idx = seed_points(mesh, self.params)
         if idx.size < self.params.min_points:
             return dict(_NAN_ROW)
         lm = [SKIN_LANDMARKS[i] for i in idx]
-        model = face_frame_model(mesh)[lm]
-        pts = np.ascontiguousarray(np.asarray(mesh, float)[lm, :2])
-        if not self._solve(model, pts):
+        h, w = int(round(self.cam[1, 2] * 2)), int(round(self.cam[0, 2] * 2))
+        seed_pose = solve_pose(np.asarray(mesh, float), w, h)
+        if not np.isfinite(seed_pose.yaw):
+            return dict(_NAN_ROW)
+        self.r_seed = angles_to_rotation(seed_pose.yaw, seed_pose.pitch, seed_pose.roll)
+        self.model = self.backproject(mesh, lm)
+        # head-fixed iris points: at the iris centres, at the depth of their eye openings
+        eye_mesh = np.array(mesh, float)
+        for c, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True):
+            eye_mesh[c, 2] = eye_mesh[list(contour), 2].mean()
+        self.iris = self.backproject(eye_mesh, list(IRIS_CENTRES))
+        if not np.all(np.isfinite(self.model)):
             self.reset()
             return dict(_NAN_ROW)
-        err = float(np.sqrt(np.mean(np.sum((self._project(model) - pts) ** 2, 1))))
-        self.model = self._fit_to_image(model, pts)
+        self.rvec, self.tvec = np.zeros((3, 1)), np.zeros((3, 1))
+        pts = np.ascontiguousarray(np.asarray(mesh, float)[lm, :2])
         self.key_gray, self.key_pts, self.pts = gray, pts.astype(np.float32), pts
         self.n_seeds = 1
-        return self._row(len(lm), err)
-
-    def _fit_to_image(self, model: np.ndarray, pts: np.ndarray) -> np.ndarray:
-        """Slide each 3-D point along its camera ray (same depth) onto its image position.
-
-        The mesh's depth is an estimate, so a rigid fit leaves ~1 px residuals; without this
-        step the pose would jump whenever the set of surviving points changes.
-        """
-        import cv2
-
-        rmat, _ = cv2.Rodrigues(self.rvec)
-        t = self.tvec.ravel()
-        cam_pts = model @ rmat.T + t
-        rays = np.c_[pts, np.ones(len(pts))] @ np.linalg.inv(self.cam).T
-        moved = rays * cam_pts[:, 2:3]
-        return (moved - t) @ rmat
+        return self._row(len(lm), 0.0, mesh)
 
     def _track(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import cv2
@@ -254,9 +301,9 @@ class SkinFlow:
         if good.sum() < p.min_points:
             return self._seed(gray, mesh)
         err = float(np.sqrt(np.mean(resid[good] ** 2)))
-        row = self._row(int(good.sum()), err)
         predicted = self._project(self.model)
         self.pts = np.where(good[:, None], pts, predicted)
+        row = self._row(int(good.sum()), err, mesh)
         if good.mean() < p.keep_fraction:  # re-key on the pose, continuously
             self.key_gray, self.key_pts = gray, predicted.astype(np.float32)
             self.pts = predicted
