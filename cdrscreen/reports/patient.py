@@ -45,7 +45,7 @@ KEY_FEATURES: tuple[tuple[str, str], ...] = (
     (r"^headpose__corr_vel_v_r$|^(pupil|headpose)__.*pearson.*_v$", "pupil–head correlation, vertical"),
     (r"^headpose__corr_vel_h_r$|^(pupil|headpose)__.*pearson.*_h$", "pupil–head correlation, horizontal"),
     (r"^pupil__saccade_rate", "saccade-like events per minute"),
-    (r"^pupil__fixation_jitter$", "fixation jitter (eye widths)"),
+    (r"^pupil__fixation_jitter", "fixation jitter (degrees)"),
 )
 MAX_KEY_FEATURES = 10
 
