@@ -12,7 +12,10 @@ import os
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
 
 
@@ -73,6 +76,17 @@ def co_movement(
     return out
 
 
+class HeadPoseParams(StrictModel):
+    """Settings of the ``headpose`` group (spec section ``groups.headpose``)."""
+
+    smooth_s: float = Field(0.15, ge=0, description="Width of the moving average on the pose angles, seconds.")
+    max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
+    min_rotation_deg: float = Field(
+        0.1, ge=0, description="Rotation-based co-movement is NaN when the head angle's SD is below this, degrees.")
+    min_translation_px: float = Field(
+        0.2, ge=0, description="Image-space co-movement is NaN when the face position's SD is below this, pixels.")
+
+
 class HeadPoseExtractor(TrackedExtractor):
     """Head-pose and face-eye co-movement features (columns ``headpose__*``).
 
@@ -112,6 +126,14 @@ class HeadPoseExtractor(TrackedExtractor):
       of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
       centre of the rigid skin points). Head motion moves both, so this is high whenever
       the head moves and the eyes do not counter-rotate.
+
+    Signals: ``frames``, the (evenly resampled) per-frame pose ``yaw``, ``pitch``, ``roll``
+    with ``success``, and the exact series the correlations use: ``piece`` (number of the
+    gap-free piece, -1 outside), ``gaze_h``, ``gaze_v`` (the eye-in-head ``gaze_yaw``,
+    ``gaze_pitch``, degrees), ``yaw_s``, ``pitch_s`` (head angles smoothed), ``pupil_x``,
+    ``pupil_y``, ``head_x``, ``head_y`` (image px, y up); gaps interpolated, NaN outside a
+    piece. ``corr_vel_*`` correlate their differences within each piece. ``attrs["fps"]``
+    is the rate.
     """
 
     name: ClassVar[str] = "headpose"
@@ -121,6 +143,12 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 4: pose from skin-point optical flow (not the mesh); image-space co-movement
     #:    (img_corr_*), face position x/y; correlations NaN for a still head.
     version: ClassVar[int] = 4
+    Params = HeadPoseParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("corr_vel_v_r", "pupil–head correlation, vertical"),
+        ("corr_vel_h_r", "pupil–head correlation, horizontal"),
+    )
 
     def __init__(
         self,
@@ -140,9 +168,9 @@ class HeadPoseExtractor(TrackedExtractor):
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
-    def features_from_track(self, track: Any) -> dict[str, Any]:
-        """Compute every ``headpose__`` feature (without prefix) from a face track."""
-        from cdrscreen.tracking.gaps import split_signals
+    def compute(self, track: Any) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Compute every ``headpose__`` feature (without prefix) and the ``frames`` signal of a face track."""
+        from cdrscreen.tracking.gaps import pieces_to_columns, signal_pieces, split_signals
         from cdrscreen.tracking.resample import even_table
 
         t = even_table(track)  # variable frame rate: resampled to even steps
@@ -159,7 +187,6 @@ class HeadPoseExtractor(TrackedExtractor):
         f["n_segments"] = float(len(pieces))
         for k in names:
             v = np.concatenate([p[k] for p in pieces]) if pieces else np.array([])
-            key = {"head_x": "x", "head_y": "y"}.get(k, k)
             if k in ("yaw", "pitch", "roll"):
                 f[f"{k}_mean"] = float(v.mean()) if v.size else np.nan
                 f[f"{k}_std"] = float(v.std()) if v.size else np.nan
@@ -168,6 +195,7 @@ class HeadPoseExtractor(TrackedExtractor):
                 spc = np.concatenate(sp) if sp else np.array([])
                 f[f"{k}_speed_mean"] = float(spc.mean()) if spc.size else np.nan
             else:
+                key = {"head_x": "x", "head_y": "y"}.get(k, k)
                 f[f"{key}_std"] = float(v.std()) if v.size else np.nan
 
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
@@ -177,7 +205,8 @@ class HeadPoseExtractor(TrackedExtractor):
                "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
                "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
                "head_x": t["head_x"].to_numpy(float), "head_y": -t["head_y"].to_numpy(float)}
-        pp = split_signals(sig, both, max_gap, min_len=3)
+        bounded = signal_pieces(sig, both, max_gap, min_len=3)
+        pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
         pairs = (("corr", "h", "gaze_h", "yaw", self.min_rotation_deg),
@@ -190,4 +219,14 @@ class HeadPoseExtractor(TrackedExtractor):
                     f[f"{name}_{kind}_{axis}_{stat}"] = val
         f["valid"] = float(bool(pieces) and all(
             f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
-        return f
+        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "yaw", "pitch", "pupil_x",
+                                                   "pupil_y", "head_x", "head_y"))
+        frames = pd.DataFrame({
+            "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
+            "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
+            "roll": t["roll"].to_numpy(float), "piece": laid["piece"],
+            "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
+            **{k: laid[k] for k in ("pupil_x", "pupil_y", "head_x", "head_y")},
+        })
+        frames.attrs["fps"] = float(fs)
+        return f, {"frames": frames}

@@ -32,7 +32,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
 from cdrscreen.features.eye_events import (
     DEFAULT_BANDS,
@@ -84,6 +86,23 @@ def superposed_spectrum(
     return freqs, (total / n if n else np.full(nbins, np.nan)), n
 
 
+class PupilParams(StrictModel):
+    """Settings of the ``pupil`` group (spec section ``groups.pupil``)."""
+
+    nperseg: int = Field(10, ge=2, description="STFT window length in track samples.")
+    noverlap: int = Field(5, ge=0, description="Overlap between STFT windows.")
+    window: str = Field("hann", description="STFT window (scipy.signal.get_window name).")
+    max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
+    bands: list[tuple[float, float]] = Field(
+        [list(b) for b in DEFAULT_BANDS], description="Band-power bands [lo, hi) in Hz.")
+    band_window_s: float = Field(2.0, gt=0, description="Welch window of the band powers, seconds.")
+    saccade_lambda: float = Field(6.0, gt=0, description="Saccade threshold, multiples of the median-based velocity noise.")
+    saccade_min_velocity: float = Field(30.0, ge=0, description="Lowest saccade threshold, degrees per second.")
+    saccade_min_duration_s: float = Field(0.01, ge=0, description="Shortest saccade, seconds (at least one sample).")
+    saccade_max_duration_s: float = Field(0.15, gt=0, description="Longest saccade (longer runs are pursuit), seconds.")
+    saccade_min_amplitude: float = Field(1.0, ge=0, description="Smallest saccade counted, degrees.")
+
+
 class PupilExtractor(TrackedExtractor):
     """Pupil trajectory features of a video (columns ``pupil__*``).
 
@@ -116,6 +135,14 @@ class PupilExtractor(TrackedExtractor):
         Faces tracked at once (see :func:`cdrscreen.tracking.face.track_video`).
     cache_dir : path, optional
         Where the shared face track is cached.
+
+    Notes
+    -----
+    Signals: ``frames``, the (evenly resampled) per-frame table the features are computed
+    from: ``success``, ``blink``, ``usable``, the eye-relative (``eye_h``, ``eye_v``) and
+    image (``img_h``, ``img_v``) pupil positions; ``attrs["fps"]`` is its rate. The spectra
+    are feature columns (``stft_eye_dh_b<k>``, bin ``k`` at ``k * stft_bin_hz`` Hz; band
+    powers ``band_<sys>_<axis>_<lo>_<hi>hz``). Per-saccade events: :meth:`saccade_table`.
     """
 
     name: ClassVar[str] = "pupil"
@@ -123,6 +150,12 @@ class PupilExtractor(TrackedExtractor):
     #: 2: variable-frame-rate tracks resampled onto even time steps.
     #: 3: saccades by a median-based velocity threshold in degrees; band powers in Hz.
     version: ClassVar[int] = 3
+    Params = PupilParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("saccade_rate_per_min", "saccades per minute"),
+        ("fixation_jitter_deg", "fixation jitter (degrees)"),
+    )
 
     def __init__(
         self,
@@ -156,8 +189,8 @@ class PupilExtractor(TrackedExtractor):
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
-    def features_from_track(self, track: FaceTrack) -> dict[str, Any]:
-        """Compute every ``pupil__`` feature (without prefix) from a face track."""
+    def compute(self, track: FaceTrack) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Compute every ``pupil__`` feature (without prefix) and the ``frames`` signal of a face track."""
         t = even_table(track)  # variable frame rate: resampled to even steps
         fs = track.track_fps
         n_rows = len(t)
@@ -247,7 +280,13 @@ class PupilExtractor(TrackedExtractor):
         f["stft_windows"] = float(n_windows)
         f["stft_bin_hz"] = fs / self.nperseg if fs else np.nan
         f["valid"] = float(n_windows > 0 and np.isfinite(sp).any() and sp.size > 0)
-        return f
+        frames = pd.DataFrame({
+            "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
+            "blink": t["blink"].to_numpy(bool), "usable": usable,
+            "eye_h": cols["eye_h"], "eye_v": cols["eye_v"], "img_h": cols["img_h"], "img_v": cols["img_v"],
+        })
+        frames.attrs["fps"] = float(fs)
+        return f, {"frames": frames}
 
     def _saccades(self, pieces: list[dict[str, np.ndarray]], fs: float, k: float) -> tuple:
         deg = [(radii_to_degrees(p["eye_h"] * k), radii_to_degrees(p["eye_v"] * k)) for p in pieces]

@@ -22,7 +22,7 @@ QUALITY_PATTERNS: tuple[str, ...] = (
     "band_windows", "iris_radius_eye_widths", "saccade_threshold_*",
     # speech groups (mfcc, gemaps, egemaps, timing)
     "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset", "analysed_s",
-    "source_sr",
+    "source_sr", "quality_*",
     # expression embeddings
     "n_frames", "valid_fraction",
 )
