@@ -17,6 +17,7 @@ from pydantic import Field
 
 from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.features.recording_warnings import video_seconds, visual_quality
 
 
 def smooth(x: np.ndarray, window: int) -> np.ndarray:
@@ -185,6 +186,7 @@ class HeadPoseExtractor(TrackedExtractor):
                 p[k] = smooth(p[k], win)
         f: dict[str, Any] = {"tracked_fraction": float(success.mean()) if len(t) else 0.0}
         f["n_segments"] = float(len(pieces))
+        f.update(visual_quality(float(success.mean()) if len(t) else 0.0, len(t), video_seconds(track)))
         for k in names:
             v = np.concatenate([p[k] for p in pieces]) if pieces else np.array([])
             if k in ("yaw", "pitch", "roll"):

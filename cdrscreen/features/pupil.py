@@ -43,6 +43,7 @@ from cdrscreen.features.eye_events import (
     detect_saccades,
     radii_to_degrees,
 )
+from cdrscreen.features.recording_warnings import video_seconds, visual_quality
 from cdrscreen.tracking.face import FaceTrack
 from cdrscreen.tracking.gaps import split_signals
 from cdrscreen.tracking.resample import even_table
@@ -213,6 +214,7 @@ class PupilExtractor(TrackedExtractor):
         f["tracked_fraction"] = float(success.mean()) if n_rows else 0.0
         f["usable_fraction"] = float(usable.mean()) if n_rows else 0.0
         f["n_segments"] = float(len(pieces))
+        f.update(visual_quality(float(success.mean()) if len(t) else 0.0, len(t), video_seconds(track)))
         f["segment_seconds"] = seconds
         blinks = t["blink"].to_numpy(bool)
         onsets = int(np.sum(blinks[1:] & ~blinks[:-1]) + (blinks[0] if n_rows else 0))

@@ -22,8 +22,10 @@ How one video is followed (one :class:`SkinFlow` per video):
    (``fb_max`` px) and the rigid fit's residual (``max(resid_px, 4 x median)``) drop points
    for the frame.
 3. **Re-key**: when fewer than ``keep_fraction`` of the key frame's points survive (large
-   turns change the texture), the current frame becomes the key frame with every point at
-   the position the current pose projects it to: the pose is continuous across a re-key.
+   turns change the texture), the current frame becomes the key frame and the survivors
+   go on with their 3-D points. When fewer than ``reseed_fraction`` of the seeded points
+   are left, fresh points are seeded from the mesh with the current rotation, reference
+   point and head-fixed irises carried over, so no output jumps.
 4. **Pose**: ``cv2.solvePnP`` (iterative, from the previous pose) of the 3-D points
    against the tracked points gives ``yaw``, ``pitch``, ``roll`` (degrees) and ``tx``,
    ``ty``, ``tz`` (mm) with the conventions of :mod:`cdrscreen.tracking.pose`;
@@ -100,7 +102,11 @@ class FlowParams:
         Smallest residual (px) at which a point is dropped from the rigid fit (the limit
         is ``max(resid_px, 4 * median residual)``).
     keep_fraction : float
-        Re-key when fewer than this fraction of the key frame's points survive.
+        Start a new key frame when fewer than this fraction of the key frame's points
+        survive (the survivors stay, at their current positions, with their 3-D points).
+    reseed_fraction : float
+        Seed fresh points from the mesh (continuing every output) when fewer than this
+        fraction of the seeded points survive.
     min_points : int
         Fewest points for a pose; fewer means no pose for the frame and a new seed.
     """
@@ -108,9 +114,10 @@ class FlowParams:
     win: int = 15
     levels: int = 3
     margin: float = 2.0
-    fb_max: float = 0.5
+    fb_max: float = 1.0
     resid_px: float = 1.0
-    keep_fraction: float = 0.7
+    keep_fraction: float = 0.5
+    reseed_fraction: float = 0.5
     min_points: int = 8
 
 
@@ -173,6 +180,7 @@ class SkinFlow:
         self.pts: np.ndarray | None = None  # (n, 2) px in the last frame
         self.rvec: np.ndarray | None = None
         self.tvec: np.ndarray | None = None
+        self.ref: np.ndarray | None = None  # (3,) mm, reference point (head_x/y, tx/ty/tz)
         self.n_seeds = 0
         self.n_rekeys = 0
 
@@ -216,9 +224,8 @@ class SkinFlow:
         r_abs = r_rel @ self.r_seed
         yaw, pitch, roll = rotation_to_angles(r_abs)
         t = self.tvec.ravel()
-        centre = self.model.mean(axis=0)
-        pos = r_rel @ centre + t
-        cx, cy = self._project(centre[None])[0]
+        pos = r_rel @ self.ref + t
+        cx, cy = self._project(self.ref[None])[0]
         # iris displacement in the head: observed minus head-fixed prediction, mm, head axes
         obs = np.asarray(mesh, float)[list(IRIS_CENTRES), :2]
         depth = (self.iris @ r_rel.T + t)[:, 2]
@@ -230,33 +237,49 @@ class SkinFlow:
                 "flow_points": float(n_points), "flow_err": float(err),
                 "gaze_yaw": float(g[0]), "gaze_pitch": float(-g[1])}
 
+    def _carry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the absolute rotation, reference point and head-fixed irises in camera coordinates."""
+        import cv2
+
+        r_rel, _ = cv2.Rodrigues(self.rvec)
+        t = self.tvec.ravel()
+        return r_rel @ self.r_seed, r_rel @ self.ref + t, self.iris @ r_rel.T + t
+
     # --- per frame --------------------------------------------------------------------
-    def _seed(self, gray: np.ndarray, mesh: np.ndarray) -> dict[str, float]:
+    def _seed(self, gray: np.ndarray, mesh: np.ndarray,
+              carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, float] | None:
+        """Place new points from the mesh; with ``carry`` (a re-seed) every output continues."""
         from cdrscreen.tracking.pose import solve_pose
 
+        n_seeds = self.n_seeds
         self.reset()
         idx = seed_points(mesh, self.params)
         if idx.size < self.params.min_points:
             return dict(_NAN_ROW)
         lm = [SKIN_LANDMARKS[i] for i in idx]
-        h, w = int(round(self.cam[1, 2] * 2)), int(round(self.cam[0, 2] * 2))
-        seed_pose = solve_pose(np.asarray(mesh, float), w, h)
-        if not np.isfinite(seed_pose.yaw):
+        model = self.backproject(mesh, lm)
+        if not np.all(np.isfinite(model)):
             return dict(_NAN_ROW)
-        self.r_seed = angles_to_rotation(seed_pose.yaw, seed_pose.pitch, seed_pose.roll)
-        self.model = self.backproject(mesh, lm)
-        # head-fixed iris points: at the iris centres, at the depth of their eye openings
-        eye_mesh = np.array(mesh, float)
-        for c, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True):
-            eye_mesh[c, 2] = eye_mesh[list(contour), 2].mean()
-        self.iris = self.backproject(eye_mesh, list(IRIS_CENTRES))
-        if not np.all(np.isfinite(self.model)):
-            self.reset()
-            return dict(_NAN_ROW)
+        if carry is None:
+            h, w = int(round(self.cam[1, 2] * 2)), int(round(self.cam[0, 2] * 2))
+            seed_pose = solve_pose(np.asarray(mesh, float), w, h)
+            if not np.isfinite(seed_pose.yaw):
+                return dict(_NAN_ROW)
+            self.r_seed = angles_to_rotation(seed_pose.yaw, seed_pose.pitch, seed_pose.roll)
+            self.ref = model.mean(axis=0)
+            # head-fixed iris points: at the iris centres, at the depth of their eye openings
+            eye_mesh = np.array(mesh, float)
+            for c, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True):
+                eye_mesh[c, 2] = eye_mesh[list(contour), 2].mean()
+            self.iris = self.backproject(eye_mesh, list(IRIS_CENTRES))
+        else:
+            self.r_seed, self.ref, self.iris = carry
+        self.model = model
         self.rvec, self.tvec = np.zeros((3, 1)), np.zeros((3, 1))
         pts = np.ascontiguousarray(np.asarray(mesh, float)[lm, :2])
         self.key_gray, self.key_pts, self.pts = gray, pts.astype(np.float32), pts
-        self.n_seeds = 1
+        self.n_seeds = n_seeds + 1
+        self.n_seeded = len(lm)
         return self._row(len(lm), 0.0, mesh)
 
     def _track(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -289,9 +312,10 @@ class SkinFlow:
             return self._seed(gray, mesh)
         p = self.params
         pts, good = self._track(gray)
+        carry = self._carry()  # the previous frame's pose, if this frame cannot be solved
         for _ in range(2):  # one or two passes: drop points the rigid fit cannot explain
             if good.sum() < p.min_points or not self._solve(self.model[good], pts[good]):
-                return self._seed(gray, mesh)
+                return self._seed(gray, mesh, carry)
             resid = np.linalg.norm(self._project(self.model) - pts, axis=1)
             limit = max(p.resid_px, 4 * float(np.median(resid[good])))
             bad = good & (resid > limit)
@@ -299,13 +323,16 @@ class SkinFlow:
                 break
             good &= ~bad
         if good.sum() < p.min_points:
-            return self._seed(gray, mesh)
+            return self._seed(gray, mesh, carry)
         err = float(np.sqrt(np.mean(resid[good] ** 2)))
-        predicted = self._project(self.model)
-        self.pts = np.where(good[:, None], pts, predicted)
+        self.pts = np.where(good[:, None], pts, self._project(self.model))
         row = self._row(int(good.sum()), err, mesh)
-        if good.mean() < p.keep_fraction:  # re-key on the pose, continuously
-            self.key_gray, self.key_pts = gray, predicted.astype(np.float32)
-            self.pts = predicted
-            self.n_rekeys += 1
+        if good.mean() < p.keep_fraction:
+            if good.sum() >= max(p.min_points, p.reseed_fraction * self.n_seeded):
+                # new key frame: the surviving points where they are now, same 3-D points
+                self.model, self.pts = self.model[good], self.pts[good]
+                self.key_gray, self.key_pts = gray, self.pts.astype(np.float32)
+                self.n_rekeys += 1
+            else:  # too few left (large turn): fresh points, every output continues
+                self._seed(gray, mesh, self._carry())
         return row
