@@ -36,6 +36,7 @@ from cdrscreen.core.io import write_parquet
 from cdrscreen.core.signals import signals_root
 from cdrscreen.extract_spec import ExtractionSpec, load_spec, make_extractors
 from cdrscreen.features.base import INDEX_NAMES, ExtractionError, run_study
+from cdrscreen.features.recording_warnings import add_warnings
 from cdrscreen.features.registry import REGISTRY
 from cdrscreen.study import Recording, Study
 
@@ -187,7 +188,7 @@ def extract_study(
                     signals_dir=sig_dir)
     feats = run.table
     meta = meta_frame(recs)
-    df = pd.concat([feats, meta], axis=1).loc[meta.index]
+    df = add_warnings(pd.concat([feats, meta], axis=1).loc[meta.index])
     df.attrs["extractors"] = {ex.name: ex.describe() for ex in extractors}
     df.attrs["extract"] = {
         "features": names, "stride": resolved.tracking.stride, "n_recordings": len(recs),

@@ -79,6 +79,9 @@ def command(
         f"wrote {out}: {len(df)} recordings x {n_feat} features "
         f"({st.get('computed', '?')} results computed, {st.get('cached', '?')} from cache)"
     )
+    for (subject, session, file), text in df.get("meta__warnings", {}).items():
+        if text:
+            con.print(f"[yellow]warning:[/] {subject}/{session} ({file}): {text}", markup=True, highlight=False)
     for group in st.get("shared_media", []):
         con.print(f"[yellow]warning:[/] byte-identical media under different subjects "
                   f"({'; '.join(group)}): check the manifest", markup=True, highlight=False)
