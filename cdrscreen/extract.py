@@ -64,8 +64,10 @@ def make_extractors(
     stride: int = 1,
     cache_dir: str | os.PathLike[str] | None = None,
     max_faces: int | None = None,
+    embedder: str | os.PathLike[str] | None = None,
+    allow_non_expression: bool = False,
 ) -> list[Extractor]:
-    """Instantiate the named extractors, passing ``stride``/``cache_dir``/``max_faces`` where accepted."""
+    """Instantiate the named extractors, passing ``stride``/``cache_dir``/``max_faces``/``embedder`` where accepted."""
     out = []
     for name in names:
         ex = get_extractor(name)
@@ -77,6 +79,10 @@ def make_extractors(
             params["cache_dir"] = str(cache_dir)
         if "max_faces" in accepted and max_faces is not None:
             params["max_faces"] = max_faces
+        if "embedder" in accepted and embedder is not None:
+            params["embedder"] = str(embedder)
+        if "allow_non_expression" in accepted and allow_non_expression:
+            params["allow_non_expression"] = True
         out.append(get_extractor(name, **params) if params else ex)
     return out
 
@@ -167,6 +173,8 @@ def extract_study(
     progress: bool = True,
     max_faces: int | None = None,
     scheduler: str | None = None,
+    embedder: str | os.PathLike[str] | None = None,
+    allow_non_expression: bool = False,
 ) -> pd.DataFrame:
     """Extract feature groups for every recording of a study and write them to Parquet.
 
@@ -197,6 +205,11 @@ def extract_study(
         workers must see the media files and ``cache_dir`` at the same paths (shared file
         system). ``None`` (default) uses ``n_jobs`` local processes. Needs the
         ``cluster`` extra.
+    embedder : path, optional
+        Expression embedder (ONNX) for the ``expr`` group (default
+        ``$CDRSCREEN_EXPR_EMBEDDER``).
+    allow_non_expression : bool, default False
+        Let ``expr`` use an embedder whose classes are not facial expressions.
 
     Returns
     -------
@@ -239,7 +252,12 @@ def extract_study(
     if sched is not None:  # workers have their own working directory
         cache_root = cache_root.resolve()
     cache = FeatureCache(cache_root)
-    extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces)
+    extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces,
+                                 embedder=embedder, allow_non_expression=allow_non_expression)
+    for ex in extractors:  # a missing model or an unsuitable embedder fails once, before any recording
+        check = getattr(ex, "check", None)
+        if callable(check):
+            check()
     recs = list(study)
 
     if sched is not None:

@@ -6,6 +6,7 @@ covariates as meta__cdr, meta__age, meta__sex, meta__mmse. Results are cached pe
 by content hash and configuration: an interrupted run resumes, and rerunning after adding
 a group computes only that group. Example:
 cdrscreen extract study.csv --features pupil,headpose,mfcc --out features.parquet --jobs 2
+cdrscreen extract study.csv --features expr,expressivity --embedder fer2013.onnx
 On a Dask cluster (needs the cluster extra; docs/scale-out.md):
 cdrscreen extract study.csv --scheduler tcp://HOST:8786 --cache /shared/cache
 """
@@ -43,6 +44,15 @@ def command(
         help="Run the recordings on a Dask cluster: local:N (N worker processes here) or tcp://HOST:PORT "
              "(a running scheduler; workers must see the media and --cache at the same paths). Replaces --jobs.",
     ),
+    embedder: Path | None = typer.Option(
+        None, "--embedder",
+        help="Expression embedder (ONNX) for the expr group, e.g. from 'cdrscreen-fer import fer2013' "
+             "(default $CDRSCREEN_EXPR_EMBEDDER).",
+    ),
+    allow_non_expression: bool = typer.Option(
+        False, "--allow-non-expression",
+        help="Let expr use an embedder whose classes are not facial expressions (e.g. a digits model).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Extract features for every recording of MANIFEST into one Parquet table."""
@@ -51,7 +61,8 @@ def command(
     from cdrscreen.extract import extract_study
 
     df = extract_study(manifest, features, out, cache_dir=cache, n_jobs=jobs, stride=stride,
-                       progress=progress, max_faces=max_faces, scheduler=scheduler)
+                       progress=progress, max_faces=max_faces, scheduler=scheduler, embedder=embedder,
+                       allow_non_expression=allow_non_expression)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
     con = Console(stderr=True, soft_wrap=True)
