@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from cdrscreen.core.errors import CdrscreenError, InputError
 from cdrscreen.core.embedder import DEFAULT_TEMPLATE, keypoints, similarity_transform
+from cdrscreen.core.errors import CdrscreenError, InputError
 from cdrscreen.features.expression import (
     Embedder,
     ExpressionExtractor,

@@ -21,6 +21,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "egemaps": ("cdrscreen.features.speech:EGeMAPSExtractor", "audio"),
     "timing": ("cdrscreen.features.speech:TimingExtractor", "audio"),
     "expr": ("cdrscreen.features.expression:ExpressionExtractor", "embed"),
+    "expressivity": ("cdrscreen.features.expressivity:ExpressivityExtractor", "video"),
 }
 
 
