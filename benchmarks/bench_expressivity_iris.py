@@ -78,7 +78,7 @@ def main() -> None:
     from cdrscreen.demo.render import render_face_video
     from cdrscreen.demo.trajectories import Trajectories
     from cdrscreen.features.expressivity import REGIONS, ExpressivityExtractor, expressivity_signals
-    from cdrscreen.features.face import track_video
+    from cdrscreen.tracking.face import track_video
 
     n = int(args.seconds * args.fps)
     thr = ExpressivityExtractor().active_iod

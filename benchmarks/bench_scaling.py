@@ -116,8 +116,8 @@ def _warm_up(manifest: str, scratch: str) -> float:
     """Extract one recording in this worker (imports, MediaPipe graphs, numba): returns seconds."""
     from cdrscreen.core.native import filter_native_stderr
     from cdrscreen.extract import extract_study
-    from cdrscreen.features import face
     from cdrscreen.study import Study
+    from cdrscreen.tracking import face
 
     filter_native_stderr()
     t = time.perf_counter()
@@ -155,7 +155,7 @@ def _import_features() -> None:
     import mediapipe  # noqa: F401
     import opensmile  # noqa: F401
 
-    import cdrscreen.features.face  # noqa: F401
+    import cdrscreen.tracking.face  # noqa: F401
 
 
 def timed_extract(manifest: Path, scheduler: str | None, n_jobs: int, work: Path) -> dict:

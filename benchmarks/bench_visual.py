@@ -3,7 +3,7 @@
 Measures, in one run on at most 2 CPU cores:
 
 * ``decode``: PyAV decoding alone (frames per second);
-* ``track``: :func:`cdrscreen.features.face.track_video` (MediaPipe face mesh with iris in
+* ``track``: :func:`cdrscreen.tracking.face.track_video` (MediaPipe face mesh with iris in
   video/tracking mode, background decoding, per-frame table), stride 1, 2 and 3;
 * ``jobs2``: throughput of ``cdrscreen extract --jobs 2`` style work, two videos tracked
   at once in two worker processes (frames of both videos per wall-clock second);
@@ -60,8 +60,8 @@ def naive_track(path: Path) -> tuple[int, float, float]:
     """Baseline: static-image-mode face mesh on every frame; returns (frames, wall s, cpu s)."""
     import mediapipe as mp
 
-    from cdrscreen.features.face import frame_features
     from cdrscreen.media.video import iter_frames
+    from cdrscreen.tracking.face import frame_features
 
     t0, c0 = time.perf_counter(), _cpu()
     n = 0
@@ -78,7 +78,7 @@ def naive_track(path: Path) -> tuple[int, float, float]:
 
 
 def timed_track(path: Path, stride: int, max_faces: int = 2):  # noqa: ANN201
-    from cdrscreen.features import face
+    from cdrscreen.tracking import face
 
     face._MEMO.clear()
     t0, c0 = time.perf_counter(), _cpu()
@@ -87,7 +87,7 @@ def timed_track(path: Path, stride: int, max_faces: int = 2):  # noqa: ANN201
 
 
 def _track_frames(path: str) -> int:
-    from cdrscreen.features import face
+    from cdrscreen.tracking import face
 
     face._MEMO.clear()  # measure tracking, not the in-process memo
     return len(face.track_video(path).table)

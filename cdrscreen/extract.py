@@ -9,9 +9,10 @@ manifest's label and covariates as ``meta__cdr``, ``meta__age``, ``meta__sex``,
 ``meta__mmse`` (and ``meta__cov_<name>`` for extra ``cov_*`` columns), so the Parquet file
 is self-contained for evaluation.
 
-Work is scheduled per recording: all requested groups of one recording run in the same
-worker, so the face track that ``pupil``, ``headpose`` and ``expr`` share is computed
-once. Each (recording, group) result is cached by content hash and configuration as soon
+Work is scheduled per recording by the one study runner
+(:func:`cdrscreen.features.base.run_study`): all requested groups of one recording run in
+the same worker, so the face track that ``pupil``, ``headpose`` and ``expr`` share is
+computed once. Each (recording, group) result is cached by content hash and configuration as soon
 as it is finished (atomic writes), so a run killed at any point resumes where it stopped.
 
 Recordings run one after another (``n_jobs=1``), in local joblib worker processes
@@ -22,31 +23,23 @@ is the same either way.
 
 from __future__ import annotations
 
-import inspect
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cdrscreen.core.io import write_parquet
 from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.core.errors import CdrscreenError
-from cdrscreen.features import REGISTRY, Extractor, get_extractor
-from cdrscreen.features.base import INDEX_NAMES, _one
+from cdrscreen.core.io import write_parquet
+from cdrscreen.core.signals import signals_root
+from cdrscreen.extract_spec import ExtractionSpec, load_spec, make_extractors
+from cdrscreen.features.base import INDEX_NAMES, ExtractionError, run_study
+from cdrscreen.features.registry import REGISTRY
 from cdrscreen.study import Recording, Study
 
 META_COLUMNS = ("cdr", "age", "sex", "mmse")
-
-
-class ExtractionError(CdrscreenError):
-    """Some recordings failed; the message has one line per failed recording."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = list(lines)
-        Exception.__init__(self, "\n".join(" ".join(str(x).split()) for x in self.lines))
 
 
 def parse_features(features: str | Sequence[str]) -> list[str]:
@@ -56,80 +49,6 @@ def parse_features(features: str | Sequence[str]) -> list[str]:
     if not names:
         raise CdrscreenError(f"no feature groups given; available: {', '.join(REGISTRY)}")
     return names
-
-
-def make_extractors(
-    names: Sequence[str],
-    *,
-    stride: int = 1,
-    cache_dir: str | os.PathLike[str] | None = None,
-    max_faces: int | None = None,
-    embedder: str | os.PathLike[str] | None = None,
-    allow_non_expression: bool = False,
-) -> list[Extractor]:
-    """Instantiate the named extractors, passing ``stride``/``cache_dir``/``max_faces``/``embedder`` where accepted."""
-    out = []
-    for name in names:
-        ex = get_extractor(name)
-        accepted = inspect.signature(type(ex).__init__).parameters
-        params: dict[str, Any] = {}
-        if "stride" in accepted:
-            params["stride"] = stride
-        if "cache_dir" in accepted and cache_dir is not None:
-            params["cache_dir"] = str(cache_dir)
-        if "max_faces" in accepted and max_faces is not None:
-            params["max_faces"] = max_faces
-        if "embedder" in accepted and embedder is not None:
-            params["embedder"] = str(embedder)
-        if "allow_non_expression" in accepted and allow_non_expression:
-            params["allow_non_expression"] = True
-        out.append(get_extractor(name, **params) if params else ex)
-    return out
-
-
-def _worker_task(*args: Any) -> Any:
-    """:func:`_recording_task` in a worker process, without MediaPipe's start-up log lines."""
-    from cdrscreen.core.native import filter_native_stderr
-
-    filter_native_stderr()
-    return _recording_task(*args)
-
-
-def _recording_task(
-    extractors: Sequence[Extractor], rec: Recording, cache: FeatureCache
-) -> tuple[list[pd.DataFrame] | None, int, str | None]:
-    """Run every extractor on one recording; returns (frames, n computed, error line)."""
-    computed = 0
-    dfs = []
-    try:
-        for ex in extractors:
-            key = cache.key(ex.name, ex.get_config(), ex.inputs(rec))
-            if not cache.path_for(ex.name, key).exists():
-                computed += 1
-            dfs.append(_one(ex, rec, cache))
-    except CdrscreenError as err:  # sent back as text: custom exceptions may not unpickle
-        return None, computed, str(err)
-    except OSError as err:  # e.g. a media file deleted or unreadable since the manifest check
-        where = err.filename or rec.media
-        why = "file not found" if isinstance(err, FileNotFoundError) else f"cannot be read ({err.strerror})"
-        return None, computed, f"{where}: {why}"
-    return dfs, computed, None
-
-
-def _run_on_cluster(
-    sched: Any, extractors: Sequence[Extractor], recs: Sequence[Recording], cache: FeatureCache,
-    *, progress: bool,
-) -> list[tuple[list[pd.DataFrame] | None, int, str | None]]:
-    """One :func:`_worker_task` per recording on a Dask cluster; results in ``recs`` order."""
-    from cdrscreen.cluster import check_shared_folder, open_client, run_tasks
-
-    with open_client(sched) as client:
-        check_shared_folder(client, cache.root)
-        return run_tasks(
-            client, _worker_task, [(extractors, r, cache) for r in recs],
-            labels=[str(r.media) for r in recs], progress=progress,
-            on_lost=lambda why: (None, 0, why),
-        )
 
 
 def shared_media(recs: Sequence[Recording], cache: FeatureCache) -> list[list[str]]:
@@ -164,17 +83,18 @@ def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
 
 def extract_study(
     manifest: str | os.PathLike[str] | Study,
-    features: str | Sequence[str],
-    out: str | os.PathLike[str] | None,
+    features: str | Sequence[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
     *,
+    spec: str | os.PathLike[str] | dict[str, Any] | ExtractionSpec | None = None,
+    overrides: Sequence[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     n_jobs: int = 1,
-    stride: int = 1,
+    stride: int | None = None,
     progress: bool = True,
     max_faces: int | None = None,
     scheduler: str | None = None,
-    embedder: str | os.PathLike[str] | None = None,
-    allow_non_expression: bool = False,
+    signals: bool = True,
 ) -> pd.DataFrame:
     """Extract feature groups for every recording of a study and write them to Parquet.
 
@@ -182,18 +102,25 @@ def extract_study(
     ----------
     manifest : path or Study
         Study manifest (CSV/TSV/YAML) or an already loaded :class:`~cdrscreen.study.Study`.
-    features : list of str or str
+    features : list of str or str, optional
         Registered feature-group names (``pupil``, ``headpose``, ``mfcc``, ...), or a
-        comma-separated string.
+        comma-separated string; replaces the spec's ``features``.
     out : path or None
-        Parquet file to write (atomically); ``None`` writes nothing.
+        Parquet file to write (atomically); ``None`` writes nothing. The signals go to
+        ``signals/`` beside it (:mod:`cdrscreen.core.signals`).
+    spec : path, dict or ExtractionSpec, optional
+        Extraction spec (:mod:`cdrscreen.extract_spec`); default the shipped preset
+        ``cdrscreen/resources/extraction/default.yaml``.
+    overrides : list of str, optional
+        ``key.path=value`` changes to the spec (``cdrscreen extract --set``).
     cache_dir : path, optional
         Per-file cache (default ``$CDRSCREEN_CACHE`` or ``~/.cache/cdrscreen``). Finished
         results are reused on the next run; the face tracks of visual groups live there too.
     n_jobs : int, default 1
         Worker processes (joblib, one recording per task).
-    stride : int, default 1
-        Frame stride for the visual groups (track every ``stride``-th frame).
+    stride : int, optional
+        Frame stride for the visual groups (track every ``stride``-th frame); replaces
+        the spec's ``tracking.stride`` (default 1).
     progress : bool, default True
         Show a progress bar on a terminal.
     max_faces : int, optional
@@ -205,18 +132,18 @@ def extract_study(
         workers must see the media files and ``cache_dir`` at the same paths (shared file
         system). ``None`` (default) uses ``n_jobs`` local processes. Needs the
         ``cluster`` extra.
-    embedder : path, optional
-        Expression embedder (ONNX) for the ``expr`` group (default
-        ``$CDRSCREEN_EXPR_EMBEDDER``).
-    allow_non_expression : bool, default False
-        Let ``expr`` use an embedder whose classes are not facial expressions.
+    signals : bool, default True
+        Write the extractors' per-frame / per-segment signals beside ``out``.
 
     Returns
     -------
     pandas.DataFrame
         Indexed by ``(subject, session, file)``; feature columns prefixed by group, plus
-        ``meta__*`` columns. ``df.attrs["extract"]`` records the groups, stride and how
-        many (recording, group) results were computed versus taken from the cache.
+        ``meta__*`` columns. ``df.attrs["extractors"]`` records every extractor's
+        configuration (:meth:`~cdrscreen.features.base.Extractor.describe`);
+        ``df.attrs["extract"]`` the resolved spec, the groups, stride, the signals folder
+        and how many (recording, group) results were computed versus taken from the
+        cache. Both survive the Parquet round trip.
 
     Raises
     ------
@@ -227,75 +154,50 @@ def extract_study(
         A malformed ``scheduler``, an unreachable scheduler, or a cache folder the
         workers cannot see (one line naming it).
     """
-    from joblib import Parallel, delayed
-
-    from cdrscreen.core.progress import track
-
-    sched = None
-    if scheduler is not None:
+    if scheduler is not None:  # checked before any work: a malformed value, jobs, dask missing
         from cdrscreen.cluster import parse_scheduler, require_dask
 
-        sched = parse_scheduler(scheduler)
+        parse_scheduler(scheduler)
         if n_jobs != 1:
             raise CdrscreenError(
                 f"jobs={n_jobs} and scheduler={scheduler!r} exclude each other; "
                 "for N local processes on a cluster use scheduler local:N"
             )
         require_dask()
+    if features is not None:
+        features = parse_features(features)
+    resolved = load_spec(spec, overrides, features=features, stride=stride, max_faces=max_faces)
     study = manifest if isinstance(manifest, Study) else Study.from_file(manifest)
-    names = parse_features(features)
-    if stride < 1:
-        raise CdrscreenError(f"stride must be >= 1, got {stride}")
+    names = resolved.features
     if n_jobs < 1:
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if sched is not None:  # workers have their own working directory
+    if scheduler is not None:  # workers have their own working directory
         cache_root = cache_root.resolve()
     cache = FeatureCache(cache_root)
-    extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces,
-                                 embedder=embedder, allow_non_expression=allow_non_expression)
+    extractors = make_extractors(resolved, cache_dir=cache_root)
     for ex in extractors:  # a missing model or an unsuitable embedder fails once, before any recording
         check = getattr(ex, "check", None)
         if callable(check):
             check()
     recs = list(study)
-
-    if sched is not None:
-        results = _run_on_cluster(sched, extractors, recs, cache, progress=progress)
-    else:
-        if n_jobs == 1:
-            gen = (_recording_task(extractors, r, cache) for r in recs)
-        else:
-            gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_worker_task)(extractors, r, cache) for r in recs
-            )
-        with warnings.catch_warnings():
-            # loky replaces a worker whose memory grew (MediaPipe graphs) and says so; every
-            # task still runs exactly once, so the note is noise for the user
-            warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
-            results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
-
-    errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
-              zip(recs, results, strict=True) if e is not None]
-    if errors:
-        what = f"{len(errors)} of {len(recs)} recordings failed"
-        advice = "finished ones are cached; fix and rerun"
-        if len(errors) == 1:  # one line: the recording, its problem, and what to do
-            raise ExtractionError([f"{errors[0]} ({what}; {advice})"])
-        raise ExtractionError([f"{what} ({advice})", *errors])
-
-    blocks = []
-    for i, _ in enumerate(extractors):
-        blocks.append(pd.concat([res[0][i] for res in results]))  # type: ignore[index]
-    feats = pd.concat(blocks, axis=1) if blocks else pd.DataFrame()
+    sig_dir = signals_root(out) if out is not None and signals else None
+    run = run_study(extractors, recs, cache=cache, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
+                    signals_dir=sig_dir)
+    feats = run.table
     meta = meta_frame(recs)
     df = pd.concat([feats, meta], axis=1).loc[meta.index]
-    computed = sum(res[1] for res in results)
+    df.attrs["extractors"] = {ex.name: ex.describe() for ex in extractors}
     df.attrs["extract"] = {
-        "features": names, "stride": stride, "n_recordings": len(recs),
-        "computed": computed, "cached": len(recs) * len(extractors) - computed,
-        "shared_media": shared_media(recs, cache),
+        "features": names, "stride": resolved.tracking.stride, "n_recordings": len(recs),
+        "computed": run.computed, "cached": run.n_tasks - run.computed,
+        "shared_media": shared_media(recs, cache), "spec": resolved.to_dict(),
+        "signals": sig_dir.name if sig_dir is not None else None,
     }
     if out is not None:
         write_parquet(out, df)
     return df
+
+
+__all__ = ["META_COLUMNS", "ExtractionError", "ExtractionSpec", "extract_study", "load_spec",
+           "make_extractors", "meta_frame", "parse_features", "shared_media"]

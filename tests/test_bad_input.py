@@ -231,8 +231,8 @@ def test_no_audio_stream(tmp_path: Path, capsys) -> None:
 
 
 def test_variable_frame_rate_times_come_from_pts(media: Path, face_frames) -> None:
-    from cdrscreen.features.face import track_video
     from cdrscreen.media.video import probe_video
+    from cdrscreen.tracking.face import track_video
 
     # 25 fps for 20 frames, then 10 fps: frame index / average fps would be off by up to 0.4 s
     pts = [40 * i if i < 20 else 800 + 100 * (i - 20) for i in range(N)]
@@ -245,8 +245,8 @@ def test_variable_frame_rate_times_come_from_pts(media: Path, face_frames) -> No
 
 
 def test_rotated_video_metadata_is_uprighted(media: Path, face_frames, upright: Path) -> None:
-    from cdrscreen.features.face import track_video
     from cdrscreen.media.video import iter_frames, probe_video
+    from cdrscreen.tracking.face import track_video
 
     # a phone held upright: landscape pixels turned a quarter clockwise, plus "rotate 90° CCW to display"
     turned = [np.ascontiguousarray(np.rot90(f, -1)) for f in face_frames]
@@ -320,8 +320,8 @@ def test_face_lost_mid_video(tmp_path: Path, capsys, face_frames, no_face_frames
 
 def test_two_faces(tmp_path: Path, face_frames) -> None:
     from cdrscreen.demo import Trajectories, load_face, render_frames
-    from cdrscreen.features.face import TrackConfig, track_video
     from cdrscreen.features.headpose import HeadPoseExtractor
+    from cdrscreen.tracking.face import TrackConfig, track_video
 
     enter = 8
     visitor, _ = render_frames(load_face("grace_hopper", SIZE, face_height=0.7),

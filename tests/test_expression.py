@@ -77,7 +77,7 @@ def test_runtime_does_not_import_torch(fer_embedder_onnx):
 
 @pytest.mark.slow
 def test_extractor_on_real_face_video(face_video, fer_embedder_onnx, tmp_path):
-    from cdrscreen.features.face import track_video
+    from cdrscreen.tracking.face import track_video
 
     ex = ExpressionExtractor(embedder=fer_embedder_onnx, every=5)
     df = ex.process_file(face_video)

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from cdrscreen.cli import main
-from cdrscreen.demo import Trajectories, render_face_video
 from cdrscreen.core.errors import CdrscreenError
+from cdrscreen.demo import Trajectories, render_face_video
 from cdrscreen.extract import extract_study
-from cdrscreen.features import face as face_mod
+from cdrscreen.tracking import face as face_mod
 
 FPS = 25
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from cdrscreen.demo import Trajectories, load_face, render_face_video, render_frames
-from cdrscreen.features import face as face_mod
-from cdrscreen.features.face import COLUMNS, load_track, track_video
 from cdrscreen.features.headpose import HeadPoseExtractor
 from cdrscreen.features.pupil import PupilExtractor
+from cdrscreen.tracking import face as face_mod
+from cdrscreen.tracking.face import COLUMNS, load_track, track_video
 
 N, HIDDEN, BLINK = 125, range(60, 80), range(30, 34)
 

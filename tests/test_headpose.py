@@ -10,14 +10,9 @@ import pytest
 
 from cdrscreen.demo import Trajectories, render_face_video
 from cdrscreen.features import get_extractor
-from cdrscreen.features.face import track_video
-from cdrscreen.features.headpose import (
-    FACE_MODEL,
-    RIGID_LANDMARKS,
-    camera_matrix,
-    correlate,
-    solve_pose,
-)
+from cdrscreen.features.headpose import correlate
+from cdrscreen.tracking.face import track_video
+from cdrscreen.tracking.pose import FACE_MODEL, RIGID_LANDMARKS, camera_matrix, solve_pose
 
 FPS = 25
 #: Stated accuracy on rendered video (planted change from the neutral pose, every frame).

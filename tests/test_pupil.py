@@ -10,7 +10,7 @@ import pytest
 from cdrscreen.demo import Trajectories, render_face_video
 from cdrscreen.features import get_extractor
 from cdrscreen.features.pupil import superposed_spectrum
-from cdrscreen.features.tracks import segments, split_signals
+from cdrscreen.tracking.gaps import segments, split_signals
 
 FPS = 25
 
@@ -78,7 +78,7 @@ def test_stride_halves_the_rate_and_moves_the_peak(oscillation: tuple[Path, floa
 def test_regular_grid_interpolates_in_time_and_keeps_lost_stretches_lost() -> None:
     import pandas as pd
 
-    from cdrscreen.features.tracks import is_regular, regular_grid
+    from cdrscreen.tracking.resample import is_regular, regular_grid
 
     t = np.r_[np.arange(10) * 0.04, 0.4 + np.arange(1, 6) * 0.1]  # 25 fps, then 10 fps
     ok = np.ones(t.size, bool)
@@ -99,7 +99,7 @@ def test_variable_frame_rate_track_is_resampled_before_velocities_and_stft() -> 
     """Half the frames of the second half dropped (25 -> 12.5 fps): the planted 5 Hz stays at 5 Hz."""
     import dataclasses
 
-    from cdrscreen.features.face import track_video
+    from cdrscreen.tracking.face import track_video
 
     t = np.arange(150) / FPS
     path = Path(__import__("tempfile").mkdtemp()) / "osc5.mp4"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cdrscreen.core.errors import CdrscreenError
-from fer_backbone.smoothing import (
+from cdrscreen.tracking.smoothing import (
     expression_timeline,
     macro_f1,
     majority_vote,
@@ -109,7 +109,7 @@ def test_expression_timeline_and_segments():
 
 
 def test_timeline_summary_hand_computed():
-    from fer_backbone.smoothing import timeline_summary
+    from cdrscreen.tracking.smoothing import timeline_summary
 
     names = ["neutral", "happy"]
     p = np.array([[0.9, 0.1]] * 6 + [[np.nan, np.nan]] * 2 + [[0.1, 0.9]] * 2)

@@ -11,17 +11,10 @@ import pandas as pd
 import pytest
 
 from cdrscreen.features import get_extractor, run_extractors
-from cdrscreen.features.gemaps import N_FEATURES
-from cdrscreen.features.mfcc import column_names
-from cdrscreen.features.speech import (
-    QUALITY_COLUMNS,
-    EGeMAPSExtractor,
-    GeMAPSExtractor,
-    MFCCExtractor,
-    TimingExtractor,
-    feature_columns,
-)
-from cdrscreen.features.timing import detect_speech, timing_features
+from cdrscreen.features.audio_input import QUALITY_COLUMNS, feature_columns
+from cdrscreen.features.gemaps import N_FEATURES, EGeMAPSExtractor, GeMAPSExtractor
+from cdrscreen.features.mfcc import MFCCExtractor, column_names
+from cdrscreen.features.timing import TimingExtractor, detect_speech, timing_features
 from cdrscreen.media.audio import load_audio, resample
 from tests.fixtures_speech import PHRASES, SR, espeak, mux_video, silence
 

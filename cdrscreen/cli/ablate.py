@@ -10,7 +10,10 @@ NAME = "ablate"
 
 
 def command(
-    protocol: Path = typer.Argument(..., help="Protocol YAML file (its 'ablation' section applies)."),
+    protocol: str = typer.Argument(
+        "ablation_all_groups",
+        help="Protocol YAML file or the name of a shipped protocol (default: ablation_all_groups); its 'ablation' section applies.",
+    ),
     features: Path = typer.Option(..., "--features", "-f", help="Feature table (Parquet) from 'cdrscreen extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (see docs/run-folder.md)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (-1 = all cores)."),

@@ -15,11 +15,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cdrscreen.resources import resource_path
+
 NAME = "demo"
 
 DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing"
-DEFAULT_PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "cdr_binary_loso.yaml"
-ABLATION_PROTOCOL = DEFAULT_PROTOCOL.with_name("ablation_all_groups.yaml")
+DEFAULT_PROTOCOL = resource_path("protocols", "cdr_binary_loso.yaml")
+ABLATION_PROTOCOL = resource_path("protocols", "ablation_all_groups.yaml")
 
 
 def command(
@@ -80,8 +82,7 @@ def command(
 
     t = time.perf_counter()
     con.print(f"4/4 writing reports -> {run_dir / 'reports'}")
-    reports = build_reports(run_dir, ablation=abl_dir, features=feat_path, manifest=manifest,
-                            cache_dirs=[out / "cache"], n_jobs=jobs)
+    reports = build_reports(run_dir, ablation=abl_dir, features=feat_path, n_jobs=jobs)
     stage("reports", t)
 
     con.rule("[bold green]demo finished")

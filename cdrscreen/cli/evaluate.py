@@ -10,7 +10,10 @@ NAME = "evaluate"
 
 
 def command(
-    protocol: Path = typer.Argument(..., help="Protocol YAML file (see docs/protocols.md)."),
+    protocol: str = typer.Argument(
+        "cdr_binary_loso",
+        help="Protocol YAML file, or the name of a shipped protocol (default: cdr_binary_loso; see docs/protocols.md).",
+    ),
     features: Path = typer.Option(..., "--features", "-f", help="Feature table (Parquet) from 'cdrscreen extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (see docs/run-folder.md)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for folds and permutations (-1 = all cores)."),

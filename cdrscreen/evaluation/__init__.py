@@ -3,7 +3,7 @@
 Main entry points::
 
     from cdrscreen.evaluation import evaluate, ablate, load_protocol
-    result = evaluate("protocols/cdr_binary_loso.yaml", "features.parquet", "runs/r1")
+    result = evaluate("cdr_binary_loso", "features.parquet", "runs/r1")
 
 See ``docs/evaluation.md`` (method), ``docs/protocols.md`` (protocol keys) and
 ``docs/run-folder.md`` (what a run writes).

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from cdrscreen.core.config import FrozenModel, read_yaml, validate
+from cdrscreen.resources import list_resources, resource_path
 
 #: Built-in label schemes: CDR value -> class name (unlisted CDR values are dropped).
 LABEL_SCHEMES: dict[str, dict[float, str]] = {
@@ -25,8 +26,8 @@ LABEL_SCHEMES: dict[str, dict[float, str]] = {
 #: Metrics computed for every model (subject level).
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
 
-#: Folder holding the protocols shipped with the package.
-PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocols"
+#: Folder holding the evaluation protocols shipped with the package (package data).
+PROTOCOL_DIR = resource_path("protocols")
 #: The protocol ``cdrscreen demo`` and reports use by default.
 DEFAULT_PROTOCOL = PROTOCOL_DIR / "cdr_binary_loso.yaml"
 
@@ -168,8 +169,28 @@ class Protocol(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def shipped_protocols() -> list[str]:
+    """Names of the evaluation protocols shipped with the package (``cdr_binary_loso``, ...)."""
+    return list_resources("protocols")
+
+
+def resolve_protocol_path(source: str | os.PathLike[str]) -> Path:
+    """Path of a protocol file, or of a shipped protocol given by name (``cdr_binary_loso``).
+
+    An existing file always wins; a bare name without a folder that is not a file is looked
+    up among :func:`shipped_protocols`.
+    """
+    path = Path(source)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if stem in shipped_protocols():
+        return PROTOCOL_DIR / f"{stem}.yaml"
+    return path
+
+
 def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) -> Protocol:
-    """Load and validate a protocol from a YAML path, a dict, or pass one through.
+    """Load and validate a protocol from a YAML path, a shipped protocol's name, a dict, or pass one through.
 
     Raises
     ------
@@ -180,7 +201,7 @@ def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) ->
         return source
     if isinstance(source, dict):
         return validate(Protocol, source, "protocol")
-    path = Path(source)
+    path = resolve_protocol_path(source)
     data = read_yaml(path, "protocol file")
     data.setdefault("name", path.stem)
     return validate(Protocol, data, str(path))

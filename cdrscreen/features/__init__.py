@@ -1,47 +1,25 @@
-"""Feature groups. Each module holds pure functions plus one extractor object.
+"""Feature groups: one module per group, each with pure functions and one extractor object.
 
-Extractors are looked up by name with :func:`get_extractor`; the import is lazy so that
-``cdrscreen`` works with only some extras installed.
+* :mod:`~cdrscreen.features.base`: the :class:`Extractor` contract, the
+  :class:`TrackedExtractor` base of the visual groups, and the one study runner
+  (:func:`run_study`, :func:`run_extractors`);
+* :mod:`~cdrscreen.features.registry`: group name -> extractor class (:func:`get_extractor`);
+* one module per group: :mod:`~cdrscreen.features.pupil`, :mod:`~cdrscreen.features.headpose`,
+  :mod:`~cdrscreen.features.expression` (visual, on the shared face track of
+  :mod:`cdrscreen.tracking`), :mod:`~cdrscreen.features.mfcc`, :mod:`~cdrscreen.features.gemaps`
+  (``gemaps`` and ``egemaps``), :mod:`~cdrscreen.features.timing` (speech, on the shared
+  audio preparation of :mod:`~cdrscreen.features.audio_input` and the voice-activity
+  detector of :mod:`~cdrscreen.features.vad`);
+* helpers: :mod:`~cdrscreen.features.segments` (speaker segments),
+  :mod:`~cdrscreen.features.quality` (quality columns).
+
+Group modules are imported lazily by the registry, so that ``cdrscreen`` works with only
+some extras installed.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cdrscreen.features.base import Extractor, TrackedExtractor, run_extractors, run_study
+from cdrscreen.features.registry import REGISTRY, get_extractor, register
 
-from cdrscreen.core.errors import CdrscreenError, MissingDependencyError
-from cdrscreen.features.base import Extractor, run_extractors
-
-#: name -> ("module:Class", extra that provides its dependencies)
-REGISTRY: dict[str, tuple[str, str]] = {
-    "pupil": ("cdrscreen.features.pupil:PupilExtractor", "video"),
-    "headpose": ("cdrscreen.features.headpose:HeadPoseExtractor", "video"),
-    "mfcc": ("cdrscreen.features.speech:MFCCExtractor", "audio"),
-    "gemaps": ("cdrscreen.features.speech:GeMAPSExtractor", "audio"),
-    "egemaps": ("cdrscreen.features.speech:EGeMAPSExtractor", "audio"),
-    "timing": ("cdrscreen.features.speech:TimingExtractor", "audio"),
-    "expr": ("cdrscreen.features.expression:ExpressionExtractor", "embed"),
-    "expressivity": ("cdrscreen.features.expressivity:ExpressivityExtractor", "video"),
-}
-
-
-def get_extractor(name: str, **params: Any) -> Extractor:
-    """Instantiate the extractor registered as ``name`` with ``params``."""
-    if name not in REGISTRY:
-        import difflib
-
-        hint = difflib.get_close_matches(name, REGISTRY, n=1)
-        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise CdrscreenError(
-            f"unknown feature group '{name}'{extra}; available: {', '.join(REGISTRY)}"
-        )
-    target, extra = REGISTRY[name]
-    mod_name, cls_name = target.split(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as err:
-        raise MissingDependencyError(f"feature group '{name}'", extra, err) from None
-    return getattr(mod, cls_name)(**params)
-
-
-__all__ = ["REGISTRY", "Extractor", "get_extractor", "run_extractors"]
+__all__ = ["REGISTRY", "Extractor", "TrackedExtractor", "get_extractor", "register", "run_extractors", "run_study"]

@@ -1,6 +1,6 @@
 """Facial-expression features from an embedder (onnxruntime only), as a timeline.
 
-Per tracked frame (the shared MediaPipe face track of :mod:`cdrscreen.features.face`), the
+Per tracked frame (the shared MediaPipe face track of :mod:`cdrscreen.tracking.face`), the
 face is cut out exactly as the embedder's metadata says (the embedder contract,
 :mod:`cdrscreen.core.embedder`: an eyes-and-mouth template alignment, or a box rule on the
 face mesh for models trained on detector boxes such as the imported FER2013 model), resized
@@ -12,7 +12,7 @@ trained on anything else (e.g. the digits recipes) is refused with one line unle
 
 Timeline, as Yu et al. (ABAW6 2024) post-process predictions: the most probable class of
 every embedded frame (the *raw* label) is smoothed by a sliding-window majority vote
-(:func:`fer_backbone.smoothing.majority_vote`, torch-free, ``window`` = ``smooth_s`` seconds
+(:func:`cdrscreen.tracking.smoothing.majority_vote`, torch-free, the code ``fer_backbone`` uses; ``window`` = ``smooth_s`` seconds
 of embedded frames, centred; frames without a face do not vote and stay unlabelled). Runs of
 one smoothed label are *episodes*. Both labels are kept in the per-frame table
 (:func:`embed_track`).
@@ -57,10 +57,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.embedder import METADATA_KEY, EmbedderMeta, crop_face, parse_metadata
 from cdrscreen.core.errors import CdrscreenError, InputError, MissingDependencyError
-from cdrscreen.features.face import FaceTrack, TrackedExtractor
+from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.tracking.face import FaceTrack
 
 ENV_VAR = "CDRSCREEN_EXPR_EMBEDDER"
 
@@ -167,7 +170,7 @@ def _changes(labels: np.ndarray) -> int:
 
 def timeline_labels(probs: np.ndarray, valid: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw labels (argmax, -1 without a face) and their sliding-window majority vote (``window`` frames)."""
-    from fer_backbone.smoothing import majority_vote
+    from cdrscreen.tracking.smoothing import majority_vote
 
     p = np.asarray(probs, dtype=np.float64)
     ok = np.asarray(valid, bool) & ~np.isnan(p).any(1) if p.size else np.asarray(valid, bool)
@@ -280,6 +283,19 @@ def embed_track(track: FaceTrack, embedder: Embedder, every: int = 5,
     return df
 
 
+class ExpressionParams(StrictModel):
+    """Settings of the ``expr`` group (spec section ``groups.expr``)."""
+
+    embedder: str | None = Field(None, description="ONNX embedder from 'cdrscreen-fer import' or "
+                                 f"'cdrscreen-fer export' (default ${ENV_VAR}).")
+    allow_non_expression: bool = Field(False, description="Accept an embedder whose classes are not facial "
+                                       "expressions (e.g. a digits model).")
+    every: int = Field(5, ge=1, description="Embed every every-th tracked frame.")
+    smooth_s: float = Field(1.0, ge=0, description="Majority-vote window of the expression timeline, seconds.")
+    batch_size: int = Field(32, ge=1, description="Crops per onnxruntime call.")
+    threads: int = Field(1, ge=1, description="onnxruntime threads.")
+
+
 class ExpressionExtractor(TrackedExtractor):
     """Expression features of a video from an expression embedder (columns ``expr__*``).
 
@@ -302,11 +318,19 @@ class ExpressionExtractor(TrackedExtractor):
         onnxruntime threads.
     cache_dir : path, optional
         Where the shared face track is cached.
+
+    Notes
+    -----
+    Signals: ``frames``, the per-frame expression timeline of :func:`embed_track` without the
+    embedding columns (``success``, ``confidence``, ``label_raw``, ``expression_raw``,
+    ``label``, ``expression``, ``prob_<c>``).
     """
 
     name: ClassVar[str] = "expr"
     prefix: ClassVar[str] = "expr"
     version: ClassVar[int] = 2  # 2: embedder's own crop recipe, smoothed timeline, episodes, rates per minute
+    Params = ExpressionParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
 
     def __init__(self, embedder: str | os.PathLike[str] | None = None, allow_non_expression: bool = False,
                  every: int = 5, smooth_s: float = 1.0, stride: int = 1, max_faces: int = 2,
@@ -358,8 +382,8 @@ class ExpressionExtractor(TrackedExtractor):
         """Per-frame expression track of a video (see :func:`embed_track`)."""
         return embed_track(self.track(path), self.load_embedder(), self.every, self.batch_size, self.smooth_s)
 
-    def features_from_track(self, track: FaceTrack) -> dict[str, float]:
-        """Pooled features of one video's track."""
+    def compute(self, track: FaceTrack) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+        """Pooled features of one video's track, and its per-frame expression timeline."""
         emb = self.load_embedder()
         df = embed_track(track, emb, self.every, self.batch_size, self.smooth_s)
         ecols = [c for c in df.columns if c.startswith("emb_")]
@@ -368,4 +392,6 @@ class ExpressionExtractor(TrackedExtractor):
         times = df.index.get_level_values("time").to_numpy(float)
         e = np.nan_to_num(df[ecols].to_numpy(np.float32))
         p = np.nan_to_num(df[pcols].to_numpy(np.float32))
-        return pool_features(e, p, valid, times, emb.class_names, window=int(df.attrs["smoothing_window"]))
+        frames = df.drop(columns=ecols).reset_index().drop(columns="file")
+        feats = pool_features(e, p, valid, times, emb.class_names, window=int(df.attrs["smoothing_window"]))
+        return feats, {"frames": frames}

@@ -2,7 +2,7 @@
 
 No expression model is needed (compare OpenWillis' and OpenDBM's landmark-based facial
 expressivity). Per tracked frame of the shared MediaPipe face track
-(:mod:`cdrscreen.features.face`):
+(:mod:`cdrscreen.tracking.face`):
 
 1. **Rigid motion out.** The 468 mesh landmarks (x, y and MediaPipe's relative depth z) are
    aligned to the video's reference shape by a 3-D similarity (rotation, scale,
@@ -42,6 +42,9 @@ distances (IOD), speeds in IOD per second):
     Fraction of frames whose displacement exceeds ``active_iod`` (default 0.02 IOD).
 ``overall_mean``, ``overall_active``
     The same two over all regions (mean of the region displacements per frame).
+
+Signal ``regions`` (per tracked frame): ``success`` and ``<r>_iod``, the displacement of
+each region (NaN without a face).
 """
 
 from __future__ import annotations
@@ -50,15 +53,12 @@ import os
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+from pydantic import Field
 
-from cdrscreen.features.face import (
-    EYE_L_CORNERS,
-    EYE_R_CORNERS,
-    IRIS_L,
-    IRIS_R,
-    FaceTrack,
-    TrackedExtractor,
-)
+from cdrscreen.core.config import StrictModel
+from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.tracking.face import EYE_L_CORNERS, EYE_R_CORNERS, IRIS_L, IRIS_R, FaceTrack
 
 #: Rigid anchors: forehead (10, 151, 9, 8, 108, 337, 67, 297, 109, 338), temples / upper face
 #: oval (127, 356, 162, 389, 21, 251), nose bridge and tip (168, 6, 197, 195, 5, 4, 1).
@@ -246,6 +246,16 @@ def expressivity_signals(track: FaceTrack, remove_gaze: bool = True,
         return region_displacements(aligned, valid, ref, remove_gaze=remove_gaze, baseline=base), valid
 
 
+class ExpressivityParams(StrictModel):
+    """Settings of the ``expressivity`` group (spec section ``groups.expressivity``)."""
+
+    active_iod: float = Field(0.02, gt=0, description="Displacement (inter-ocular distances) above which a "
+                              "region counts as active.")
+    remove_gaze: bool = Field(True, description="Regress the eye regions on the iris position in the face.")
+    baseline_s: float | None = Field(None, gt=0, description="Neutral reference = the first baseline_s seconds "
+                                     "(default: the whole video's median shape).")
+
+
 class ExpressivityExtractor(TrackedExtractor):
     """Model-free facial expressivity of a video (columns ``expressivity__*``).
 
@@ -266,6 +276,10 @@ class ExpressivityExtractor(TrackedExtractor):
     name: ClassVar[str] = "expressivity"
     prefix: ClassVar[str] = "expressivity"
     version: ClassVar[int] = 1
+    Params = ExpressivityParams
+    signal_names: ClassVar[tuple[str, ...]] = ("regions",)
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("mouth_active", "mouth active (fraction of frames)"), ("overall_mean", "facial movement (IOD)"))
 
     def __init__(self, active_iod: float = 0.02, remove_gaze: bool = True, baseline_s: float | None = None,
                  stride: int = 1, max_faces: int = 2, cache_dir: str | os.PathLike[str] | None = None) -> None:
@@ -276,7 +290,9 @@ class ExpressivityExtractor(TrackedExtractor):
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
-    def features_from_track(self, track: FaceTrack) -> dict[str, Any]:
-        """Pooled expressivity of one track."""
+    def compute(self, track: FaceTrack) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Pooled expressivity of one track, and the per-frame region displacements (signal ``regions``)."""
         disp, valid = expressivity_signals(track, self.remove_gaze, self.baseline_s)
-        return summarise(disp, valid, track.track_fps, self.active_iod)
+        frames = pd.DataFrame({"frame": track.table["frame"].to_numpy(), "time": track.table["time"].to_numpy(),
+                               "success": valid, **{f"{k}_iod": v for k, v in disp.items()}})
+        return summarise(disp, valid, track.track_fps, self.active_iod), {"regions": frames}

@@ -1,169 +1,24 @@
-"""Head pose (yaw, pitch, roll, translation) by ``cv2.solvePnP`` and head-pose features.
+"""Head-pose features (``headpose__*``): a smoothed pose trajectory and pupil–head correlations.
 
-Per-frame pose is computed once per video inside :func:`cdrscreen.features.face.track_video`
-(columns ``yaw``, ``pitch``, ``roll``, ``tx``, ``ty``, ``tz``, ``pose_err``); this module holds
-the geometry (a rigid 3-D face model and the PnP solve) and the :class:`HeadPoseExtractor`,
-which summarises a smoothed pose trajectory and the pupil–head correlations.
-
-Sign conventions (camera looking at the subject, image x to the right, y down):
-
-* ``yaw`` > 0: the nose points toward image right (the subject turns to their left).
-* ``pitch`` > 0: the nose points up.
-* ``roll`` > 0: the head tilts toward the subject's left shoulder (the top of the head
-  moves toward image right; clockwise as seen on screen).
-* ``tx, ty, tz``: position of the model origin (midway between the inner eye corners) in
-  camera coordinates, millimetres, assuming an outer-eye-corner distance of 90 mm and a
-  focal length equal to the frame width (about a 53 degree horizontal field of view).
-
-These match the planted-motion conventions of :mod:`cdrscreen.demo.trajectories`
-(angles decompose ``R = Rz(roll) @ Rx(-pitch) @ Ry(-yaw)``, see :func:`rotation_to_angles`).
+Per-frame pose is computed once per video inside :func:`cdrscreen.tracking.face.track_video`
+(columns ``yaw``, ``pitch``, ``roll``, ``tx``, ``ty``, ``tz``, ``pose_err``; geometry and sign
+conventions in :mod:`cdrscreen.tracking.pose`); this module summarises it in
+:class:`HeadPoseExtractor`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+from pydantic import Field
 
-from cdrscreen.features.face import TrackedExtractor
-
-#: MediaPipe face-mesh indices used for the rigid fit: forehead, nose, eye corners and
-#: cheekbones. Left out: eyelids, lips and jaw (they move when speaking or blinking) and
-#: the face outline (it slides over the head as the head turns).
-RIGID_LANDMARKS: tuple[int, ...] = (
-    1, 2, 4, 5, 6, 9, 10, 151, 168, 195, 197, 98, 327, 33, 133, 362, 263,
-    116, 345, 50, 280, 67, 297, 109, 338,
-)
-
-#: Assumed distance between the outer eye corners (landmarks 33 and 263), in mm.
-OUTER_CANTHAL_MM = 90.0
-
-#: Symmetric landmark pairs (subject's right, subject's left) defining the face's x axis.
-_PAIRS = ((33, 263), (133, 362), (234, 454), (127, 356), (116, 345), (50, 280))
-_MIRROR_PAIRS = _PAIRS + ((98, 327), (67, 297), (109, 338))
-_MIRROR = {a: b for a, b in _MIRROR_PAIRS} | {b: a for a, b in _MIRROR_PAIRS}
+from cdrscreen.core.config import StrictModel
+from cdrscreen.features.base import TrackedExtractor
 
 
-def face_frame_model(points: np.ndarray) -> np.ndarray:
-    """Express a 478x3 landmark cloud (x right, y down, z away) in the face's own frame.
-
-    The face frame has its origin midway between the inner eye corners, x toward the
-    subject's left (the mean direction of six symmetric landmark pairs), y from the top
-    of the forehead (landmark 10) toward the chin (152) made orthogonal to x, and z = x × y
-    (into the head). Units are scaled so that the outer eye corners are
-    :data:`OUTER_CANTHAL_MM` apart.
-    """
-    p = np.asarray(points, dtype=np.float64)
-    ax = np.mean([(p[b] - p[a]) / np.linalg.norm(p[b] - p[a]) for a, b in _PAIRS], axis=0)
-    ax /= np.linalg.norm(ax)
-    ay = p[152] - p[10]
-    ay -= ay.dot(ax) * ax
-    ay /= np.linalg.norm(ay)
-    az = np.cross(ax, ay)
-    origin = (p[133] + p[362]) / 2
-    model = (p - origin) @ np.stack([ax, ay, az], axis=1)
-    return model * (OUTER_CANTHAL_MM / np.linalg.norm(model[263] - model[33]))
-
-
-def build_face_model(landmark_sets: list[np.ndarray]) -> np.ndarray:
-    """Average face model (rigid landmarks only, mm) from MediaPipe landmark clouds.
-
-    Each cloud is a ``(478, 3)`` array in pixels (``z`` scaled like ``x``, as MediaPipe
-    reports it). Used to derive :data:`FACE_MODEL` from the real face photos bundled
-    with scikit-image and matplotlib; see ``docs/features-visual.md``.
-    """
-    models = [face_frame_model(p)[list(RIGID_LANDMARKS)] for p in landmark_sets]
-    m = np.mean(models, axis=0)
-    # make it exactly left-right symmetric about the midline x = 0
-    row = {k: i for i, k in enumerate(RIGID_LANDMARKS)}
-    sym = m.copy()
-    for k, i in row.items():
-        if k in _MIRROR:
-            j = row[_MIRROR[k]]
-            sym[i] = (m[i] + m[j] * np.array([-1.0, 1.0, 1.0])) / 2
-        else:
-            sym[i, 0] = 0.0
-    return sym
-
-
-#: Rigid 3-D face model in mm (rows follow :data:`RIGID_LANDMARKS`); x to the subject's
-#: left, y down, z into the head. Built with :func:`build_face_model` from MediaPipe's
-#: landmarks on ``skimage.data.astronaut()`` and matplotlib's ``grace_hopper.jpg``.
-FACE_MODEL: np.ndarray = np.array([
-    (0.0, 33.9, -40.9), (0.0, 40.5, -25.4), (0.0, 27.4, -42.4), (0.0, 19.1, -39.3),
-    (0.0, 0.1, -21.4), (0.0, -22.0, -16.7), (0.0, -48.7, -8.7), (0.0, -35.5, -13.0),
-    (0.0, -6.9, -16.4), (0.0, 12.5, -33.0), (0.0, 6.5, -27.0), (-19.4, 37.7, -17.0),
-    (19.4, 37.7, -17.0), (-45.0, -1.3, 5.3), (-17.2, 0.0, 0.0), (17.2, 0.0, 0.0),
-    (45.0, -1.3, 5.3), (-62.6, 15.6, 16.3), (62.6, 15.6, 16.3), (-49.3, 27.4, -2.8),
-    (49.3, 27.4, -2.8), (-35.5, -45.0, -1.1), (35.5, -45.0, -1.1), (-19.3, -48.0, -7.2),
-    (19.3, -48.0, -7.2),
-])
-
-
-@dataclass(frozen=True)
-class Pose:
-    """Head pose of one frame: angles in degrees, translation in mm, fit error."""
-
-    yaw: float
-    pitch: float
-    roll: float
-    tx: float
-    ty: float
-    tz: float
-    err: float
-
-
-def camera_matrix(width: int, height: int) -> np.ndarray:
-    """Pinhole camera with focal length = frame width and the principal point at the centre."""
-    f = float(width)
-    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
-
-
-def rotation_to_angles(rmat: np.ndarray) -> tuple[float, float, float]:
-    """Yaw, pitch, roll (degrees, conventions in the module docstring) of a face rotation.
-
-    ``rmat`` maps face-frame coordinates to camera coordinates (identity for a frontal
-    face). It is decomposed as ``R = Rz(roll) @ Rx(-pitch) @ Ry(-yaw)`` with the usual
-    right-handed rotations about the camera axes, the same decomposition as
-    :func:`cdrscreen.demo.rotation_matrix`, so planted and measured angles compare directly.
-    """
-    m = np.asarray(rmat, dtype=float)
-    p = np.arcsin(np.clip(m[2, 1], -1.0, 1.0))
-    y = np.arctan2(-m[2, 0], m[2, 2])
-    c = np.arctan2(-m[0, 1], m[1, 1])
-    return float(-np.degrees(y)), float(-np.degrees(p)), float(np.degrees(c))
-
-
-def solve_pose(points_px: np.ndarray, width: int, height: int) -> Pose:
-    """Head pose of one frame from its 478 landmarks (pixels) by ``cv2.solvePnP`` (SQPnP).
-
-    Returns
-    -------
-    Pose
-        ``err`` is the RMS reprojection error of the rigid landmarks divided by the
-        outer-eye-corner distance in pixels (scale free; ~0.01 for a well-tracked face).
-    """
-    import cv2
-
-    img = np.ascontiguousarray(points_px[list(RIGID_LANDMARKS), :2], dtype=np.float64)
-    cam = camera_matrix(width, height)
-    ok, rvec, tvec = cv2.solvePnP(FACE_MODEL, img, cam, None, flags=cv2.SOLVEPNP_SQPNP)
-    if not ok:
-        nan = float("nan")
-        return Pose(nan, nan, nan, nan, nan, nan, nan)
-    rvec, tvec = cv2.solvePnPRefineLM(FACE_MODEL, img, cam, None, rvec, tvec)
-    proj, _ = cv2.projectPoints(FACE_MODEL, rvec, tvec, cam, None)
-    iod = float(np.linalg.norm(points_px[263, :2] - points_px[33, :2])) or 1.0
-    err = float(np.sqrt(np.mean(np.sum((proj[:, 0, :] - img) ** 2, axis=1)))) / iod
-    rmat, _ = cv2.Rodrigues(rvec)
-    yaw, pitch, roll = rotation_to_angles(rmat)
-    t = tvec.ravel()
-    return Pose(yaw, pitch, roll, float(t[0]), float(t[1]), float(t[2]), err)
-
-
-# --- features -----------------------------------------------------------------------------
 def smooth(x: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average over ``window`` samples (odd), shrinking at the ends.
 
@@ -199,6 +54,13 @@ def correlate(a: list[np.ndarray], b: list[np.ndarray]) -> dict[str, float]:
     return out
 
 
+class HeadPoseParams(StrictModel):
+    """Settings of the ``headpose`` group (spec section ``groups.headpose``)."""
+
+    smooth_s: float = Field(0.15, ge=0, description="Width of the moving average on the pose angles, seconds.")
+    max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
+
+
 class HeadPoseExtractor(TrackedExtractor):
     """Head-pose and pupil–head correlation features (columns ``headpose__*``).
 
@@ -217,6 +79,12 @@ class HeadPoseExtractor(TrackedExtractor):
 
     Notes
     -----
+    Signals: ``frames``, the (evenly resampled) per-frame pose ``yaw``, ``pitch``, ``roll``
+    with ``success``, and the exact series the correlations use: ``piece`` (number of the
+    gap-free piece, -1 outside) and ``gaze_h``, ``gaze_v``, ``yaw_s``, ``pitch_s`` (gaps
+    interpolated, head angles smoothed; NaN outside a piece). ``corr_vel_*`` correlate their
+    differences within each piece. ``attrs["fps"]`` is the rate.
+
     Correlations pair the eye-relative pupil position with head pose on frames where
     both exist (blinks excluded): horizontal = ``gaze_h`` with ``yaw``, vertical =
     ``gaze_v`` with ``pitch``; ``pos`` uses the trajectories, ``vel`` their frame-to-frame
@@ -228,6 +96,12 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
     #: 3: variable-frame-rate tracks resampled onto even time steps.
     version: ClassVar[int] = 3
+    Params = HeadPoseParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("corr_vel_v_r", "pupil–head correlation, vertical"),
+        ("corr_vel_h_r", "pupil–head correlation, horizontal"),
+    )
 
     def __init__(
         self,
@@ -243,9 +117,10 @@ class HeadPoseExtractor(TrackedExtractor):
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
-    def features_from_track(self, track: Any) -> dict[str, Any]:
-        """Compute every ``headpose__`` feature (without prefix) from a face track."""
-        from cdrscreen.features.tracks import even_table, split_signals
+    def compute(self, track: Any) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Compute every ``headpose__`` feature (without prefix) and the ``frames`` signal of a face track."""
+        from cdrscreen.tracking.gaps import pieces_to_columns, signal_pieces, split_signals
+        from cdrscreen.tracking.resample import even_table
 
         t = even_table(track)  # variable frame rate: resampled to even steps
         fs = track.track_fps
@@ -275,7 +150,8 @@ class HeadPoseExtractor(TrackedExtractor):
         both = success & ~t["blink"].to_numpy(bool)
         sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
                "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float)}
-        pp = split_signals(sig, both, max_gap, min_len=3)
+        bounded = signal_pieces(sig, both, max_gap, min_len=3)
+        pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
         for axis, eye, head in (("h", "gaze_h", "yaw"), ("v", "gaze_v", "pitch")):
@@ -286,4 +162,12 @@ class HeadPoseExtractor(TrackedExtractor):
                     f[f"corr_{kind}_{axis}_{stat}"] = val
         f["valid"] = float(bool(pieces) and all(
             np.isfinite(f[f"corr_{k}_{a}_r"]) for k in ("pos", "vel") for a in ("h", "v")))
-        return f
+        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "yaw", "pitch"))
+        frames = pd.DataFrame({
+            "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
+            "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
+            "roll": t["roll"].to_numpy(float), "piece": laid["piece"],
+            "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
+        })
+        frames.attrs["fps"] = float(fs)
+        return f, {"frames": frames}

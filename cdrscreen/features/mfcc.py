@@ -1,4 +1,4 @@
-"""MFCC statistics with librosa: coefficients, deltas and delta-deltas, with functionals.
+"""MFCC statistics with librosa (``mfcc__*``): coefficients, deltas and delta-deltas, with functionals.
 
 Frames: 25 ms Hann window (``win_length = 0.025 * sr``) in a ``n_fft = 512`` FFT (at
 16 kHz), 10 ms hop, centred frames (librosa's default ``center=True``), ``n_mels = 40``
@@ -24,8 +24,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import Field
+
+from cdrscreen.features.audio_input import Prepared, SpeechExtractor, SpeechParams
 
 
 def ensure_numba_cache() -> str:
@@ -110,4 +114,45 @@ def mfcc_features(x: np.ndarray, sr: int, frames: np.ndarray | None, n_mfcc: int
     return dict(zip(column_names(n_mfcc), functionals(mat).tolist(), strict=True))
 
 
-__all__ = ["FUNCTIONALS", "column_names", "ensure_numba_cache", "functionals", "mfcc_features", "mfcc_matrix"]
+class MFCCParams(SpeechParams):
+    """Settings of the ``mfcc`` group (spec section ``groups.mfcc``; audio settings too)."""
+
+    n_mfcc: int = Field(13, ge=1, le=40, description="MFCC coefficients (of 40 mel bands).")
+
+
+class MFCCExtractor(SpeechExtractor):
+    """MFCC, delta and delta-delta functionals over speech frames (``mfcc__``).
+
+    Parameters
+    ----------
+    n_mfcc : int, default 13
+    **kwargs
+        See :class:`SpeechExtractor`.
+    """
+
+    name = "mfcc"
+    prefix = "mfcc"
+    Params = MFCCParams
+
+    def __init__(self, n_mfcc: int = 13, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_mfcc = n_mfcc
+
+    def feature_names(self) -> list[str]:
+        """``c01_mean`` ... ``dd13_kurtosis``."""
+        return column_names(self.n_mfcc)
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        """MFCC functionals over the VAD speech frames inside the analysed intervals."""
+        return mfcc_features(prep.x, prep.sr, prep.vad.speech, n_mfcc=self.n_mfcc)
+
+
+__all__ = [
+    "FUNCTIONALS",
+    "MFCCExtractor",
+    "column_names",
+    "ensure_numba_cache",
+    "functionals",
+    "mfcc_features",
+    "mfcc_matrix",
+]

@@ -1,6 +1,6 @@
-"""Voice activity, pauses and speech rate from an energy contour (numpy/scipy only).
+"""Pause, phonation and speech-rate measures (``timing__*``) from an energy contour (numpy/scipy only).
 
-Voice-activity detection (energy-based)
+Voice-activity detection (energy-based, :mod:`cdrscreen.features.vad`)
     Frame energy in dBFS over 25 ms windows every 10 ms (frames centred on ``t * hop``,
     zero-padded at the ends). A frame is speech when its level exceeds
     ``max(p99 - dynamic_range_db, p5 + noise_margin_db, floor_db)`` where ``p99``/``p5``
@@ -28,11 +28,21 @@ Speech-rate proxy (syllable nuclei)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
+from cdrscreen.features.audio_input import Prepared, SpeechExtractor
 from cdrscreen.features.segments import Intervals, intervals_to_mask, merge_intervals
+from cdrscreen.features.vad import (
+    VADParams,
+    VADResult,
+    detect_speech,
+    frame_level_db,
+    speech_runs_s,
+)
+from cdrscreen.features.vad import true_runs as _runs
 
 #: Names (without prefix) of the timing features, in output order.
 TIMING_FEATURES: tuple[str, ...] = (
@@ -52,104 +62,6 @@ TIMING_FEATURES: tuple[str, ...] = (
     "speech_rate_syl_per_s",
     "articulation_rate_syl_per_s",
 )
-
-
-@dataclass(frozen=True)
-class VADParams:
-    """Parameters of :func:`detect_speech` (defaults suit 16 kHz interview audio)."""
-
-    frame_s: float = 0.025
-    hop_s: float = 0.010
-    dynamic_range_db: float = 30.0
-    noise_margin_db: float = 6.0
-    floor_db: float = -70.0
-    min_dynamic_db: float = 15.0
-    min_speech_s: float = 0.05
-    min_pause_s: float = 0.25
-
-
-@dataclass(frozen=True)
-class VADResult:
-    """Frame-level voice activity.
-
-    Attributes
-    ----------
-    times : ndarray
-        Frame centres in seconds (``i * hop / sr``).
-    level_db : ndarray
-        Frame energy in dBFS.
-    speech : ndarray of bool
-        Smoothed speech mask (restricted to the analysed intervals).
-    threshold_db : float
-    hop_s, frame_s : float
-    """
-
-    times: np.ndarray
-    level_db: np.ndarray
-    speech: np.ndarray
-    threshold_db: float
-    hop_s: float
-    frame_s: float
-
-
-def frame_level_db(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
-    """Mean-square energy (dBFS) of centred frames ``i * hop``; ``1 + len(x) // hop`` frames."""
-    x = np.asarray(x, dtype=np.float64)
-    n_frames = 1 + len(x) // hop
-    pad = frame // 2
-    sq = np.concatenate([np.zeros(pad + 1), x * x, np.zeros(frame)])
-    cs = np.cumsum(sq)
-    starts = np.arange(n_frames) * hop
-    energy = (cs[starts + frame] - cs[starts]) / frame
-    return 10.0 * np.log10(energy + 1e-12)
-
-
-def _runs(mask: np.ndarray) -> np.ndarray:
-    """``(start, stop)`` frame indices (stop exclusive) of the True runs of ``mask``."""
-    m = np.concatenate([[False], mask.astype(bool), [False]])
-    d = np.diff(m.astype(np.int8))
-    return np.stack([np.flatnonzero(d == 1), np.flatnonzero(d == -1)], axis=1)
-
-
-def detect_speech(
-    x: np.ndarray, sr: int, intervals: Intervals | None = None, params: VADParams | None = None
-) -> VADResult:
-    """Energy-based voice-activity detection (see the module docstring).
-
-    Parameters
-    ----------
-    x : ndarray
-        Mono signal.
-    sr : int
-        Sample rate.
-    intervals : (n, 2) array, optional
-        Analysed time intervals in seconds (e.g. the patient's turns); frames outside
-        are never speech. ``None`` analyses the whole signal.
-    params : VADParams, optional
-    """
-    p = params or VADParams()
-    frame, hop = max(1, round(p.frame_s * sr)), max(1, round(p.hop_s * sr))
-    level = frame_level_db(x, frame, hop)
-    times = np.arange(level.size) * hop / sr
-    inside = np.ones(level.size, bool) if intervals is None else intervals_to_mask(intervals, times)
-    if not inside.any():
-        return VADResult(times, level, np.zeros(level.size, bool), np.inf, hop / sr, frame / sr)
-    p99, p5 = np.percentile(level[inside], [99, 5])
-    if p99 - p5 < p.min_dynamic_db:
-        return VADResult(times, level, np.zeros(level.size, bool), float(p99), hop / sr, frame / sr)
-    thr = max(p99 - p.dynamic_range_db, min(p5 + p.noise_margin_db, p99 - 10.0), p.floor_db)
-    raw = (level > thr) & inside
-    speech = raw.copy()
-    for s, e in _runs(raw):
-        if (e - s) * hop / sr < p.min_speech_s:
-            speech[s:e] = False
-    # bridge short gaps between speech runs, never across an interval boundary
-    runs = _runs(speech)
-    for (_, e0), (s1, _) in zip(runs[:-1], runs[1:], strict=False):
-        gap = (s1 - e0 - 1) * hop / sr + frame / sr
-        if gap < p.min_pause_s and inside[e0:s1].all():
-            speech[e0:s1] = True
-    return VADResult(times, level, speech, float(thr), hop / sr, frame / sr)
 
 
 def pauses(vad: VADResult, intervals: Intervals | None, min_pause_s: float) -> np.ndarray:
@@ -219,15 +131,6 @@ def syllable_nuclei(
     return vad.times[np.asarray(keep, dtype=int)]
 
 
-def speech_runs_s(vad: VADResult) -> np.ndarray:
-    """Durations (s) of the speech runs: ``m`` frames last ``m * hop - (frame - hop)``."""
-    runs = _runs(vad.speech)
-    if not len(runs):
-        return np.zeros(0)
-    d = (runs[:, 1] - runs[:, 0]) * vad.hop_s - (vad.frame_s - vad.hop_s)
-    return np.clip(d, vad.hop_s, None)
-
-
 def timing_features(
     x: np.ndarray,
     sr: int,
@@ -283,8 +186,57 @@ def timing_features(
     return f, vad
 
 
+class TimingExtractor(SpeechExtractor):
+    """Pause, phonation and speech-rate measures (``timing__``).
+
+    Signals: ``segments``, indexed by ``(file, start, end)`` (seconds) with a ``kind``
+    column: ``recording`` (the whole audio), ``analysed`` (the patient's turns, when a
+    segments file is given), ``speech`` (the detected speech runs) and ``pause`` (exactly
+    the pauses the features count); ``frames``, the detector's 10 ms frames indexed by
+    ``(file, frame, time)``: ``level_db``, ``speech`` and ``analysed``.
+    """
+
+    name = "timing"
+    prefix = "timing"
+    signal_names: ClassVar[tuple[str, ...]] = ("segments", "frames")
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("pause_rate_per_min", "pauses per minute"),
+        ("pause_mean_s", "mean pause (s)"),
+        ("speech_rate_syl_per_s", "speech rate (syllables/s)"),
+        ("speech_to_pause_ratio", "speech-to-pause ratio"),
+    )
+
+    def feature_names(self) -> list[str]:
+        """:data:`TIMING_FEATURES`."""
+        return list(TIMING_FEATURES)
+
+    def compute(self, prep: Prepared) -> dict[str, float]:
+        """Compute timing features from the prepared signal's VAD."""
+        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, VADParams(), vad=prep.vad)
+        return feats
+
+    def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
+        """Speech, pause and analysed intervals, and the detector's frame levels."""
+        vad = prep.vad
+        rows = [("recording", 0.0, len(prep.x) / prep.sr)]
+        if prep.intervals is not None:
+            rows += [("analysed", float(a), float(b)) for a, b in prep.intervals]
+        rows += [("speech", float(vad.times[a]), float(vad.times[b - 1] + vad.hop_s)) for a, b in _runs(vad.speech)]
+        rows += [("pause", float(a), float(b))
+                 for a, b in pause_intervals(vad, prep.intervals, VADParams().min_pause_s)]
+        seg = pd.DataFrame(rows, columns=["kind", "start", "end"])
+        seg.insert(0, "file", file)
+        inside = (np.ones(vad.times.size, bool) if prep.intervals is None
+                  else intervals_to_mask(prep.intervals, vad.times))
+        frames = pd.DataFrame({"file": file, "frame": np.arange(vad.times.size), "time": vad.times,
+                               "level_db": vad.level_db, "speech": vad.speech, "analysed": inside})
+        return {"segments": seg.set_index(["file", "start", "end"]),
+                "frames": frames.set_index(["file", "frame", "time"])}
+
+
 __all__ = [
     "TIMING_FEATURES",
+    "TimingExtractor",
     "VADParams",
     "VADResult",
     "detect_speech",

@@ -1,4 +1,10 @@
-"""Gap handling for per-frame signals: interpolate short gaps, split at long ones."""
+"""Even-time resampling of per-frame tracks (variable-frame-rate videos).
+
+Velocities, STFTs and smoothing windows count samples, so they need evenly spaced
+samples; the frames of a variable-frame-rate video are not. :func:`even_table` returns a
+face track's table unchanged for a constant frame rate (also with a stride) and resampled
+onto even steps at the average rate otherwise.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-
-def segments(usable: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
-    """Return runs of usable samples joined across gaps of at most ``max_gap`` samples.
-
-    Parameters
-    ----------
-    usable : bool array
-    max_gap : int
-        Longest run of unusable samples that is bridged (by interpolation) rather than
-        splitting the signal.
-
-    Returns
-    -------
-    list of (start, stop)
-        Half-open index ranges; each starts and ends on a usable sample.
-    """
-    idx = np.flatnonzero(np.asarray(usable, bool))
-    if idx.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(idx) > max_gap + 1)
-    starts = np.r_[idx[0], idx[breaks + 1]]
-    stops = np.r_[idx[breaks], idx[-1]] + 1
-    return list(zip(starts.tolist(), stops.tolist(), strict=True))
-
-
-def fill_segment(values: np.ndarray, usable: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """``values[start:stop]`` with unusable samples linearly interpolated (1-D)."""
-    v = np.asarray(values[start:stop], float).copy()
-    ok = np.asarray(usable[start:stop], bool) & np.isfinite(v)
-    if not ok.all():
-        x = np.arange(v.size)
-        v[~ok] = np.interp(x[~ok], x[ok], v[ok])
-    return v
-
-
-def split_signals(
-    columns: dict[str, np.ndarray], usable: np.ndarray, max_gap: int, min_len: int = 2
-) -> list[dict[str, np.ndarray]]:
-    """Cut several aligned signals into gap-free pieces (short gaps interpolated).
-
-    A sample is usable when ``usable`` is true and every column is finite there.
-    Pieces shorter than ``min_len`` samples are dropped.
-    """
-    ok = np.asarray(usable, bool).copy()
-    for v in columns.values():
-        ok &= np.isfinite(np.asarray(v, float))
-    out = []
-    for a, b in segments(ok, max_gap):
-        if b - a >= min_len:
-            out.append({k: fill_segment(v, ok, a, b) for k, v in columns.items()})
-    return out
 
 
 def is_regular(times: np.ndarray, step: float, tol: float = 0.25) -> bool:

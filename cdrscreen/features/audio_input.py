@@ -1,6 +1,8 @@
-"""Speech feature extractors: MFCC statistics, GeMAPS, eGeMAPS and timing measures.
+"""Shared audio preparation of the speech groups (``mfcc``, ``gemaps``, ``egemaps``, ``timing``).
 
-Every extractor follows the same steps (details in ``docs/features-speech.md``):
+:class:`SpeechExtractor` is the base of the speech extractors (one module per group:
+:mod:`~cdrscreen.features.mfcc`, :mod:`~cdrscreen.features.gemaps`,
+:mod:`~cdrscreen.features.timing`). Every speech extractor follows the same steps (details in ``docs/features-speech.md``):
 
 1. load the recording's audio (:func:`cdrscreen.media.audio.load_audio`: mono, ``sr``
    = 16 kHz by default) or take a signal given to :meth:`SpeechExtractor.process_signal`;
@@ -9,7 +11,7 @@ Every extractor follows the same steps (details in ``docs/features-speech.md``):
 3. choose the analysed time: the patient's segments when a speaker-segments file (RTTM
    or CSV) is given (label ``patient``, time overlapped by other speakers removed),
    otherwise the whole recording;
-4. detect speech (energy VAD, :mod:`cdrscreen.features.timing`) inside that time;
+4. detect speech (energy VAD, :mod:`cdrscreen.features.vad`) inside that time;
 5. if at least ``min_speech_s`` of speech was found, compute the group's features;
    otherwise every feature is NaN and ``quality_ok`` is 0.
 
@@ -28,17 +30,18 @@ resampled to ``sr``, so its features are computed but ``quality_ok`` is 0). Drop
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import InputError
 from cdrscreen.features.base import Extractor
-from cdrscreen.features.mfcc import ensure_numba_cache
 from cdrscreen.features.segments import (
     DEFAULT_PATIENT,
     Intervals,
@@ -46,18 +49,9 @@ from cdrscreen.features.segments import (
     patient_intervals,
     read_segments,
 )
-from cdrscreen.features.timing import (
-    TIMING_FEATURES,
-    VADParams,
-    VADResult,
-    detect_speech,
-    speech_runs_s,
-    timing_features,
-)
+from cdrscreen.features.vad import VADParams, VADResult, detect_speech, speech_runs_s
 from cdrscreen.media.audio import DEFAULT_SR, load_audio, resample
 from cdrscreen.study import Recording
-
-ensure_numba_cache()  # before anything imports librosa
 
 #: Quality columns (without prefix) every speech extractor adds to its row.
 QUALITY_COLUMNS: tuple[str, ...] = (
@@ -113,6 +107,18 @@ class Prepared:
         return np.concatenate(parts) if parts else self.x[:0]
 
 
+class SpeechParams(StrictModel):
+    """Audio settings every speech group takes (spec section ``audio``, or per group)."""
+
+    sr: int = Field(DEFAULT_SR, ge=1000, description="Sample rate every feature is computed at.")
+    patient: str = Field(DEFAULT_PATIENT, description="Speaker label of the patient in segments files.")
+    exclude_overlap: bool = Field(True, description="Drop time where another speaker overlaps the patient.")
+    max_gap_s: float = Field(float("inf"), ge=0, description="Silence within the patient's turn, at most this long.")
+    min_speech_s: float = Field(1.0, ge=0, description="Less detected speech gives NaN features.")
+    max_clipped: float = Field(0.01, ge=0, le=1, description="Clipped fraction above this sets quality_ok = 0.")
+    dc_threshold: float = Field(1e-3, ge=0, description="A DC offset larger than this is subtracted.")
+
+
 class SpeechExtractor(Extractor):
     """Common behaviour of the speech extractors (not registered itself).
 
@@ -139,6 +145,8 @@ class SpeechExtractor(Extractor):
     prefix: ClassVar[str]
     #: 2: ``source_sr`` quality column; band-limited audio sets ``quality_ok = 0``.
     version: ClassVar[int] = 2
+    Params: ClassVar[type[StrictModel]] = SpeechParams
+    shared: ClassVar[str | None] = "audio"
 
     def __init__(
         self,
@@ -168,6 +176,10 @@ class SpeechExtractor(Extractor):
         """Compute the group's features of a prepared signal (enough speech guaranteed)."""
         raise NotImplementedError
 
+    def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
+        """Return the signals of a prepared signal, indexed by ``(file, frame, time)`` or ``(file, start, end)`` (default: none)."""
+        return {}
+
     # -- contract ------------------------------------------------------------------
     def inputs(self, rec: Recording) -> list[Path | None]:
         """Return the audio source and the speaker-segments file (both are in the cache key)."""
@@ -178,6 +190,19 @@ class SpeechExtractor(Extractor):
         if rec.audio_source is None:
             raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
         return self.process_file(rec.audio_source, segments=rec.segments)
+
+    def process_recording_with_signals(self, rec: Recording) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        """Row and signals of a manifest row (see :meth:`process_recording`)."""
+        from cdrscreen.media.audio import probe_audio
+
+        if rec.audio_source is None:
+            raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
+        path = rec.audio_source
+        x, sr = load_audio(path, self.sr)
+        native = probe_audio(path).sample_rate or sr
+        segs = read_segments(rec.segments) if rec.segments is not None else None
+        row, prep = self._analyse(x, sr, segs, file=str(path), segments_source=rec.segments, source_sr=native)
+        return row, self.signals_from_prepared(prep, str(path))
 
     def process_file(self, path: str | os.PathLike[str], segments: Segments = None, **_: Any) -> pd.DataFrame:
         """Features of a video's audio track or an audio file.
@@ -229,7 +254,16 @@ class SpeechExtractor(Extractor):
         """
         if isinstance(segments, str | os.PathLike):
             _segments_source, segments = segments, read_segments(segments)
-        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source)
+        return self._analyse(signal, sr, segments, file=file, segments_source=_segments_source,
+                             source_sr=_source_sr)[0]
+
+    def _analyse(
+        self, signal: np.ndarray, sr: int, segments: Segments, *, file: str,
+        segments_source: str | os.PathLike[str] | None, source_sr: int | None,
+    ) -> tuple[pd.DataFrame, Prepared]:
+        """Return the row of :meth:`process_signal` and the prepared signal it was computed from."""
+        _source_sr = source_sr
+        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=segments_source)
         names = self.feature_names()
         if prep.speech_seconds >= self.min_speech_s:
             values = self.compute(prep)
@@ -248,7 +282,7 @@ class SpeechExtractor(Extractor):
             "source_sr": float(source_sr),
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
-        return pd.DataFrame([row], index=pd.Index([file], name="file"))
+        return pd.DataFrame([row], index=pd.Index([file], name="file")), prep
 
     # -- shared preparation -------------------------------------------------------------
     def prepare(
@@ -296,100 +330,12 @@ class SpeechExtractor(Extractor):
         return iv[iv[:, 1] > iv[:, 0]]
 
 
-class MFCCExtractor(SpeechExtractor):
-    """MFCC, delta and delta-delta functionals over speech frames (``mfcc__``).
-
-    Parameters
-    ----------
-    n_mfcc : int, default 13
-    **kwargs
-        See :class:`SpeechExtractor`.
-    """
-
-    name = "mfcc"
-    prefix = "mfcc"
-
-    def __init__(self, n_mfcc: int = 13, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.n_mfcc = n_mfcc
-
-    def feature_names(self) -> list[str]:
-        """``c01_mean`` ... ``dd13_kurtosis``."""
-        from cdrscreen.features.mfcc import column_names
-
-        return column_names(self.n_mfcc)
-
-    def compute(self, prep: Prepared) -> dict[str, float]:
-        """MFCC functionals over the VAD speech frames inside the analysed intervals."""
-        from cdrscreen.features.mfcc import mfcc_features
-
-        return mfcc_features(prep.x, prep.sr, prep.vad.speech, n_mfcc=self.n_mfcc)
-
-
-class _OpenSmileExtractor(SpeechExtractor):
-    group: ClassVar[str]
-
-    def feature_names(self) -> list[str]:
-        from cdrscreen.features.gemaps import feature_names
-
-        return feature_names(self.group)
-
-    def compute(self, prep: Prepared) -> dict[str, float]:
-        from cdrscreen.features.gemaps import gemaps_features
-
-        return gemaps_features(prep.analysed_signal(), prep.sr, self.group)
-
-
-class GeMAPSExtractor(_OpenSmileExtractor):
-    """openSMILE GeMAPSv01b functionals, 62 features (``gemaps__``).
-
-    The whole recording, or the patient's segments concatenated, is passed to openSMILE.
-    """
-
-    name = "gemaps"
-    prefix = "gemaps"
-    group = "gemaps"
-
-
-class EGeMAPSExtractor(_OpenSmileExtractor):
-    """openSMILE eGeMAPSv02 functionals, 88 features (``egemaps__``)."""
-
-    name = "egemaps"
-    prefix = "egemaps"
-    group = "egemaps"
-
-
-class TimingExtractor(SpeechExtractor):
-    """Pause, phonation and speech-rate measures (``timing__``)."""
-
-    name = "timing"
-    prefix = "timing"
-
-    def feature_names(self) -> list[str]:
-        """:data:`cdrscreen.features.timing.TIMING_FEATURES`."""
-        return list(TIMING_FEATURES)
-
-    def compute(self, prep: Prepared) -> dict[str, float]:
-        """Compute timing features from the prepared signal's VAD."""
-        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, VADParams(), vad=prep.vad)
-        return feats
-
-
-def speech_extractors(names: Iterable[str] = ("mfcc", "gemaps", "egemaps", "timing"), **params: Any) -> list[SpeechExtractor]:
-    """Instantiate several speech extractors with shared parameters."""
-    classes = {c.name: c for c in (MFCCExtractor, GeMAPSExtractor, EGeMAPSExtractor, TimingExtractor)}
-    return [classes[n](**params) for n in names]
-
-
 __all__ = [
     "QUALITY_COLUMNS",
-    "EGeMAPSExtractor",
-    "GeMAPSExtractor",
-    "MFCCExtractor",
     "Prepared",
+    "Segments",
     "SpeechExtractor",
-    "TimingExtractor",
+    "SpeechParams",
     "clipped_fraction",
     "feature_columns",
-    "speech_extractors",
 ]

@@ -35,7 +35,7 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
     Eye aspect ratio (six-point, Soukupová & Čech 2016) per eye and mean; ``blink`` is
     ``ear < blink_ratio * median(ear)`` over the video's tracked frames.
 ``yaw, pitch, roll, tx, ty, tz, pose_err``
-    Head pose, see :mod:`cdrscreen.features.headpose` for conventions.
+    Head pose, see :mod:`cdrscreen.tracking.pose` for conventions.
 
 Several faces in view: tracking starts with a one-face mesh (fast: MediaPipe's detector
 then runs only when the face is lost). A face-detector check every ``verify_every``
@@ -60,9 +60,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdrscreen.core.native import quiet_native_stderr
 from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.core.errors import MissingDependencyError
+from cdrscreen.core.native import quiet_native_stderr
+from cdrscreen.tracking.pose import solve_pose
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
 TRACK_VERSION = 3  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
@@ -178,8 +179,6 @@ def _eye_relative(p: np.ndarray, corners: tuple[int, int], iris: int) -> tuple[f
 
 def frame_features(p: np.ndarray, width: int, height: int) -> dict[str, float]:
     """Per-frame columns (all but frame/time/success/n_faces/blink) from 478 landmarks."""
-    from cdrscreen.features.headpose import solve_pose
-
     out: dict[str, float] = {}
     lo, hi = p[:, :2].min(axis=0), p[:, :2].max(axis=0)
     out.update(face_x=lo[0], face_y=lo[1], face_w=hi[0] - lo[0], face_h=hi[1] - lo[1])
@@ -484,53 +483,3 @@ def load_track(
     """
     return track_video(path, stride=stride, cache=cache if cache is not None else default_cache_dir(),
                        **config)
-
-
-# --- shared base of the visual extractors ----------------------------------------------
-from cdrscreen.features.base import Extractor  # noqa: E402
-
-
-class TrackedExtractor(Extractor):
-    """Base of extractors computed from a :class:`FaceTrack` (``pupil``, ``headpose``).
-
-    Subclasses implement :meth:`features_from_track`. ``stride`` and ``max_faces`` select
-    the shared track; ``cache_dir`` is where tracks are cached (not part of the
-    configuration: moving the cache does not change results).
-    """
-
-    stride: int
-    max_faces: int
-    cache_dir: str | os.PathLike[str] | None
-
-    def get_config(self) -> dict[str, Any]:
-        """Parameters that change the output (everything but ``cache_dir``)."""
-        cfg = super().get_config()
-        cfg.pop("cache_dir", None)
-        cfg["__track_version__"] = TRACK_VERSION
-        return cfg
-
-    def track(self, path: str | os.PathLike[str]) -> FaceTrack:
-        """Return the shared per-frame track of ``path`` (cached in ``cache_dir`` if set)."""
-        return track_video(path, stride=self.stride, max_faces=self.max_faces, cache=self.cache_dir)
-
-    def features_from_track(self, track: FaceTrack) -> dict[str, float]:
-        """Feature values (without prefix) of one track."""
-        raise NotImplementedError
-
-    def process_file(self, path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
-        """One-row DataFrame indexed by ``file`` with ``<prefix>__`` columns."""
-        feats = self.features_from_track(self.track(path))
-        row = {f"{self.prefix}__{k}": float(v) for k, v in feats.items()}
-        return pd.DataFrame([row], index=pd.Index([str(path)], name="file"))
-
-    def process_study(self, study: Any, **kwargs: Any) -> pd.DataFrame:
-        """Run over a study (a :class:`~cdrscreen.study.Study` or a manifest path).
-
-        Keyword arguments go to :meth:`Extractor.process_study` (``cache``, ``n_jobs``,
-        ``progress``). For several groups at once use :func:`cdrscreen.extract.extract_study`.
-        """
-        if isinstance(study, str | os.PathLike):
-            from cdrscreen.study import Study
-
-            study = Study.from_file(study)
-        return super().process_study(study, **kwargs)

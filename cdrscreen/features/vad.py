@@ -1,0 +1,130 @@
+"""Energy-based voice-activity detection shared by every speech group (numpy only).
+
+Frame energy in dBFS over 25 ms windows every 10 ms (frames centred on ``t * hop``,
+zero-padded at the ends). A frame is speech when its level exceeds
+``max(p99 - dynamic_range_db, p5 + noise_margin_db, floor_db)`` where ``p99``/``p5``
+are percentiles of the frame levels inside the analysed intervals (the noise-floor
+term is capped at ``p99 - 10 dB``). A signal whose level hardly varies
+(``p99 - p5 < min_dynamic_db``, 15 dB: stationary noise, a hum, a tone) is taken to
+contain no speech, since speech always alternates syllables and gaps. Speech runs shorter
+than ``min_speech_s`` are dropped (clicks), then silent gaps shorter than ``min_pause_s``
+are bridged (stop closures, inter-word gaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cdrscreen.features.segments import Intervals, intervals_to_mask
+
+
+@dataclass(frozen=True)
+class VADParams:
+    """Parameters of :func:`detect_speech` (defaults suit 16 kHz interview audio)."""
+
+    frame_s: float = 0.025
+    hop_s: float = 0.010
+    dynamic_range_db: float = 30.0
+    noise_margin_db: float = 6.0
+    floor_db: float = -70.0
+    min_dynamic_db: float = 15.0
+    min_speech_s: float = 0.05
+    min_pause_s: float = 0.25
+
+
+@dataclass(frozen=True)
+class VADResult:
+    """Frame-level voice activity.
+
+    Attributes
+    ----------
+    times : ndarray
+        Frame centres in seconds (``i * hop / sr``).
+    level_db : ndarray
+        Frame energy in dBFS.
+    speech : ndarray of bool
+        Smoothed speech mask (restricted to the analysed intervals).
+    threshold_db : float
+    hop_s, frame_s : float
+    """
+
+    times: np.ndarray
+    level_db: np.ndarray
+    speech: np.ndarray
+    threshold_db: float
+    hop_s: float
+    frame_s: float
+
+
+def frame_level_db(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """Mean-square energy (dBFS) of centred frames ``i * hop``; ``1 + len(x) // hop`` frames."""
+    x = np.asarray(x, dtype=np.float64)
+    n_frames = 1 + len(x) // hop
+    pad = frame // 2
+    sq = np.concatenate([np.zeros(pad + 1), x * x, np.zeros(frame)])
+    cs = np.cumsum(sq)
+    starts = np.arange(n_frames) * hop
+    energy = (cs[starts + frame] - cs[starts]) / frame
+    return 10.0 * np.log10(energy + 1e-12)
+
+
+def true_runs(mask: np.ndarray) -> np.ndarray:
+    """``(start, stop)`` frame indices (stop exclusive) of the True runs of ``mask``."""
+    m = np.concatenate([[False], mask.astype(bool), [False]])
+    d = np.diff(m.astype(np.int8))
+    return np.stack([np.flatnonzero(d == 1), np.flatnonzero(d == -1)], axis=1)
+
+
+def detect_speech(
+    x: np.ndarray, sr: int, intervals: Intervals | None = None, params: VADParams | None = None
+) -> VADResult:
+    """Energy-based voice-activity detection (see the module docstring).
+
+    Parameters
+    ----------
+    x : ndarray
+        Mono signal.
+    sr : int
+        Sample rate.
+    intervals : (n, 2) array, optional
+        Analysed time intervals in seconds (e.g. the patient's turns); frames outside
+        are never speech. ``None`` analyses the whole signal.
+    params : VADParams, optional
+    """
+    p = params or VADParams()
+    frame, hop = max(1, round(p.frame_s * sr)), max(1, round(p.hop_s * sr))
+    level = frame_level_db(x, frame, hop)
+    times = np.arange(level.size) * hop / sr
+    inside = np.ones(level.size, bool) if intervals is None else intervals_to_mask(intervals, times)
+    if not inside.any():
+        return VADResult(times, level, np.zeros(level.size, bool), np.inf, hop / sr, frame / sr)
+    p99, p5 = np.percentile(level[inside], [99, 5])
+    if p99 - p5 < p.min_dynamic_db:
+        return VADResult(times, level, np.zeros(level.size, bool), float(p99), hop / sr, frame / sr)
+    thr = max(p99 - p.dynamic_range_db, min(p5 + p.noise_margin_db, p99 - 10.0), p.floor_db)
+    raw = (level > thr) & inside
+    speech = raw.copy()
+    for s, e in true_runs(raw):
+        if (e - s) * hop / sr < p.min_speech_s:
+            speech[s:e] = False
+    # bridge short gaps between speech runs, never across an interval boundary
+    runs = true_runs(speech)
+    for (_, e0), (s1, _) in zip(runs[:-1], runs[1:], strict=False):
+        gap = (s1 - e0 - 1) * hop / sr + frame / sr
+        if gap < p.min_pause_s and inside[e0:s1].all():
+            speech[e0:s1] = True
+    return VADResult(times, level, speech, float(thr), hop / sr, frame / sr)
+
+
+def speech_runs_s(vad: VADResult) -> np.ndarray:
+    """Durations (s) of the speech runs: ``m`` frames last ``m * hop - (frame - hop)``."""
+    runs = true_runs(vad.speech)
+    if not len(runs):
+        return np.zeros(0)
+    d = (runs[:, 1] - runs[:, 0]) * vad.hop_s - (vad.frame_s - vad.hop_s)
+    return np.clip(d, vad.hop_s, None)
+
+
+__all__ = ["VADParams", "VADResult", "detect_speech", "frame_level_db", "speech_runs_s", "true_runs"]
