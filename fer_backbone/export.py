@@ -102,7 +102,8 @@ def export_onnx(task: Task, out_path: str | Path, *, input_size: int, mean: tupl
     x = torch.rand(2, 3, input_size, input_size)
     with torch.no_grad():
         d = int(emb(x)[0].shape[1])
-    fields = {"name": str((extra or {}).get("protocol") or "fer_backbone"), "domain": infer_domain(list(class_names)),
+    ex = extra or {}
+    fields = {"name": str(ex.get("recipe") or ex.get("protocol") or "fer_backbone"), "domain": infer_domain(list(class_names)),
               "crop": DEFAULT_TEMPLATE.model_dump(), "input_colour": "rgb",
               "embedding": "pooled backbone feature (input of the classifier)", **(contract or {})}
     meta = validate(EmbedderMeta, {**fields, "input_size": int(input_size), "mean": list(mean), "std": list(std),
@@ -140,7 +141,9 @@ def run_contract(run: str | Path, crop_file: str | Path | None = None) -> dict[s
     if info.is_file():
         import json
 
-        fmt = json.loads(info.read_text()).get("protocol", {}).get("data", {}).get("format")
+        run_info = json.loads(info.read_text())
+        recipe = run_info.get("recipe", run_info.get("protocol")) or {}
+        fmt = (recipe.get("data") or {}).get("format")
     return {"crop": (ImageCrop() if fmt == "digits" else DEFAULT_TEMPLATE).model_dump()}
 
 

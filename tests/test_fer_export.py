@@ -67,7 +67,7 @@ def test_cli_train_evaluate_export(tmp_path, capsys):
     run = tmp_path / "run"
     sets = ["--set", f"model.backbone={TINY_BACKBONE}", "--set", "data.train_limit=160",
             "--set", "train.epochs=1", "--set", "train.threads=1"]
-    out = subprocess.run([sys.executable, "-m", "fer_backbone", "train", "protocols/fer_scn_digits.yaml",
+    out = subprocess.run([sys.executable, "-m", "fer_backbone", "train", "recipes/fer_scn_digits.yaml",
                           "--out", str(run), *sets], cwd=REPO, capture_output=True, text=True, check=True)
     trained = json.loads(out.stdout.strip().splitlines()[-1])
     assert trained["best_epoch"] == 1 and 0 <= trained["test_accuracy"] <= 1

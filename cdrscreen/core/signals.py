@@ -81,12 +81,14 @@ def read_signal(path: str | os.PathLike[str], config_sha: str | None = None) -> 
     InputError
         The file exists but is not a readable signal table (one line naming it).
     """
+    import pyarrow as pa
+
     path = Path(path)
     if not path.is_file():
         return None
     try:
         df = pd.read_parquet(path)
-    except (OSError, ValueError) as err:  # pyarrow's errors derive from these
+    except (OSError, ValueError, pa.ArrowException) as err:  # what pyarrow raises for a bad file
         raise InputError(path, f"cannot be read as a signal table ({type(err).__name__})") from None
     check_signal(df, str(path))
     if config_sha is not None and df.attrs.get("config_sha") != config_sha:

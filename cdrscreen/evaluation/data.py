@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.core.io import file_sha256
 from cdrscreen.core.errors import ConfigError, InputError
+from cdrscreen.core.io import file_sha256
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.features.quality import split_quality
 

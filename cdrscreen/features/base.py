@@ -259,16 +259,17 @@ def _with_file(df: pd.DataFrame, file: str) -> pd.DataFrame:
 
 
 def run_one(extractor: Extractor, rec: Recording, cache: FeatureCache | None,
-            signals_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+            signals_dir: str | os.PathLike[str] | None = None, keep_signals: bool = False) -> pd.DataFrame:
     """One extractor on one recording: the cached row if present, else computed and cached.
 
-    With ``signals_dir`` the extractor's signals are written there too (and kept in the
-    cache next to the row, so a cached row comes with its signals).
+    With ``signals_dir`` the extractor's signals are written there too; with it or
+    ``keep_signals`` they are kept in the cache next to the row, so a cached row comes with
+    its signals.
 
     Returns a one-row DataFrame indexed by ``(subject, session, file)``.
     """
     key = None
-    want = signals_dir is not None and bool(extractor.signal_names)
+    want = (signals_dir is not None or keep_signals) and bool(extractor.signal_names)
     if cache is not None:
         key = cache.key(extractor.name, extractor.get_config(), extractor.inputs(rec))
         hit = cache.load(extractor.name, key)
@@ -284,8 +285,8 @@ def run_one(extractor: Extractor, rec: Recording, cache: FeatureCache | None,
             # the entry is keyed by content: it may have been computed for a moved, renamed
             # or byte-identical file, so it gets this recording's index
             hit.index = _index_for(rec)
-            if want:
-                _write_signals(extractor, rec, cached_sig, Path(signals_dir))  # type: ignore[arg-type]
+            if signals_dir is not None:
+                _write_signals(extractor, rec, cached_sig, Path(signals_dir))
             return hit
     if want:
         df, sig = extractor.process_recording_with_signals(rec)
@@ -304,8 +305,8 @@ def run_one(extractor: Extractor, rec: Recording, cache: FeatureCache | None,
         raise CdrscreenError(f"extractor '{extractor.name}' produced unprefixed columns {bad[:3]}")
     df = df.reset_index(drop=True)
     df.index = _index_for(rec)
-    if want:
-        _write_signals(extractor, rec, sig, Path(signals_dir))  # type: ignore[arg-type]
+    if signals_dir is not None:
+        _write_signals(extractor, rec, sig, Path(signals_dir))
     if cache is not None and key is not None:
         for name, v in sig.items():  # signals first: the row's presence marks a complete entry
             cache.save(_signal_cache_name(extractor, name), key, v)
@@ -318,7 +319,7 @@ TaskResult = tuple[list[pd.DataFrame] | None, int, str | None]
 
 
 def _recording_task(extractors: Sequence[Extractor], rec: Recording, cache: FeatureCache | None,
-                    signals_dir: Path | None = None) -> TaskResult:
+                    signals_dir: Path | None = None, keep_signals: bool = False) -> TaskResult:
     """Run every extractor on one recording; returns (frames, n computed, error line)."""
     computed = 0
     dfs = []
@@ -326,7 +327,7 @@ def _recording_task(extractors: Sequence[Extractor], rec: Recording, cache: Feat
         for ex in extractors:
             if cache is None or not cache.path_for(ex.name, cache.key(ex.name, ex.get_config(), ex.inputs(rec))).exists():
                 computed += 1
-            dfs.append(run_one(ex, rec, cache, signals_dir))
+            dfs.append(run_one(ex, rec, cache, signals_dir, keep_signals))
     except CdrscreenError as err:  # sent back as text: custom exceptions may not unpickle
         return None, computed, str(err)
     except OSError as err:  # e.g. a media file deleted or unreadable since the manifest check
@@ -346,15 +347,18 @@ def _worker_task(*args: Any) -> TaskResult:
 
 def _run_on_cluster(
     sched: Any, extractors: Sequence[Extractor], recs: Sequence[Recording], cache: FeatureCache,
-    *, progress: bool, signals_dir: Path | None = None,
+    *, progress: bool, keep_signals: bool = False,
 ) -> list[TaskResult]:
-    """One :func:`_worker_task` per recording on a Dask cluster; results in ``recs`` order."""
+    """One :func:`_worker_task` per recording on a Dask cluster; results in ``recs`` order.
+
+    Workers keep signals in the (shared, checked) cache only; the client copies them out.
+    """
     from cdrscreen.cluster import check_shared_folder, open_client, run_tasks
 
     with open_client(sched) as client:
         check_shared_folder(client, cache.root)
         return run_tasks(
-            client, _worker_task, [(extractors, r, cache, signals_dir) for r in recs],
+            client, _worker_task, [(extractors, r, cache, None, keep_signals) for r in recs],
             labels=[str(r.media) for r in recs], progress=progress,
             on_lost=lambda why: (None, 0, why),
         )
@@ -444,12 +448,16 @@ def run_study(
     if isinstance(cache, str | os.PathLike):
         cache = FeatureCache(cache)
     sig_dir = Path(signals_dir) if signals_dir is not None else None
-    if sig_dir is not None and sched is not None:
-        sig_dir = sig_dir.resolve()  # workers have their own working directory
 
     if sched is not None:
         assert cache is not None
-        results = _run_on_cluster(sched, extractors, recs, cache, progress=progress, signals_dir=sig_dir)
+        results = _run_on_cluster(sched, extractors, recs, cache, progress=progress,
+                                  keep_signals=sig_dir is not None)
+        if sig_dir is not None:  # the workers' signals are in the shared cache: copy them here
+            for r, (frames, _, err) in zip(recs, results, strict=True):
+                if err is None and frames is not None:
+                    for ex in extractors:
+                        run_one(ex, r, cache, sig_dir)
     else:
         if n_jobs == 1:
             gen = (_recording_task(extractors, r, cache, sig_dir) for r in recs)

@@ -1,5 +1,10 @@
 """MFCC statistics with librosa (``mfcc__*``): coefficients, deltas and delta-deltas, with functionals.
 
+Rate: the extractor computes MFCCs at its ``sr``, 16 kHz by default, whatever the file's
+own rate (44.1/48 kHz audio is resampled first), so the mel bands span 0-8 kHz for every
+recording. Unlike GeMAPS/eGeMAPS, which follow the file's rate, this keeps recordings of
+different rates comparable.
+
 Frames: 25 ms Hann window (``win_length = 0.025 * sr``) in a ``n_fft = 512`` FFT (at
 16 kHz), 10 ms hop, centred frames (librosa's default ``center=True``), ``n_mels = 40``
 mel bands from 0 Hz to ``sr / 2``, ``n_mfcc = 13`` coefficients (DCT-II, ortho, as in
