@@ -1,7 +1,7 @@
 """Build the synthetic demo cohort and run the whole pipeline on it.
 
 Stages: build cohort (real face photos animated with planted, class-dependent eye/head
-motion; espeak-ng speech with planted pause structure) -> extract features -> evaluate
+motion; espeak-ng interviews with planted pause structure and speech content, with transcripts) -> extract features -> evaluate
 the default CDR protocol (leave-one-subject-out) -> write study and per-patient reports.
 Every stage is cached/resumable: re-running reuses finished work. The cohort is
 SYNTHETIC, for pipeline checking only; its results say nothing about dementia.
@@ -19,7 +19,7 @@ from cdrscreen.resources import resource_path
 
 NAME = "demo"
 
-DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing"
+DEFAULT_FEATURES = "pupil,headpose,mfcc,gemaps,timing,language"
 DEFAULT_PROTOCOL = resource_path("protocols", "cdr_binary_loso.yaml")
 ABLATION_PROTOCOL = resource_path("protocols", "ablation_all_groups.yaml")
 
@@ -72,12 +72,13 @@ def command(
     t = time.perf_counter()
     run_dir = out / "run"
     con.print(f"3/4 evaluating {protocol.name} -> {run_dir}")
-    evaluate(protocol, feat_path, run_dir, n_jobs=jobs)
+    evaluate(protocol, feat_path, run_dir, n_jobs=jobs, overwrite=True)
     abl_dir = None
     if ablation:
         abl_dir = out / "ablation"
         con.print(f"    ablation of {ABLATION_PROTOCOL.name} (singles + leave-one-group-out) -> {abl_dir}")
-        ablate(ABLATION_PROTOCOL, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False)
+        ablate(ABLATION_PROTOCOL, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False,
+               overwrite=True)
     stage("evaluation", t)
 
     t = time.perf_counter()
