@@ -184,3 +184,20 @@ def test_anchoring_train_vs_eval():
     b.load_state_dict(a.state_dict())
     b.eval()
     assert not torch.equal(b(x), b(torch.cat([x, torch.tensor([[10.0, -10.0]])]))[:1])  # public code
+
+
+def test_scn_flip_noise_one_of_as_official_code():
+    from fer_backbone.augment import BatchAugment
+
+    x = torch.rand(4000, 3, 4, 4)
+    x[..., 0] = 0.0  # left column dark, right column bright: a flip is visible
+    x[..., -1] = 1.0
+    g = torch.Generator().manual_seed(0)
+    out, _ = BatchAugment(flip=True, noise_std=0.1, flip_noise="one_of")(x.clone(), g)
+    flipped = torch.isclose(out, x.flip(-1)).all(dim=(1, 2, 3))
+    same = torch.isclose(out, x).all(dim=(1, 2, 3))
+    noised = ~flipped & ~same
+    assert abs(float(flipped.float().mean()) - 0.25) < 0.03 and abs(float(noised.float().mean()) - 0.25) < 0.03
+    assert abs(float(same.float().mean()) - 0.5) < 0.03  # never both: a flipped image is not also noised
+    out, _ = BatchAugment(flip=True, noise_std=0.1, flip_noise="independent")(x.clone(), g)
+    assert abs(float(torch.isclose(out, x).all(dim=(1, 2, 3)).float().mean()) - 0.25) < 0.03
