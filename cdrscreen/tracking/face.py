@@ -136,7 +136,7 @@ class TrackConfig:
     blink_ratio: float = 0.8
     verify_every: int = 10
     flow_win: int = 15
-    flow_levels: int = 2
+    flow_levels: int = 3
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form including the track format version."""

@@ -112,7 +112,7 @@ class FlowParams:
     """
 
     win: int = 15
-    levels: int = 2
+    levels: int = 3
     margin: float = 2.0
     fb_max: float = 1.0
     resid_px: float = 1.0
@@ -167,7 +167,7 @@ class SkinFlow:
         self.params = params or FlowParams()
         self.cam = camera_matrix(width, height)
         self._lk = dict(winSize=(self.params.win, self.params.win), maxLevel=self.params.levels,
-                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
         self.reset()
 
     def reset(self) -> None:
@@ -295,10 +295,10 @@ class SkinFlow:
         return np.ascontiguousarray(crop)
 
     def _set_key(self, image: np.ndarray, pts: np.ndarray) -> None:
-        """Make ``image`` the key frame; flow runs in the points' box grown by 15 % and two windows."""
+        """Make ``image`` the key frame; flow runs in the points' box grown by half its size and two windows."""
         h, w = image.shape[:2]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        grow = 0.15 * (hi - lo) + 2 * self.params.win
+        grow = 0.5 * (hi - lo) + 2 * self.params.win
         x0, y0 = np.maximum(np.floor(lo - grow), 0).astype(int)
         x1, y1 = np.minimum(np.ceil(hi + grow), [w, h]).astype(int)
         self.roi = (int(x0), int(y0), int(x1), int(y1))
