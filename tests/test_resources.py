@@ -28,7 +28,7 @@ def test_protocol_by_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     for name in shipped_protocols():
         assert load_protocol(name).name == name
-    assert load_protocol("cdr_3class_loso.yaml").labels.scheme == "3class"
+    assert load_protocol("cdr_3class_loso.yaml").labels.scheme == "cdr_3class"
     # a file of that name in the working folder wins over the shipped one
     (tmp_path / "cdr_binary_loso.yaml").write_text(
         "name: mine\nmodels: [{name: lr, learner: logreg}]\n")

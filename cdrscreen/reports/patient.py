@@ -128,9 +128,6 @@ def model_summary(run: RunData, model: str) -> dict[str, str]:
             f"{100 * base['accuracy']:.0f}%" if base.get("accuracy") is not None else "–"),
         "permutation p-value": f"{perm['p_value']:.3g}" if perm.get("p_value") is not None else "not run",
     }
-    summary = (mm.get("verdicts") or {}).get("summary")
-    if summary:
-        out["in words"] = summary
     return out
 
 
@@ -272,8 +269,12 @@ def build_patient_report(
         predicted = None
     rep.add_key_values(model_summary(run, model), title="How reliable is the model overall?",
                        section="Prediction",
-                       caption="Whole-cohort figures with 95% bootstrap confidence intervals over subjects. "
+                       caption="Whole-cohort figures with 95% confidence intervals over subjects. "
                                "Wide intervals mean the true accuracy is uncertain.")
+    verdict = ((run.metrics.get("models", {}).get(model) or {}).get("verdicts") or {}).get("summary")
+    if verdict:
+        rep.add_text(verdict, title="The model's results in words", section="Prediction",
+                     level="plain" if "are distinguishable" in verdict else "warning")
 
     # ---- what drove it -----------------------------------------------------------------
     if contrib is not None and predicted is not None:
