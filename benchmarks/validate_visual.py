@@ -116,8 +116,6 @@ def run(faces: list[str], tmp: Path) -> dict:
 
 def speed(tmp: Path) -> dict:
     """CPU seconds per frame: whole tracking vs the skin-flow part replayed on the same frames."""
-    import cv2
-
     from cdrscreen.media.video import iter_frames
     from cdrscreen.tracking.face import _MEMO
     from cdrscreen.tracking.flow import SkinFlow
@@ -133,7 +131,7 @@ def speed(tmp: Path) -> dict:
     flow = SkinFlow(frames[0].shape[1], frames[0].shape[0])
     c0 = time.process_time()
     for rgb, lm in zip(frames, tr.landmarks, strict=True):
-        flow.update(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), lm.astype(float))
+        flow.update(rgb, lm.astype(float))
     flow_cpu = time.process_time() - c0
     n = len(frames)
     return {"frames": n, "size": "640x480", "track_cpu_s_per_frame": track_cpu / n,

@@ -154,8 +154,14 @@ def nan_with_flag(df: pd.DataFrame, group: str, flag: str) -> pd.Series:
     return df[f"{group}__{flag}"]
 
 
+#: Features that are undefined by design on a short clip: band powers need a 2-s gap-free
+#: stretch, saccade means need a saccade.
+UNDEFINED_ON_SHORT_CLIPS = ("__band_", "__saccade_amplitude", "__saccade_peak")
+
+
 def finite_features(df: pd.DataFrame, group: str) -> None:
     feats, _ = split_quality([c for c in df.columns if c.startswith(f"{group}__")])
+    feats = [c for c in feats if not any(k in c for k in UNDEFINED_ON_SHORT_CLIPS)]
     assert feats and np.isfinite(df[feats].to_numpy(float)).all()
 
 
@@ -290,6 +296,10 @@ def test_face_barely_trackable(tmp_path: Path, capsys, face_frames) -> None:
     df = pd.read_parquet(out)
     for g in ("pupil", "headpose"):
         assert df[f"{g}__tracked_fraction"].item() < 0.5  # how little was tracked is in the row
+        assert df[f"{g}__quality_low_tracking"].item() == 1.0
+    frac = df["pupil__tracked_fraction"].item()
+    assert df["meta__warnings"].item() == f"face tracked in only {frac:.0%} of frames"
+    assert any(ln.startswith("warning: S1/") and "face tracked in only" in ln for ln in lines), lines
     spectrum, _ = split_quality([c for c in df.columns if c.startswith("pupil__stft_")])
     assert df["pupil__valid"].item() == float(df[spectrum].notna().any(axis=None))  # valid says if there is one
 
@@ -302,6 +312,9 @@ def test_no_face_at_all(tmp_path: Path, capsys, no_face_frames) -> None:
     for g in ("pupil", "headpose"):
         assert nan_with_flag(df, g, "valid").tolist() == [0.0]
         assert df[f"{g}__tracked_fraction"].tolist() == [0.0]
+        assert df[f"{g}__quality_no_face"].tolist() == [1.0]
+    assert df["meta__warnings"].tolist() == ["no face found"]
+    assert [ln for ln in lines if ln.startswith("warning:")] == [f"warning: S1/1 ({tmp_path / 'noface.mp4'}): no face found"]
 
 
 def test_face_lost_mid_video(tmp_path: Path, capsys, face_frames, no_face_frames) -> None:

@@ -2,7 +2,7 @@
 
 Clips come from :mod:`cdrscreen.demo.planted` (the same cases as
 ``benchmarks/validate_visual.py``, which writes the full table to ``docs/validation-visual.md``);
-each is rendered once per test session, 320x240, 2.4-4 s.
+each is rendered once per test run, 320x240, 2.4-4 s.
 """
 
 from __future__ import annotations

@@ -119,10 +119,11 @@ class HeadPoseExtractor(TrackedExtractor):
     co-movement in the same direction (right / up):
 
     * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
-      (track columns ``gaze_yaw``, ``gaze_pitch``: the iris relative to where the head pose
-      puts a head-fixed iris) vs head ``yaw`` / ``pitch``. Near 0 when eye and head move
-      independently. (Before version 4 the eye-in-head signal was ``gaze_h``/``gaze_v``,
-      relative to the eye corners; head pitch moves the iris relative to them.)
+      (``gaze_h``, ``gaze_v``: the pupil relative to the eye corners) vs head ``yaw`` /
+      ``pitch``. Near 0 when eye and head move independently, up to the parallax of the
+      iris in front of the eye corners (``docs/validation-visual.md``). The track's
+      pose-compensated ``gaze_yaw``/``gaze_pitch`` recovered the demo cohort's planted
+      coupling less well (r 0.27 vs 0.62) and are not used here.
     * ``img_corr_*`` (image-space, Nam et al. 2020): the pupil's position in the image (mean
       of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
       centre of the rigid skin points). Head motion moves both, so this is high whenever
@@ -130,8 +131,8 @@ class HeadPoseExtractor(TrackedExtractor):
 
     Signals: ``frames``, the (evenly resampled) per-frame pose ``yaw``, ``pitch``, ``roll``
     with ``success``, and the exact series the correlations use: ``piece`` (number of the
-    gap-free piece, -1 outside), ``gaze_h``, ``gaze_v`` (the eye-in-head ``gaze_yaw``,
-    ``gaze_pitch``, degrees), ``yaw_s``, ``pitch_s`` (head angles smoothed), ``pupil_x``,
+    gap-free piece, -1 outside), ``gaze_h``, ``gaze_v`` (eye widths), ``yaw_s``, ``pitch_s``
+    (head angles smoothed), ``pupil_x``,
     ``pupil_y``, ``head_x``, ``head_y`` (image px, y up); gaps interpolated, NaN outside a
     piece. ``corr_vel_*`` correlate their differences within each piece. ``attrs["fps"]``
     is the rate.
@@ -202,7 +203,7 @@ class HeadPoseExtractor(TrackedExtractor):
 
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
-        sig = {"gaze_h": t["gaze_yaw"].to_numpy(float), "gaze_v": t["gaze_pitch"].to_numpy(float),
+        sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
                "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
                "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
                "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),

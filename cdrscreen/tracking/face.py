@@ -309,8 +309,6 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
         import mediapipe as mp
     except ImportError as err:
         raise MissingDependencyError("face tracking", "video", err) from None
-    import cv2
-
     from cdrscreen.media.video import iter_frames, probe_video
     from cdrscreen.tracking.flow import FlowParams, SkinFlow
 
@@ -377,7 +375,7 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
             row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
             if flow is None:
                 flow = SkinFlow(w, h, flow_params)
-            head = flow.update(cv2.cvtColor(fr.rgb, cv2.COLOR_RGB2GRAY), p if ok else None)
+            head = flow.update(fr.rgb, p if ok else None)
             if ok:
                 row.update(feats, **head, success=1.0)
                 lms.append(p)

@@ -175,7 +175,8 @@ class SkinFlow:
         self.model: np.ndarray | None = None  # (n, 3) mm, camera coordinates of the seed frame
         self.iris: np.ndarray | None = None  # (2, 3) mm, head-fixed iris centres of the seed
         self.r_seed: np.ndarray | None = None  # head rotation of the seed frame (mesh fit)
-        self.key_gray: np.ndarray | None = None
+        self.key_pyr: np.ndarray | None = None  # the key frame's region of interest, grey
+        self.roi: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of that region
         self.key_pts: np.ndarray | None = None  # (n, 2) px in the key frame
         self.pts: np.ndarray | None = None  # (n, 2) px in the last frame
         self.rvec: np.ndarray | None = None
@@ -277,31 +278,60 @@ class SkinFlow:
         self.model = model
         self.rvec, self.tvec = np.zeros((3, 1)), np.zeros((3, 1))
         pts = np.ascontiguousarray(np.asarray(mesh, float)[lm, :2])
-        self.key_gray, self.key_pts, self.pts = gray, pts.astype(np.float32), pts
+        self._set_key(gray, pts)
+        self.pts = pts
         self.n_seeds = n_seeds + 1
         self.n_seeded = len(lm)
         return self._row(len(lm), 0.0, mesh)
 
-    def _track(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grey_roi(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (RGB or grey) cropped to the key frame's region of interest, in grey."""
         import cv2
 
-        guess = self.pts.astype(np.float32).reshape(-1, 1, 2)
-        key = self.key_pts.reshape(-1, 1, 2)
-        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key_gray, gray, key, guess.copy(),
-                                               flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self.key_gray, fwd, key.copy(),
-                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+        x0, y0, x1, y1 = self.roi
+        crop = image[y0:y1, x0:x1]
+        if crop.ndim == 3:
+            crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        return np.ascontiguousarray(crop)
+
+    def _set_key(self, image: np.ndarray, pts: np.ndarray) -> None:
+        """Make ``image`` the key frame; flow runs in the points' box grown by half its size and two windows."""
+        h, w = image.shape[:2]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        grow = 0.5 * (hi - lo) + 2 * self.params.win
+        x0, y0 = np.maximum(np.floor(lo - grow), 0).astype(int)
+        x1, y1 = np.minimum(np.ceil(hi + grow), [w, h]).astype(int)
+        self.roi = (int(x0), int(y0), int(x1), int(y1))
+        self.key_pyr = self._grey_roi(image)
+        self.key_pts = np.asarray(pts, np.float32)
+
+    def _track(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import cv2
+
+        off = np.array(self.roi[:2], np.float32)
+        cur = self._grey_roi(image)
+        guess = (self.pts.astype(np.float32) - off).reshape(-1, 1, 2)
+        key = (self.key_pts - off).reshape(-1, 1, 2)
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # ~40 points: OpenCV's worker threads cost more than they save
+        try:
+            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key_pyr, cur, key, guess.copy(),
+                                                   flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+            back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key_pyr, fwd, key.copy(),
+                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+        finally:
+            cv2.setNumThreads(threads)
         fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
         good = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= self.params.fb_max)
-        return fwd.reshape(-1, 2).astype(np.float64), good
+        return fwd.reshape(-1, 2).astype(np.float64) + off, good
 
     def update(self, gray: np.ndarray, mesh: np.ndarray | None) -> dict[str, float]:
         """Pose of one frame (columns :data:`FLOW_COLUMNS`); NaN where none.
 
         Parameters
         ----------
-        gray : ndarray (H, W) uint8
-            The frame in grey levels.
+        gray : ndarray (H, W) or (H, W, 3) uint8
+            The frame, grey or RGB (only the face's region is converted to grey).
         mesh : ndarray (478, 3) or None
             MediaPipe landmarks of the tracked face (px), None where it was not tracked.
         """
@@ -331,7 +361,7 @@ class SkinFlow:
             if good.sum() >= max(p.min_points, p.reseed_fraction * self.n_seeded):
                 # new key frame: the surviving points where they are now, same 3-D points
                 self.model, self.pts = self.model[good], self.pts[good]
-                self.key_gray, self.key_pts = gray, self.pts.astype(np.float32)
+                self._set_key(gray, self.pts)
                 self.n_rekeys += 1
             else:  # too few left (large turn): fresh points, every output continues
                 self._seed(gray, mesh, self._carry())
