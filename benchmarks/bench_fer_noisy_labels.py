@@ -9,6 +9,11 @@ its settings. Diagnostics: for SCN the precision of its relabelling (relabels th
 restore the clean label) and its importance weights on flipped vs. kept samples; for SLM
 the accuracy of the mined labels against the clean ones.
 
+Methods: ``baseline``; ``scn`` (relabel scope ``low``, the paper) and ``scn_all`` (every
+sample of the batch, the public code); ``slm_aea`` (the authors' ramps, ``beta`` = epoch 7
+of the run) and ``slm_aea_ts`` (the opt-in time-scaled ramps: the run spans the authors'
+40 epochs).
+
     python benchmarks/bench_fer_noisy_labels.py [--seeds 3] [--epochs 8] [--size 16] [--noise 0 0.1 0.2 0.3]
     # partial runs in parallel, then: --merge part1.json part2.json
 
@@ -36,13 +41,19 @@ from fer_backbone.train import fit, make_loader, seed_everything
 OUT = Path(__file__).parent / "results" / "fer_noisy_labels.json"
 
 
-def task_params(method: str, epochs: int, labels: np.ndarray) -> dict:
-    if method == "scn":
+METHODS = {"baseline": ("baseline", {}), "scn": ("scn", {"relabel_scope": "low"}),
+           "scn_all": ("scn", {"relabel_scope": "all"}), "slm_aea": ("slm_aea", {"ramp_schedule": "official"}),
+           "slm_aea_ts": ("slm_aea", {"ramp_schedule": "time_scaled"})}
+
+
+def task_params(method: str, epochs: int, labels: np.ndarray) -> tuple[str, dict]:
+    task, extra = METHODS[method]
+    if task == "scn":
         # relabel from ~1/3 of training (the paper: epoch 10 of 70 with a pretrained backbone)
-        return {"relabel_epoch": max(2, epochs // 3 + 1), "margin_1": 0.07, "margin_2": 0.2}
-    if method == "slm_aea":
-        return {"train_labels": labels.tolist()}
-    return {}
+        return task, {"relabel_epoch": max(2, epochs // 3 + 1), "margin_1": 0.07, "margin_2": 0.2, **extra}
+    if task == "slm_aea":
+        return task, {"train_labels": labels.tolist(), **extra}
+    return task, extra
 
 
 @torch.no_grad()
@@ -67,10 +78,11 @@ def one_run(method: str, noise: float, seed: int, args, workdir: Path) -> dict:
     tr, va = train_val_split(noisy_set, 0.15, seed)
     clean_tr = clean_all[tr.frames]
     seed_everything(seed)
-    task = build_task(method, backbone={"name": args.backbone}, num_classes=10, num_train=len(tr),
-                      **task_params(method, args.epochs, tr.labels))
+    name, params = task_params(method, args.epochs, tr.labels)
+    task = build_task(name, backbone={"name": args.backbone}, num_classes=10, num_train=len(tr), **params)
     cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=args.lr, weight_decay=1e-4,
-                      scheduler="cosine", min_lr=1e-5, flip=False, seed=seed, threads=args.threads)
+                      scheduler="cosine", min_lr=1e-5, flip=False, seed=seed, threads=args.threads,
+                      num_workers=0, deterministic=True)
     t0 = time.perf_counter()
     res = fit(task, FERDataset(tr, args.size, train=True), cfg, workdir / f"{method}_{noise}_{seed}",
               val_data=FERDataset(va, args.size), test_data=FERDataset(test, args.size), resume=False,
@@ -83,7 +95,7 @@ def one_run(method: str, noise: float, seed: int, args, workdir: Path) -> dict:
     # state at the end of training, where SCN's relabels and SLM's mined labels have accrued
     final = torch.load(workdir / f"{method}_{noise}_{seed}" / "checkpoints" / "last.pt",
                        weights_only=False)["task"]
-    if method == "scn":
+    if name == "scn":
         r = final["relabels"].numpy()
         changed = r >= 0
         out["relabeled_fraction"] = float(changed.mean())
@@ -93,7 +105,7 @@ def one_run(method: str, noise: float, seed: int, args, workdir: Path) -> dict:
         a = scn_importance(task, FERDataset(tr, args.size))
         out["alpha_flipped"] = float(a[flipped].mean()) if flipped.any() else None
         out["alpha_kept"] = float(a[~flipped].mean())
-    if method == "slm_aea":
+    if name == "slm_aea":
         mined = final["label_logits"].argmax(1).numpy()
         out["mined_label_accuracy"] = float((mined == clean_tr).mean())
         out["given_label_accuracy"] = float((tr.labels == clean_tr).mean())
@@ -109,7 +121,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="test_resnet")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3])
-    ap.add_argument("--methods", nargs="+", default=["baseline", "scn", "slm_aea"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge", type=Path, nargs="+", help="combine result files of partial runs")
     args = ap.parse_args()
@@ -142,7 +154,7 @@ def main() -> None:
                           flush=True)
     total = time.perf_counter() - t0
     table = summarise(rows, args)
-    diag = diagnostics(rows) if {"scn", "slm_aea"} <= set(args.methods) else ""
+    diag = diagnostics(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                     "torch": torch.__version__, "total_seconds": total,
@@ -154,20 +166,24 @@ def main() -> None:
 
 
 def diagnostics(rows: list[dict]) -> str:
-    """Mean SCN and SLM diagnostics per noise level (Markdown)."""
-    lines = ["| noise p | SCN relabelled | SCN relabel precision | SCN flipped labels restored | "
-             "SCN alpha flipped / kept | SLM mined-label acc. | given-label acc. |",
-             "|---|---|---|---|---|---|---|"]
+    """Mean SCN and SLM diagnostics per noise level and method variant (Markdown)."""
+    lines = ["| noise p | method | relabelled | relabel precision | flipped labels restored | "
+             "alpha flipped / kept | mined-label acc. | given-label acc. |",
+             "|---|---|---|---|---|---|---|---|"]
     mean = lambda xs: float(np.mean([x for x in xs if x is not None])) if any(x is not None for x in xs) else float("nan")  # noqa: E731
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     for noise in sorted({r["noise"] for r in rows}):
-        scn = [r for r in rows if r["noise"] == noise and r["method"] == "scn"]
-        slm = [r for r in rows if r["noise"] == noise and r["method"] == "slm_aea"]
-        lines.append(
-            f"| {noise:.1f} | {mean([r['relabeled_fraction'] for r in scn]):.3f} | "
-            f"{mean([r['relabel_precision'] for r in scn]):.2f} | "
-            f"{mean([r.get('noisy_fixed_fraction') for r in scn]):.2f} | "
-            f"{mean([r['alpha_flipped'] for r in scn]):.3f} / {mean([r['alpha_kept'] for r in scn]):.3f} | "
-            f"{mean([r['mined_label_accuracy'] for r in slm]):.3f} | {mean([r['given_label_accuracy'] for r in slm]):.3f} |")
+        for m in methods:
+            rs = [r for r in rows if r["noise"] == noise and r["method"] == m]
+            if METHODS[m][0] == "scn":
+                lines.append(
+                    f"| {noise:.1f} | {m} | {mean([r['relabeled_fraction'] for r in rs]):.3f} | "
+                    f"{mean([r['relabel_precision'] for r in rs]):.2f} | "
+                    f"{mean([r.get('noisy_fixed_fraction') for r in rs]):.2f} | "
+                    f"{mean([r['alpha_flipped'] for r in rs]):.3f} / {mean([r['alpha_kept'] for r in rs]):.3f} | | |")
+            elif METHODS[m][0] == "slm_aea":
+                lines.append(f"| {noise:.1f} | {m} | | | | | {mean([r['mined_label_accuracy'] for r in rs]):.3f} | "
+                             f"{mean([r['given_label_accuracy'] for r in rs]):.3f} |")
     return "\n".join(lines)
 
 

@@ -4,8 +4,14 @@ A few labels per class, the rest of the training split unlabeled (labels never r
 Methods, same network, data, steps and seeds, all driven by the one training loop:
 
 * ``supervised``      baseline task on the labeled images only (class-balanced sampler)
-* ``ts_feedback``     teacher/student with the first-order debiased feedback
+* ``ts_feedback``     teacher/student with the first-order debiased feedback, minus its
+  moving average (the default, as google-research Meta Pseudo Labels)
+* ``ts_feedback_raw`` the same feedback without the moving-average baseline
 * ``ts_no_feedback``  the same without the feedback term (the ablation)
+
+Every teacher/student run is then fine-tuned on the labeled images (``--finetune-epochs``,
+Meta Pseudo Labels' last stage); the student is evaluated before (``accuracy``) and after
+(``accuracy_finetuned``).
 * ``ts_feedback_exact`` (optional, ``--methods``) the exact gradient dot product of eq. 6
 
 The network is a 4-layer CNN on 16x16 upsampled digits (CPU budget). Model selection is
@@ -39,6 +45,7 @@ from fer_backbone.tasks.baseline import BaselineTask  # noqa: E402
 from fer_backbone.tasks.semi_supervised import (  # noqa: E402
     SemiSupervisedDataset,
     SemiSupervisedTask,
+    StudentFinetuneTask,
     strong_augment,
     weak_augment,
 )
@@ -76,12 +83,12 @@ def split(per_class: int, seed: int):
 
 
 def run(method: str, seed: int, per_class: int, epochs: int, steps: int, batch: int, out: Path,
-        wait: int = 2, width: int = 16, threshold: float = 0.0) -> dict:
+        wait: int = 2, width: int = 16, threshold: float = 0.0, finetune_epochs: int = 3) -> dict:
     labeled, unlabeled, test = split(per_class, seed)
     torch.manual_seed(seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch, optimizer="sgd", lr=0.03, momentum=0.9,
                       weight_decay=5e-4, scheduler="cosine", flip=False, noise_std=0.05,
-                      selection="last", device="cpu", threads=1, seed=seed)
+                      selection="last", device="cpu", threads=1, seed=seed, num_workers=0, deterministic=True)
     sampler = ClassBalancedSampler(labeled.labels, num_samples=steps * batch, seed=seed)
     from torchvision.transforms.v2 import functional as TF
 
@@ -95,7 +102,9 @@ def run(method: str, seed: int, per_class: int, epochs: int, steps: int, batch: 
     else:
         task = SemiSupervisedTask(SmallCNN(width), SmallCNN(width), num_classes=10, student_lr=0.03,
                                   student_momentum=0.9, student_weight_decay=5e-4,
-                                  feedback={"ts_feedback": "first_order", "ts_feedback_exact": "exact"}.get(method, "none"),
+                                  feedback={"ts_feedback": "first_order", "ts_feedback_raw": "first_order",
+                                            "ts_feedback_exact": "exact"}.get(method, "none"),
+                                  feedback_baseline="none" if method == "ts_feedback_raw" else "moving_average",
                                   pseudo_label_view="weak", student_wait_epochs=wait,
                                   consistency_rampup_epochs=wait, threshold=threshold)
         data = SemiSupervisedDataset(lab_ds, FERDataset(unlabeled, SIZE), SIZE, weak,
@@ -114,6 +123,17 @@ def run(method: str, seed: int, per_class: int, epochs: int, steps: int, batch: 
         last = res.history[-1]
         row["pseudo_tv_uniform_last_epoch"] = last.get("pseudo_tv_uniform")
         row["feedback_mean_last_epoch"] = last.get("train_feedback")
+        row["feedback_raw_mean_last_epoch"] = last.get("train_feedback_raw")
+        task.predict_with = "student"
+        if finetune_epochs > 0:  # Meta Pseudo Labels' last stage: the student on the labels alone
+            ft_cfg = cfg.model_copy(update={"epochs": finetune_epochs, "lr": 0.01, "scheduler": "none",
+                                            "weight_decay": 0.0})
+            t1 = time.perf_counter()
+            fit(StudentFinetuneTask(task), lab_ds, ft_cfg, out / f"{method}_{seed}_ft", resume=False,
+                sampler=ClassBalancedSampler(labeled.labels, num_samples=10 * batch, seed=seed))
+            mf = evaluate(task, loader, torch.device("cpu"), MEAN, STD)
+            row.update({"accuracy_finetuned": mf["accuracy"], "macro_f1_finetuned": mf["macro_f1"],
+                        "finetune_seconds": time.perf_counter() - t1})
     return row
 
 
@@ -125,7 +145,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--steps-per-epoch", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--methods", default="supervised,ts_feedback,ts_no_feedback")
+    ap.add_argument("--methods", default="supervised,ts_feedback,ts_feedback_raw,ts_no_feedback")
+    ap.add_argument("--finetune-epochs", type=int, default=3, help="student fine-tuning (10 batches per epoch)")
     ap.add_argument("--wait", type=int, default=1, help="student wait / consistency ramp epochs")
     ap.add_argument("--threshold", type=float, default=0.0)
     ap.add_argument("--width", type=int, default=16)
@@ -137,14 +158,16 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods.split(","):
                 r = run(method, seed, args.per_class, args.epochs, args.steps_per_epoch, args.batch, Path(tmp),
-                        wait=args.wait, width=args.width, threshold=args.threshold)
+                        wait=args.wait, width=args.width, threshold=args.threshold,
+                        finetune_epochs=args.finetune_epochs)
                 rows.append(r)
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
     summary = {}
     for method in args.methods.split(","):
         rs = [r for r in rows if r["method"] == method]
         s = {}
-        for key in ("accuracy", "macro_f1", "teacher_accuracy", "teacher_macro_f1", "seconds"):
+        for key in ("accuracy", "macro_f1", "accuracy_finetuned", "macro_f1_finetuned", "teacher_accuracy",
+                    "teacher_macro_f1", "seconds"):
             vals = [r[key] for r in rs if key in r]
             if vals:
                 s[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}
@@ -154,12 +177,18 @@ def main() -> None:
     for method, s in summary.items():
         line = f"{method:16s} acc {s['accuracy']['mean']:.3f} ± {s['accuracy']['std']:.3f}   " \
                f"F1 {s['macro_f1']['mean']:.3f} ± {s['macro_f1']['std']:.3f}"
+        if "accuracy_finetuned" in s:
+            line += f"   fine-tuned acc {s['accuracy_finetuned']['mean']:.3f} ± {s['accuracy_finetuned']['std']:.3f}"
         if "teacher_accuracy" in s:
             line += f"   (teacher acc {s['teacher_accuracy']['mean']:.3f} ± {s['teacher_accuracy']['std']:.3f})"
         print(line + f"   {s['seconds']['mean']:.0f} s/run")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": vars(args), "rows": rows, "summary": summary}, indent=2))
+    import os
+
+    load = os.getloadavg()
+    out.write_text(json.dumps({"config": vars(args), "torch": torch.__version__, "loadavg_at_end": load,
+                               "rows": rows, "summary": summary}, indent=2))
     print(f"wrote {out}")
 
 

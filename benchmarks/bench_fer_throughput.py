@@ -1,19 +1,52 @@
-"""Training throughput: our loop vs a plain loop written the way the original SCN code trains.
+"""Fair training-throughput comparison: the official SCN training loop vs ours, same data.
 
-Same model (SCN on a timm ResNet-18: importance head, weighted logits, rank
-regularisation), same images (scikit-learn digits resized to ``--size``), same batch size,
-same device, one epoch each (first batches included in both).
+Both loops train the same network (SCN head on a ResNet-18, identical initial weights) for
+the same epochs on the same fake RAF-DB folder of real-size JPEG files (``--image-px``,
+100 px like RAF-DB's aligned images), each with its own data loading. Throughput is
+measured in steady state: the first ``--warmup-epochs`` epochs (worker start-up, cuDNN
+autotuning, page cache) are excluded. Also measured in the same process: the device's
+ResNet-18 forward+backward+Adam peak on synthetic in-memory tensors (no data loading), the
+ceiling both loops are compared against.
 
-* reference: per-sample PIL/torchvision transforms in the Dataset (ToPILImage, Resize,
-  random flip / Gaussian noise on numpy, ToTensor, Normalize, RandomErasing), shuffled
-  DataLoader, fp32, contiguous NCHW, a ``.item()`` sync per batch for the running loss
-  and accuracy (as the original train loop does).
-* ours: :func:`fer_backbone.train.fit` with the SCN task: images resized once and kept
-  uint8, flip/noise/erasing batch-wise on the device, AMP + channels_last on CUDA.
+The reference loop reproduces ``src/train.py`` of kaiwang960112/Self-Cure-Network
+setting by setting (written here, not copied; checked point by point):
 
-    python benchmarks/bench_fer_throughput.py [--size 64] [--n 640] [--device auto]
+==========================  ====================================================================
+official ``src/train.py``   reference loop here
+==========================  ====================================================================
+``RafDataSet``              :class:`OfficialRafDataSet`: ``list_patition_label.txt`` read with
+                            pandas (``sep=' '``, no header), ``train*`` rows, label - 1, path
+                            ``Image/aligned/<stem>_aligned.jpg``
+``cv2.imread`` + BGR->RGB   the same (the official code decodes with OpenCV, not PIL)
+``basic_aug``               ``random.uniform(0, 1) > 0.5`` then ``random.randint(0, 1)`` picks
+                            ``flip_image`` (``cv2.flip(img, 1)``) or ``add_gaussian_noise``
+                            (``np.random.normal(0, 30 ** 0.5)``, clip, uint8), as
+                            ``src/image_utils.py``
+``data_transforms``         ``ToPILImage``, ``Resize((224, 224))`` (``--size``), ``ToTensor``,
+                            ``Normalize`` (ImageNet), ``RandomErasing(scale=(0.02, 0.25))``
+``DataLoader``              ``batch_size=64``, ``num_workers=4``, ``shuffle=True``,
+                            ``pin_memory=True``; workers re-created every epoch
+``Res18Feature``            ResNet-18 pooled features, ``alpha = sigmoid(Linear(512, 1))``,
+                            ``out = alpha * fc(x)`` (our SCN task's modules, so both loops
+                            start from identical weights; torchvision and timm ResNet-18 are
+                            the same architecture)
+rank regularisation         ``torch.topk`` high/low groups (``beta=0.7``), ``diff = low - high +
+                            margin_1`` (0.15), ``if diff > 0`` (a host sync, as there)
+loss / optimiser            ``CrossEntropyLoss(outputs, targets) + RR_loss``; ``Adam(params,
+                            weight_decay=1e-4)`` (lr 1e-3: the official code passes no lr);
+                            ``ExponentialLR(0.9)`` per epoch; fp32, NCHW
+bookkeeping                 ``running_loss += loss``, ``correct_sum += correct_num`` (tensors)
+relabelling                 from epoch 10 (inactive in both loops in a short run)
+==========================  ====================================================================
 
-Writes benchmarks/results/fer_throughput_<device>.json.
+Ours: :func:`fer_backbone.train.fit` with the SCN task on :func:`read_rafdb` +
+:class:`FERDataset` (decode + resize in ``cores - 1`` persistent workers, uint8 to the
+device, flip-or-noise / erasing batched on the device, AMP bf16 + channels_last +
+``cudnn.benchmark`` on CUDA, no per-step host syncs).
+
+    python benchmarks/bench_fer_throughput.py [--n 12000] [--size 224] [--epochs 2] [--device auto]
+
+Writes ``benchmarks/results/fer_throughput_<device>.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -33,93 +67,254 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from fer_backbone.config import TrainConfig
-from fer_backbone.data import FERDataset, load_digits_samples
+from fer_backbone.data import FERDataset, load_digits_samples, read_rafdb
 from fer_backbone.tasks import build_task
-from fer_backbone.tasks.scn import rank_regularization
 from fer_backbone.train import fit, resolve_device
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-class RefDataset(Dataset):
-    """The original code's dataset style: numpy augmentation + torchvision per-sample transforms."""
+def make_fake_rafdb(root: Path, n: int, px: int = 100, seed: int = 0) -> Path:
+    """A RAF-DB basic folder of ``n`` training JPEGs (``px`` x ``px``, colour, real digits upscaled)."""
+    from PIL import Image
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, size: int) -> None:
+    lab = root / "EmoLabel" / "list_patition_label.txt"
+    if lab.exists() and len(lab.read_text().splitlines()) == n:
+        return root
+    (root / "Image" / "aligned").mkdir(parents=True, exist_ok=True)
+    lab.parent.mkdir(parents=True, exist_ok=True)
+    s = load_digits_samples()
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        j = int(rng.integers(len(s)))
+        g = np.asarray(Image.fromarray(s.images[j]).resize((px, px), Image.BILINEAR), dtype=np.float32)
+        tint = rng.uniform(0.4, 1.0, size=3)
+        rgb = np.clip(g[:, :, None] * tint + rng.normal(0, 8, (px, px, 3)), 0, 255).astype(np.uint8)
+        name = f"train_{i + 1:05d}"
+        Image.fromarray(rgb).save(root / "Image" / "aligned" / f"{name}_aligned.jpg", quality=90)
+        lines.append(f"{name}.jpg {int(s.labels[j]) % 7 + 1}")
+    lab.write_text("\n".join(lines) + "\n")
+    return root
+
+
+class OfficialRafDataSet(Dataset):
+    """``RafDataSet`` of the official SCN ``src/train.py`` (train phase, ``basic_aug=True``)."""
+
+    def __init__(self, raf_path: Path, size: int) -> None:
+        import pandas as pd
         from torchvision import transforms
 
-        self.images, self.labels = images, labels
-        self.tf = transforms.Compose([
+        df = pd.read_csv(raf_path / "EmoLabel" / "list_patition_label.txt", sep=" ", header=None)
+        d = df[df[0].str.startswith("train")]
+        self.label = d.iloc[:, 1].values - 1
+        self.file_paths = [str(raf_path / "Image" / "aligned" / (f.split(".")[0] + "_aligned.jpg"))
+                           for f in d.iloc[:, 0].values]
+        self.transform = transforms.Compose([
             transforms.ToPILImage(), transforms.Resize((size, size)), transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD), transforms.RandomErasing(scale=(0.02, 0.25)),
-        ])
+            transforms.Normalize(mean=MEAN, std=STD), transforms.RandomErasing(scale=(0.02, 0.25))])
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.file_paths)
 
-    def __getitem__(self, i: int):
-        img = np.repeat(self.images[i][:, :, None], 3, axis=2)
-        if np.random.rand() > 0.5:  # noqa: NPY002 - as in the original
-            img = img[:, ::-1].copy() if np.random.rand() > 0.5 else np.clip(  # noqa: NPY002
-                img + np.random.normal(0, 30**0.5, img.shape), 0, 255).astype(np.uint8)  # noqa: NPY002
-        return self.tf(img), int(self.labels[i]), i
+    def __getitem__(self, idx: int):
+        import cv2
+
+        image = cv2.imread(self.file_paths[idx])[:, :, ::-1]  # BGR -> RGB
+        if random.uniform(0, 1) > 0.5:  # noqa: S311 - as the official code
+            if random.randint(0, 1) == 0:  # noqa: S311
+                image = cv2.flip(image, 1)
+            else:
+                noisy = image + np.random.normal(0.0, 30**0.5, image.shape)  # noqa: NPY002
+                image = np.clip(noisy, 0, 255).astype(np.uint8)
+        return self.transform(image), self.label[idx], idx
 
 
-def reference_loop(task, ds, batch_size: int, device: torch.device, lr: float) -> float:
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=0, pin_memory=device.type == "cuda")
-    opt = torch.optim.Adam(task.parameters(), lr=lr, weight_decay=1e-4)
-    task.to(device).train()
-    running_loss, correct_sum, n, t0 = 0.0, 0, 0, time.perf_counter()
-    for imgs, targets, _ in loader:
-        imgs, targets = imgs.to(device), targets.to(device)
-        opt.zero_grad()
-        x = task.backbone(imgs)
-        alpha = task.importance(x)
-        outputs = alpha * task.fc(x)
-        rr, _, _ = rank_regularization(alpha, 0.7, 0.07)
-        loss = F.cross_entropy(outputs, targets) + rr
-        loss.backward()
-        opt.step()
-        running_loss += loss.item()
-        correct_sum += int(torch.eq(outputs.argmax(1), targets).sum())
-        n += len(targets)
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+
+
+class CpuMeter:
+    """CPU seconds of this process and its children (loader workers) over a window."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.p = psutil.Process()
+
+    def _now(self) -> float:
+        total = sum(self.p.cpu_times()[:2])
+        for c in self.p.children(recursive=True):
+            try:
+                total += sum(c.cpu_times()[:2])
+            except Exception:  # noqa: BLE001 - a worker that just exited
+                pass
+        return total
+
+    def start(self) -> None:
+        self.t_cpu, self.t_wall = self._now(), time.perf_counter()
+
+    def cores(self) -> float:
+        return (self._now() - self.t_cpu) / max(time.perf_counter() - self.t_wall, 1e-9)
+
+
+def reference_loop(task, root: Path, size: int, epochs: int, warmup: int, batch: int, workers: int,
+                   device: torch.device, max_steps: int | None) -> dict:
+    """The official SCN training loop (see the module docstring); steady-state images/s."""
+    ds = OfficialRafDataSet(root, size)
+    loader = DataLoader(ds, batch_size=batch, num_workers=workers, shuffle=True, pin_memory=True)
+    net = task.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+    margin_1, beta = 0.15, 0.7
+    meter, n_img, secs, cores = CpuMeter(), 0, 0.0, []
+    for epoch in range(epochs):
+        net.train()
+        running_loss, correct_sum = 0.0, 0
+        _sync(device)
+        meter.start()
+        t0 = time.perf_counter()
+        seen = 0
+        for step, (imgs, targets, _) in enumerate(loader):
+            if max_steps is not None and step >= max_steps:
+                break
+            batch_sz = imgs.size(0)
+            tops = int(batch_sz * beta)
+            optimizer.zero_grad()
+            imgs = imgs.to(device)
+            feats = net.backbone(imgs)
+            attention_weights = net.importance(feats)
+            outputs = attention_weights * net.fc(feats)
+            _, top_idx = torch.topk(attention_weights.squeeze(), tops)
+            _, down_idx = torch.topk(attention_weights.squeeze(), batch_sz - tops, largest=False)
+            high_mean = torch.mean(attention_weights[top_idx])
+            low_mean = torch.mean(attention_weights[down_idx])
+            diff = low_mean - high_mean + margin_1
+            rr_loss = diff if diff > 0 else 0.0
+            targets = targets.to(device)
+            loss = criterion(outputs, targets) + rr_loss
+            loss.backward()
+            optimizer.step()
+            running_loss += loss
+            correct_sum += torch.eq(torch.max(outputs, 1)[1], targets).sum()
+            seen += batch_sz
+        _sync(device)
+        dt = time.perf_counter() - t0
+        scheduler.step()
+        if epoch >= warmup:
+            n_img, secs = n_img + seen, secs + dt
+            cores.append(meter.cores())
+    return {"images_per_s": n_img / secs, "cpu_cores_busy": float(np.mean(cores)), "workers": workers,
+            "measured_images": n_img, "measured_seconds": secs}
+
+
+def ours(task, root: Path, size: int, epochs: int, warmup: int, batch: int, device: torch.device,
+         max_steps: int | None, workers: int | None, threads: int) -> dict:
+    """Our loop (fit) on the same folder; steady-state images/s from the per-epoch timings."""
+    train = read_rafdb(root, "train")
+    kw = {} if workers is None else {"num_workers": workers}
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=1e-3, weight_decay=1e-4, scheduler="exponential",
+                      gamma=0.9, noise_std=0.0215, erase_p=0.5, selection="last", device=str(device),
+                      threads=threads, max_steps_per_epoch=max_steps, **kw)
+    meter = CpuMeter()
+    with tempfile.TemporaryDirectory() as tmp:
+        meter.start()
+        res = fit(task, FERDataset(train, size, train=True), cfg, tmp, resume=False)
+        cores_all = meter.cores()
+    steps = min(len(train) // batch, max_steps or 10**9)
+    rows = res.history[warmup:]
+    secs = sum(r["train_seconds"] for r in rows)
+    return {"images_per_s": steps * batch * len(rows) / secs, "cpu_cores_busy_whole_run": cores_all,
+            "workers": cfg.num_workers, "amp": device.type == "cuda", "channels_last": device.type == "cuda",
+            "cudnn_benchmark": not cfg.deterministic, "measured_images": steps * batch * len(rows),
+            "measured_seconds": secs}
+
+
+def synthetic_peak(task, size: int, batch: int, device: torch.device, steps: int, amp: bool) -> dict:
+    """Forward+backward+Adam of the same network on in-memory tensors: the device's ceiling."""
+    net = task.to(device).train()
+    cl = device.type == "cuda"
+    if cl:
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, size, size, device=device)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,), device=device)
+    dt = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dt, enabled=amp):
+            loss = F.cross_entropy(net.fc(net.backbone(x)).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return {"images_per_s": steps * batch / (time.perf_counter() - t0), "amp": amp, "channels_last": cl,
+            "steps": steps}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--n", type=int, default=640)
+    ap.add_argument("--n", type=int, default=12000, help="training JPEGs in the fake RAF-DB folder")
+    ap.add_argument("--image-px", type=int, default=100, help="side of the JPEG files (RAF-DB aligned: 100)")
+    ap.add_argument("--size", type=int, default=224, help="network input side")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--warmup-epochs", type=int, default=1)
+    ap.add_argument("--max-steps", type=int, default=None, help="cap steps per epoch (CPU runs)")
+    ap.add_argument("--ref-workers", type=int, default=4, help="the official code's num_workers")
+    ap.add_argument("--our-workers", type=int, default=None, help="default: TrainConfig's (cores - 1)")
+    ap.add_argument("--peak-steps", type=int, default=20)
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--data", type=Path, default=None, help="folder for the fake RAF-DB (kept for reruns)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     device = resolve_device(args.device)
-    s = load_digits_samples()
-    s = s.subset(np.arange(args.n) % len(s))
-    torch.manual_seed(0)
-    ref_task = build_task("scn", backbone={"name": args.backbone}, num_classes=10, num_train=len(s))
-    init = {k: v.clone() for k, v in ref_task.state_dict().items()}
-    ref_ips = reference_loop(ref_task, RefDataset(s.images, s.labels, args.size), args.batch, device, 1e-3)
-
-    ours = build_task("scn", backbone={"name": args.backbone}, num_classes=10, num_train=len(s))
-    ours.load_state_dict(init)
-    cfg = TrainConfig(epochs=1, batch_size=args.batch, lr=1e-3, scheduler="none", selection="last",
-                      noise_std=0.0215, erase_p=0.5, device=str(device), threads=args.threads,
-                      deterministic=False)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        res = fit(ours, FERDataset(s, args.size, train=True), cfg, tmp, resume=False)
-        wall = time.perf_counter() - t0
-    out = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-           "threads": args.threads, "backbone": args.backbone, "size": args.size, "images": args.n,
-           "batch": args.batch, "reference_images_per_s": ref_ips, "ours_images_per_s": res.images_per_second,
-           "ours_wall_incl_checkpoint_s": wall, "speedup": res.images_per_second / ref_ips,
-           "ours_amp": device.type == "cuda", "ours_channels_last": device.type == "cuda"}
+        root = make_fake_rafdb(args.data or Path(tmp) / "raf", args.n, args.image_px)
+        torch.manual_seed(0)
+        task = build_task("scn", backbone={"name": args.backbone}, num_classes=7, num_train=args.n,
+                          margin_1=0.15)
+        init = {k: v.clone() for k, v in task.state_dict().items()}
+        peak_fp32 = synthetic_peak(task, args.size, args.batch, device, args.peak_steps, amp=False)
+        peak_amp = synthetic_peak(task, args.size, args.batch, device, args.peak_steps, amp=True) \
+            if device.type == "cuda" else None
+        task.load_state_dict(init)
+        ref = reference_loop(task, root, args.size, args.epochs, args.warmup_epochs, args.batch,
+                             args.ref_workers, device, args.max_steps)
+        task = build_task("scn", backbone={"name": args.backbone}, num_classes=7, num_train=args.n, margin_1=0.15)
+        task.load_state_dict(init)
+        our = ours(task, root, args.size, args.epochs, args.warmup_epochs, args.batch, device, args.max_steps,
+                   args.our_workers, threads)
+    peak = peak_amp or peak_fp32
+    out = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "cpu_cores_available": len(os.sched_getaffinity(0)), "torch_threads": threads,
+        "loadavg_at_end": os.getloadavg(), "torch": torch.__version__,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "synthetic_peak_fp32": peak_fp32, "synthetic_peak_amp": peak_amp,
+        "reference_official_scn": ref, "ours": our,
+        "speedup_vs_reference": our["images_per_s"] / ref["images_per_s"],
+        "ours_fraction_of_peak": our["images_per_s"] / peak["images_per_s"],
+        "reference_fraction_of_peak": ref["images_per_s"] / peak["images_per_s"],
+        "targets_gpu": {"speedup_vs_reference": 3.0, "fraction_of_peak": 0.7},
+    }
     path = args.out or Path(__file__).parent / "results" / f"fer_throughput_{device.type}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

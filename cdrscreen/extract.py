@@ -23,7 +23,6 @@ is the same either way.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +33,10 @@ import pandas as pd
 from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.core.errors import CdrscreenError
 from cdrscreen.core.io import write_parquet
-from cdrscreen.features.base import INDEX_NAMES, ExtractionError, Extractor, run_study
-from cdrscreen.features.registry import REGISTRY, get_extractor
+from cdrscreen.core.signals import signals_root
+from cdrscreen.extract_spec import ExtractionSpec, load_spec, make_extractors
+from cdrscreen.features.base import INDEX_NAMES, ExtractionError, run_study
+from cdrscreen.features.registry import REGISTRY
 from cdrscreen.study import Recording, Study
 
 META_COLUMNS = ("cdr", "age", "sex", "mmse")
@@ -48,29 +49,6 @@ def parse_features(features: str | Sequence[str]) -> list[str]:
     if not names:
         raise CdrscreenError(f"no feature groups given; available: {', '.join(REGISTRY)}")
     return names
-
-
-def make_extractors(
-    names: Sequence[str],
-    *,
-    stride: int = 1,
-    cache_dir: str | os.PathLike[str] | None = None,
-    max_faces: int | None = None,
-) -> list[Extractor]:
-    """Instantiate the named extractors, passing ``stride``/``cache_dir``/``max_faces`` where accepted."""
-    out = []
-    for name in names:
-        ex = get_extractor(name)
-        accepted = inspect.signature(type(ex).__init__).parameters
-        params: dict[str, Any] = {}
-        if "stride" in accepted:
-            params["stride"] = stride
-        if "cache_dir" in accepted and cache_dir is not None:
-            params["cache_dir"] = str(cache_dir)
-        if "max_faces" in accepted and max_faces is not None:
-            params["max_faces"] = max_faces
-        out.append(get_extractor(name, **params) if params else ex)
-    return out
 
 
 def shared_media(recs: Sequence[Recording], cache: FeatureCache) -> list[list[str]]:
@@ -105,15 +83,18 @@ def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
 
 def extract_study(
     manifest: str | os.PathLike[str] | Study,
-    features: str | Sequence[str],
-    out: str | os.PathLike[str] | None,
+    features: str | Sequence[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
     *,
+    spec: str | os.PathLike[str] | dict[str, Any] | ExtractionSpec | None = None,
+    overrides: Sequence[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     n_jobs: int = 1,
-    stride: int = 1,
+    stride: int | None = None,
     progress: bool = True,
     max_faces: int | None = None,
     scheduler: str | None = None,
+    signals: bool = True,
 ) -> pd.DataFrame:
     """Extract feature groups for every recording of a study and write them to Parquet.
 
@@ -121,18 +102,25 @@ def extract_study(
     ----------
     manifest : path or Study
         Study manifest (CSV/TSV/YAML) or an already loaded :class:`~cdrscreen.study.Study`.
-    features : list of str or str
+    features : list of str or str, optional
         Registered feature-group names (``pupil``, ``headpose``, ``mfcc``, ...), or a
-        comma-separated string.
+        comma-separated string; replaces the spec's ``features``.
     out : path or None
-        Parquet file to write (atomically); ``None`` writes nothing.
+        Parquet file to write (atomically); ``None`` writes nothing. The signals go to
+        ``signals/`` beside it (:mod:`cdrscreen.core.signals`).
+    spec : path, dict or ExtractionSpec, optional
+        Extraction spec (:mod:`cdrscreen.extract_spec`); default the shipped preset
+        ``cdrscreen/resources/extraction/default.yaml``.
+    overrides : list of str, optional
+        ``key.path=value`` changes to the spec (``cdrscreen extract --set``).
     cache_dir : path, optional
         Per-file cache (default ``$CDRSCREEN_CACHE`` or ``~/.cache/cdrscreen``). Finished
         results are reused on the next run; the face tracks of visual groups live there too.
     n_jobs : int, default 1
         Worker processes (joblib, one recording per task).
-    stride : int, default 1
-        Frame stride for the visual groups (track every ``stride``-th frame).
+    stride : int, optional
+        Frame stride for the visual groups (track every ``stride``-th frame); replaces
+        the spec's ``tracking.stride`` (default 1).
     progress : bool, default True
         Show a progress bar on a terminal.
     max_faces : int, optional
@@ -144,13 +132,18 @@ def extract_study(
         workers must see the media files and ``cache_dir`` at the same paths (shared file
         system). ``None`` (default) uses ``n_jobs`` local processes. Needs the
         ``cluster`` extra.
+    signals : bool, default True
+        Write the extractors' per-frame / per-segment signals beside ``out``.
 
     Returns
     -------
     pandas.DataFrame
         Indexed by ``(subject, session, file)``; feature columns prefixed by group, plus
-        ``meta__*`` columns. ``df.attrs["extract"]`` records the groups, stride and how
-        many (recording, group) results were computed versus taken from the cache.
+        ``meta__*`` columns. ``df.attrs["extractors"]`` records every extractor's
+        configuration (:meth:`~cdrscreen.features.base.Extractor.describe`);
+        ``df.attrs["extract"]`` the resolved spec, the groups, stride, the signals folder
+        and how many (recording, group) results were computed versus taken from the
+        cache. Both survive the Parquet round trip.
 
     Raises
     ------
@@ -171,31 +164,36 @@ def extract_study(
                 "for N local processes on a cluster use scheduler local:N"
             )
         require_dask()
+    if features is not None:
+        features = parse_features(features)
+    resolved = load_spec(spec, overrides, features=features, stride=stride, max_faces=max_faces)
     study = manifest if isinstance(manifest, Study) else Study.from_file(manifest)
-    names = parse_features(features)
-    if stride < 1:
-        raise CdrscreenError(f"stride must be >= 1, got {stride}")
+    names = resolved.features
     if n_jobs < 1:
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if scheduler is not None:  # workers have their own working directory
         cache_root = cache_root.resolve()
     cache = FeatureCache(cache_root)
-    extractors = make_extractors(names, stride=stride, cache_dir=cache_root, max_faces=max_faces)
+    extractors = make_extractors(resolved, cache_dir=cache_root)
     recs = list(study)
-    run = run_study(extractors, recs, cache=cache, n_jobs=n_jobs, scheduler=scheduler, progress=progress)
+    sig_dir = signals_root(out) if out is not None and signals else None
+    run = run_study(extractors, recs, cache=cache, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
+                    signals_dir=sig_dir)
     feats = run.table
     meta = meta_frame(recs)
     df = pd.concat([feats, meta], axis=1).loc[meta.index]
+    df.attrs["extractors"] = {ex.name: ex.describe() for ex in extractors}
     df.attrs["extract"] = {
-        "features": names, "stride": stride, "n_recordings": len(recs),
+        "features": names, "stride": resolved.tracking.stride, "n_recordings": len(recs),
         "computed": run.computed, "cached": run.n_tasks - run.computed,
-        "shared_media": shared_media(recs, cache),
+        "shared_media": shared_media(recs, cache), "spec": resolved.to_dict(),
+        "signals": sig_dir.name if sig_dir is not None else None,
     }
     if out is not None:
         write_parquet(out, df)
     return df
 
 
-__all__ = ["META_COLUMNS", "ExtractionError", "extract_study", "make_extractors", "meta_frame",
-           "parse_features", "shared_media"]
+__all__ = ["META_COLUMNS", "ExtractionError", "ExtractionSpec", "extract_study", "load_spec",
+           "make_extractors", "meta_frame", "parse_features", "shared_media"]

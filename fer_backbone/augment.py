@@ -23,10 +23,17 @@ class BatchAugment:
     Parameters
     ----------
     flip : bool
-        Horizontal flip with probability 0.5.
+        Horizontal flip.
     noise_std : float
         Std of additive Gaussian noise (in ``[0, 1]`` pixel units; SCN adds variance-30 noise
-        on 0..255, i.e. std ~0.021), applied to half the samples. 0 disables it.
+        on 0..255, i.e. std ~0.021). 0 disables it.
+    flip_noise : {"one_of", "independent"}
+        How flip and noise combine when both are on. ``one_of`` (default) is the official
+        SCN code (``RafDataSet.__getitem__`` in kaiwang960112/Self-Cure-Network
+        ``src/train.py``: with probability 0.5 one of ``flip_image`` / ``add_gaussian_noise``
+        of ``src/image_utils.py``, chosen uniformly): flip 0.25, noise 0.25, never both.
+        ``independent``: flip with p = 0.5 and noise with p = 0.5, independently. With only
+        one of them on, it is applied with p = 0.5 (torchvision's ``RandomHorizontalFlip``).
     erase_p : float
         Probability of erasing one random rectangle (area 2-25%, aspect 0.3-3.3) per sample,
         filled with 0 after normalisation, as torchvision's ``RandomErasing`` does.
@@ -35,6 +42,11 @@ class BatchAugment:
     flip: bool = True
     noise_std: float = 0.0
     erase_p: float = 0.0
+    flip_noise: str = "one_of"
+
+    def __post_init__(self) -> None:
+        if self.flip_noise not in ("one_of", "independent"):
+            raise ValueError(f"flip_noise must be 'one_of' or 'independent', got {self.flip_noise!r}")
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
                  shard: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -48,11 +60,15 @@ class BatchAugment:
         dev = x.device
         lo, n = shard if shard is not None else (0, b)
         rand = lambda k: torch.rand(n, device=dev, generator=generator)[lo : lo + k]  # noqa: E731
+        do_flip = do_noise = None
+        if self.flip and self.noise_std > 0 and self.flip_noise == "one_of":
+            apply, pick = rand(b) > 0.5, rand(b) < 0.5
+            do_flip, do_noise = apply & pick, apply & ~pick
         if self.flip:
-            do = rand(b) < 0.5
+            do = do_flip if do_flip is not None else rand(b) < 0.5
             x = torch.where(do[:, None, None, None], x.flip(-1), x)
         if self.noise_std > 0:
-            do = (rand(b) < 0.5).to(x.dtype)[:, None, None, None]
+            do = (do_noise if do_noise is not None else rand(b) < 0.5).to(x.dtype)[:, None, None, None]
             noise = torch.randn((n, *x.shape[1:]), device=dev, generator=generator, dtype=x.dtype)[lo : lo + b]
             x = (x + do * self.noise_std * noise).clamp_(0, 1)
         mask = None

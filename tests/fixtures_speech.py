@@ -198,3 +198,100 @@ def alsa_clips() -> list[Path]:
     if not clips:
         pytest.skip("alsa-utils sound clips not installed (apt-get install -y alsa-utils)")
     return clips
+
+
+# -- real human voice with planted pauses (alsa-utils clips) ---------------------------------
+#: Words spoken in each alsa-utils clip and their syllables (dictionary syllabification:
+#: front 1, center 2, left 1, right 1, rear 1, side 1). 18 syllables in the 8 clips.
+ALSA_SYLLABLES: dict[str, tuple[str, int]] = {
+    "Front_Center": ("front center", 3),
+    "Front_Left": ("front left", 2),
+    "Front_Right": ("front right", 2),
+    "Rear_Center": ("rear center", 3),
+    "Rear_Left": ("rear left", 2),
+    "Rear_Right": ("rear right", 2),
+    "Side_Left": ("side left", 2),
+    "Side_Right": ("side right", 2),
+}
+#: Silences (s) planted between consecutive clips, in clip order.
+REAL_PLANTED_PAUSES = (0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6)
+#: Annotation rule for the words of a clip (see :func:`annotate_words`).
+ANNOTATION_LEVEL_DB = -55.0
+ANNOTATION_FRAME_S = 0.005
+ANNOTATION_CLOSURE_S = 0.15
+
+
+def annotate_words(x: np.ndarray, sr: int) -> list[tuple[float, float]]:
+    """Reference word extents of a clean alsa clip, in seconds.
+
+    The clips are studio recordings whose gaps are digital silence (-120 dBFS) or room
+    tone below -60 dBFS, so a word is where the 5 ms level exceeds -55 dBFS (this keeps the
+    weak final /t/ bursts and /f/ frication at -30 to -50 dBFS, and drops only the
+    aspiration and reverberation decaying under -55 dBFS); gaps shorter than 0.15 s (stop
+    closures) stay inside the word. Independent of the detector under test: a fixed
+    absolute level on the clean clip, 5 ms resolution.
+    """
+    w = max(1, int(round(ANNOTATION_FRAME_S * sr)))
+    n = len(x) // w
+    level = 10 * np.log10(np.mean(np.asarray(x[: n * w], np.float64).reshape(n, w) ** 2, axis=1) + 1e-12)
+    m = np.diff(np.concatenate([[0], (level > ANNOTATION_LEVEL_DB).astype(int), [0]]))
+    words: list[list[float]] = []
+    for a, b in zip(np.flatnonzero(m == 1) * w / sr, np.flatnonzero(m == -1) * w / sr, strict=True):
+        if words and a - words[-1][1] < ANNOTATION_CLOSURE_S:
+            words[-1][1] = float(b)
+        else:
+            words.append([float(a), float(b)])
+    return [(a, b) for a, b in words]
+
+
+@dataclass(frozen=True)
+class RealVoice:
+    """The eight alsa clips, trimmed to their annotated speech, with planted silences."""
+
+    signal: np.ndarray
+    sr: int
+    planted: np.ndarray  # (7, 2) start, end of the planted pauses (s)
+    words: np.ndarray  # (n, 2) annotated word extents in the assembled signal (s)
+    syllables: int  # true syllable count (18)
+    clips: tuple[str, ...]
+
+
+def real_voice(clip_paths: list[Path], *, sr: int = SR, noise_db: float | None = None, lead_s: float = 0.5,
+               seed: int = 0) -> RealVoice:
+    """Assemble the alsa clips (trimmed to their annotated words) with :data:`REAL_PLANTED_PAUSES`.
+
+    Each clip is cut at its first word's onset and last word's offset, so a planted pause
+    runs exactly from the end of one clip's last word (a weak final consonant in 6 of 8
+    clips) to the start of the next clip's first word. ``noise_db`` adds white noise of
+    that RMS level (dBFS) to the whole signal after resampling to ``sr``.
+    """
+    import soundfile as sf
+
+    from cdrscreen.media.audio import resample
+
+    paths = [p for p in clip_paths if p.stem in ALSA_SYLLABLES]
+    if len(paths) != len(ALSA_SYLLABLES):
+        pytest.skip("the eight alsa-utils voice clips are not all installed")
+    parts, words, planted, t, native = [], [], [], lead_s, None
+    for i, p in enumerate(paths):
+        x, native = sf.read(str(p), dtype="float32")
+        ws = annotate_words(x, native)
+        on, off = ws[0][0], ws[-1][1]
+        if i == 0:
+            parts.append(np.zeros(int(round(lead_s * native)), np.float32))
+        seg = x[int(round(on * native)) : int(round(off * native))]
+        words += [(t + a - on, t + b - on) for a, b in ws]
+        parts.append(seg)
+        t += len(seg) / native
+        if i < len(REAL_PLANTED_PAUSES):
+            gap = REAL_PLANTED_PAUSES[i]
+            planted.append((t, t + gap))
+            parts.append(np.zeros(int(round(gap * native)), np.float32))
+            t += int(round(gap * native)) / native
+    parts.append(np.zeros(int(round(lead_s * native)), np.float32))
+    y = resample(np.concatenate(parts), native, sr)
+    if noise_db is not None:
+        rng = np.random.default_rng(seed)
+        y = (y + np.float32(10 ** (noise_db / 20)) * rng.standard_normal(y.size).astype(np.float32)).astype(np.float32)
+    return RealVoice(y, sr, np.asarray(planted), np.asarray(words), sum(s for _, s in ALSA_SYLLABLES.values()),
+                     tuple(p.stem for p in paths))

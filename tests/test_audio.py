@@ -112,3 +112,21 @@ def test_bad_inputs_give_one_line_errors(bad_files, name, problem):
     assert "\n" not in msg
     assert msg.startswith(str(path))
     assert problem in msg
+
+
+def test_native_rate_and_memoised_resampling(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(3)
+    x48 = (0.1 * rng.standard_normal(48000)).astype(np.float32)
+    path = tmp_path / "n48.wav"
+    sf.write(str(path), x48, 48000, subtype="PCM_16")
+    clear_memo()
+    native, sr = load_audio(path, None)
+    assert sr == 48000 and native.size == 48000
+    np.testing.assert_array_equal(native, sf.read(str(path), dtype="float32")[0])
+    # the 16 kHz signal is resampled from the memoised native decode: same as resampling it
+    y, sr16 = load_audio(path, 16000)
+    assert sr16 == 16000
+    np.testing.assert_array_equal(y, resample(native, 48000, 16000))
+    assert load_audio(path, None)[0] is native  # served from memory

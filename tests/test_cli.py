@@ -72,6 +72,6 @@ def test_ctrl_c_during_fer_training_is_not_reported_as_success(monkeypatch, caps
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build, "run_protocol", interrupted)
-    assert fer_main(["train", "protocols/fer_baseline_digits.yaml", "--out", str(tmp_path / "run")]) == 130
+    monkeypatch.setattr(build, "run_recipe", interrupted)
+    assert fer_main(["train", "recipes/fer_baseline_digits.yaml", "--out", str(tmp_path / "run")]) == 130
     assert capsys.readouterr().err.strip().startswith("aborted")

@@ -176,6 +176,8 @@ def test_cli_local_cluster_end_to_end(
     assert f"{len(ref)} recordings" in run.stderr
     assert not [ln for ln in run.stderr.splitlines() if ln.startswith(NOISE)], run.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(out), ref)
+    # the workers' signals reach signals/ beside the table (through the shared cache)
+    assert len(list((tmp_path / "signals").rglob("*.frames.parquet"))) == 2 * len(ref)  # pupil, headpose
 
 
 @pytest.mark.parametrize("value", ["local:0", "local:two", "local:", "tcp://host", "tcp://h:99999",

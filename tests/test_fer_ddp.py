@@ -28,7 +28,7 @@ import torch
 from cdrscreen.core.errors import ConfigError
 from fer_backbone.augment import BatchAugment, prepare_batch
 from fer_backbone.cli import main
-from fer_backbone.config import TrainConfig, load_protocol
+from fer_backbone.config import TrainConfig, load_recipe
 from fer_backbone.data import EpochRandomSampler, FERDataset, load_digits_samples
 from fer_backbone.distributed import (
     DistContext,
@@ -88,14 +88,14 @@ def test_cli_refuses_bad_multi_process_launches_in_one_line(tmp_path, monkeypatc
     bad = [(["--set", "train.batch_size=15"], "train.batch_size=15 is the global batch"),
            (["--set", "train.sync_batchnorm=true"], "sync_batchnorm needs CUDA")]
     for extra, msg in bad:
-        rc = main(["train", "protocols/fer_baseline_digits.yaml", "--out", str(tmp_path / "r"), *base, *extra])
+        rc = main(["train", "recipes/fer_baseline_digits.yaml", "--out", str(tmp_path / "r"), *base, *extra])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and err.startswith("error: rank 0/2: ") and msg in err and "\n" not in err
-    rc = main(["train", "protocols/fer_semi_digits.yaml", "--out", str(tmp_path / "s")])
+    rc = main(["train", "recipes/fer_semi_digits.yaml", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "task 'semi_supervised' does not support multi-process" in err and "\n" not in err
     assert not (tmp_path / "s").exists()
-    assert main(["temporal", "protocols/fer_temporal_affwild2.yaml", "--out", str(tmp_path / "t")]) == 2
+    assert main(["temporal", "recipes/fer_temporal_affwild2.yaml", "--out", str(tmp_path / "t")]) == 2
     assert "'temporal' trains in one process" in capsys.readouterr().err
 
 
@@ -209,7 +209,7 @@ def _torchrun(out: Path, sets: list[str], **kw) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("torchrun")  # the console script; same as python -m torch.distributed.run
     launcher = [str(exe)] if exe.is_file() else [sys.executable, "-m", "torch.distributed.run"]
     cmd = [*launcher, "--standalone", "--nproc_per_node", "2",
-           "-m", "fer_backbone", "train", "protocols/fer_baseline_digits.yaml", "--out", str(out)]
+           "-m", "fer_backbone", "train", "recipes/fer_baseline_digits.yaml", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
@@ -254,10 +254,10 @@ def test_torchrun_two_processes_survive_kill_9_and_match_one_process(tmp_path):
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/best.pt", "checkpoints/last.pt", "metrics.csv", "run.json", "summary.json"]
 
-    from fer_backbone.build import run_protocol
+    from fer_backbone.build import run_recipe
 
     single = tmp_path / "single"
-    run_protocol(load_protocol(REPO / "protocols/fer_baseline_digits.yaml", sets), single)
+    run_recipe(load_recipe(REPO / "recipes/fer_baseline_digits.yaml", sets), single)
     a, b = pd.read_csv(run / "metrics.csv"), pd.read_csv(single / "metrics.csv")
     assert list(a["epoch"]) == [1, 2, 3] and list(a.columns) == list(b.columns)
     np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)

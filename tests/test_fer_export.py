@@ -37,7 +37,10 @@ def test_onnx_parity_and_metadata(tmp_path, name):
     meta = read_metadata(path)
     assert meta["input_size"] == 40 and meta["class_names"][-1] == "neutral"
     assert meta["mean"] == [0.5, 0.4, 0.3] and meta["normalisation_in_graph"] is True
-    assert meta["embedding_dim"] == task.backbone.num_features and meta["task"] == name
+    assert meta["embedding_dim"] == task.backbone.num_features and meta["source"]["task"] == name
+    # the embedder contract: not all classes are expression words -> domain "other"; default crop
+    assert meta["format_version"] == 2 and meta["domain"] == "other"
+    assert meta["crop"]["kind"] == "template" and meta["input_colour"] == "rgb"
     x = np.random.default_rng(0).random((5, 3, 40, 40), dtype=np.float32)
     diff = parity(task, path, x, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
     assert diff["embedding"] < 1e-4 and diff["probs"] < 1e-5
@@ -64,7 +67,7 @@ def test_cli_train_evaluate_export(tmp_path, capsys):
     run = tmp_path / "run"
     sets = ["--set", f"model.backbone={TINY_BACKBONE}", "--set", "data.train_limit=160",
             "--set", "train.epochs=1", "--set", "train.threads=1"]
-    out = subprocess.run([sys.executable, "-m", "fer_backbone", "train", "protocols/fer_scn_digits.yaml",
+    out = subprocess.run([sys.executable, "-m", "fer_backbone", "train", "recipes/fer_scn_digits.yaml",
                           "--out", str(run), *sets], cwd=REPO, capture_output=True, text=True, check=True)
     trained = json.loads(out.stdout.strip().splitlines()[-1])
     assert trained["best_epoch"] == 1 and 0 <= trained["test_accuracy"] <= 1
@@ -74,7 +77,9 @@ def test_cli_train_evaluate_export(tmp_path, capsys):
     assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["parity_max_abs_diff"]["probs"] < 1e-5
-    assert read_metadata(tmp_path / "m.onnx")["class_names"] == [str(i) for i in range(10)]
+    meta = read_metadata(tmp_path / "m.onnx")
+    assert meta["class_names"] == [str(i) for i in range(10)]
+    assert meta["domain"] == "other" and meta["crop"] == {"kind": "image"}
     task, info = load_trained(run)
     assert info["task"] == "scn" and task.relabels.shape == (136,)  # 160 - 15 % validation
     assert main(["export", str(tmp_path / "nowhere"), "--out", "x.onnx"]) == 2

@@ -1,12 +1,19 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fer_backbone.models import Backbone, ExpressionAnchor
+from fer_backbone.tasks import build_task
 from fer_backbone.tasks.scn import SCNTask, rank_regularization, relabel_rule
-from fer_backbone.tasks.slm_aea import init_label_logits, label_logit_update, ramps
+from fer_backbone.tasks.slm_aea import (
+    init_label_logits,
+    label_logit_update,
+    official_ramps,
+    time_scaled_ramps,
+)
 from tests.fixtures_fer import TINY_BACKBONE
 
 
@@ -99,15 +106,48 @@ def test_slm_label_logit_init():
     assert p[1, 0].item() == pytest.approx(0.97, abs=1e-6)
 
 
-def test_slm_ramps():
-    ru, rd = ramps(0, 5)
-    assert ru == pytest.approx(math.exp(-7)) and rd == pytest.approx(1.0)
-    ru, rd = ramps(4, 5)
-    assert ru == pytest.approx(1.0) and rd == pytest.approx(math.exp(-7))
-    ru, rd = ramps(2, 5)  # t = 0.5: exp(-7 * 0.5**1.6) = exp(-2.30914)
-    assert ru == pytest.approx(0.099353, abs=1e-5) and rd == pytest.approx(0.099353, abs=1e-5)
-    series = [ramps(e, 10)[0] for e in range(10)]
-    assert series == sorted(series)
+def _authors_ramp_u(e, ns, alpha, beta):
+    # transcription of ramp_u in models/slm.py (HaipengMing/SLM-AEA), numpy exp as there
+    return np.exp(-(alpha - (e / ns) / beta) ** 2) if e <= beta * ns else 1
+
+
+def _authors_ramp_d(e, ns, alpha, beta):
+    return 1 if e <= beta * ns else np.exp(-(alpha - beta / (e / ns)) ** 2)
+
+
+def test_slm_ramps_equal_the_authors_functions_every_iteration():
+    ns, epochs, alpha, beta = 173, 40, 1.6, 7  # 40-epoch schedule, RAF-DB-like epoch length
+    worst = 0.0
+    for num_iter in range(ns * epochs):
+        ru, rd = official_ramps(num_iter, ns, alpha, beta)
+        worst = max(worst, abs(ru - _authors_ramp_u(num_iter, ns, alpha, beta)),
+                    abs(rd - _authors_ramp_d(num_iter, ns, alpha, beta)))
+    assert worst <= 1e-12
+    # the numbers: r_u at epoch 7 is 0.70, r_u rises, then r_d decays
+    assert official_ramps(7 * ns, ns)[0] == pytest.approx(math.exp(-0.36))
+    assert official_ramps(0, ns) == (pytest.approx(math.exp(-1.6**2)), 1.0)
+    assert official_ramps(7 * ns + 1, ns)[0] == 1.0 and official_ramps(40 * ns, ns)[1] < 0.2
+    # time-scaled: identical at 40 epochs, stretched for 8
+    assert all(time_scaled_ramps(i, ns, 40) == official_ramps(i, ns) for i in range(0, ns * 40, 97))
+    assert time_scaled_ramps(7 * 20, 100, 8) == pytest.approx(official_ramps(7 * 100, 100))
+
+
+def test_slm_task_evaluates_ramps_per_iteration():
+    task = build_task("slm_aea", backbone={"name": "test_resnet"}, num_classes=3, num_train=6,
+                      train_labels=[0, 1, 2, 0, 1, 2], use_aea=False)
+    task.set_steps_per_epoch(5)
+    batch = {"index": torch.tensor([0, 1]), "label": torch.tensor([0, 1])}
+    out = {"logits": torch.zeros(2, 3)}
+    seen = []
+    for epoch in range(2):
+        task.on_epoch_start(epoch, 40)
+        for _ in range(5):
+            task.after_optimizer_step(batch, out)
+            seen.append(task.r_u)
+    assert seen == [official_ramps(i, 5)[0] for i in range(10)]
+    with pytest.raises(ValueError, match="ramp_schedule"):
+        build_task("slm_aea", backbone={"name": "test_resnet"}, num_classes=3, num_train=2,
+                   ramp_schedule="epoch")
 
 
 def test_slm_label_logit_update_hand_and_autograd():

@@ -87,6 +87,25 @@ def test_feedback_helpers_hand_computed():
     assert feedback_exact(g_l, g_u, 0.1) == pytest.approx(0.1 * (3 - 2 - 1))
 
 
+def test_feedback_moving_average_baseline_as_google_research():
+    task = _task("first_order")
+    assert task.feedback_baseline == "moving_average"  # the default
+    # m <- m - 0.01 (m - f), then f - m: f = 1, 1, -1
+    assert task.baselined_feedback(1.0) == pytest.approx(0.99)
+    assert task.baselined_feedback(1.0) == pytest.approx(1.0 - 0.0199)
+    m = 0.0199 - 0.01 * (0.0199 + 1.0)
+    assert task.baselined_feedback(-1.0) == pytest.approx(-1.0 - m)
+    other = _task("first_order")
+    other.load_extra_state(task.extra_state())
+    assert other._feedback_avg == pytest.approx(m)  # checkpointed
+    raw = _task("first_order", feedback_baseline="none")
+    assert raw.baselined_feedback(0.3) == 0.3
+    out = task(_constructed_batch(0, task))
+    assert float(out["feedback"]) == pytest.approx(float(out["feedback_raw"]) - task._feedback_avg, abs=1e-6)
+    with pytest.raises(ConfigError, match="feedback_baseline"):
+        _task("first_order", feedback_baseline="ema")
+
+
 def test_step_updates_student_inside_and_leaves_teacher_to_the_loop():
     task = _task("first_order", seed=1)
     teacher_ids = {id(p) for p in task.teacher.parameters()}
@@ -178,15 +197,16 @@ def test_trains_with_the_one_loop_on_digits(tmp_path, one_thread):
 
 
 @pytest.mark.slow
-def test_semi_protocol_runs_end_to_end(tmp_path, one_thread):
-    from fer_backbone.tasks.semi_supervised import load_semi_protocol, run_semi_protocol
+def test_semi_recipe_runs_end_to_end(tmp_path, one_thread):
+    from fer_backbone.build import run_recipe
+    from fer_backbone.config import load_recipe
 
     ov = ["model.backbone=test_resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
           "train.max_steps_per_epoch=3", "train.device=cpu", "train.threads=1",
           "task.params.student_wait_epochs=0", "semi.samples_per_epoch=48"]
-    proto, semi = load_semi_protocol("protocols/fer_semi_digits.yaml", ov)
-    assert semi.labels_per_class == 5 and proto.task.name == "semi_supervised"
-    res = run_semi_protocol("protocols/fer_semi_digits.yaml", tmp_path / "run", overrides=ov)
+    rec = load_recipe("recipes/fer_semi_digits.yaml", ov)
+    assert rec.semi.labels_per_class == 5 and rec.task.name == "semi_supervised" and rec.kind == "semi"
+    res = run_recipe(rec, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert "train_feedback" in res.history[0] and np.isfinite(res.history[0]["train_loss"])
     from fer_backbone.export import load_trained
@@ -204,29 +224,42 @@ def test_cli_train_routes_semi_recipes_to_the_teacher_student_runner(tmp_path, o
     ov = ["model.backbone=test_resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=16",
           "train.max_steps_per_epoch=2", "train.device=cpu", "train.threads=1",
           "task.params.student_wait_epochs=0", "semi.samples_per_epoch=32"]
-    args = ["train", "protocols/fer_semi_digits.yaml", "--out", str(tmp_path / "run")]
-    for o in ov:
+    args = ["train", "recipes/fer_semi_digits.yaml", "--out", str(tmp_path / "run")]
+    for o in [*ov, "semi.finetune_epochs=1"]:
         args += ["--set", o]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run"] == str(tmp_path / "run")
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["protocol"]["task"]["name"] == "semi_supervised" and info["semi"]["labels_per_class"] == 5
+    assert info["recipe"]["task"]["name"] == "semi_supervised" and info["semi"]["labels_per_class"] == 5
+    # student fine-tuned on the labeled data after the teacher/student phase; best.pt holds it
+    assert (tmp_path / "run" / "finetune" / "metrics.csv").exists()
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)
+    ft = torch.load(tmp_path / "run" / "finetune" / "checkpoints" / "best.pt", weights_only=False)
+    assert best["metadata"]["finetune_epochs"] == 1
+    assert all(torch.equal(best["task"][k], v) for k, v in ft["task"].items())  # the student's weights
     assert main(["evaluate", str(tmp_path / "run"), "--split", "val"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] <= 1.0
     assert main(["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x")]) == 2
     assert "missing.yaml: recipe file not found" in capsys.readouterr().err
 
 
-def test_semi_protocol_errors_name_the_file(tmp_path):
-    from fer_backbone.tasks.semi_supervised import load_semi_protocol
+def test_semi_recipe_errors_name_the_file(tmp_path):
+    from fer_backbone.config import load_recipe
 
     p = tmp_path / "bad.yaml"
     p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\nsemi: {}\n")
     with pytest.raises(ConfigError, match="bad.yaml.*exactly one"):
-        load_semi_protocol(p)
-    p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\nsemi: {labels_per_class: 2, bogus: 1}\n")
-    with pytest.raises(ConfigError, match="bogus"):
-        load_semi_protocol(p)
+        load_recipe(p)
+    p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\n"
+                 "semi: {labels_per_class: 2, weak: {jiter: 0.1}}\n")
+    with pytest.raises(ConfigError, match="unknown key 'semi.weak.jiter' - did you mean 'jitter'"):
+        load_recipe(p)
+    p.write_text("name: x\ndata: {format: digits}\ntask: {name: semi_supervised}\n")
+    with pytest.raises(ConfigError, match="needs a 'semi:' section"):
+        load_recipe(p)
+    p.write_text("name: x\ndata: {format: digits}\ntask: {name: scn}\nsemi: {labels_per_class: 2}\n")
+    with pytest.raises(ConfigError, match="needs task.name semi_supervised"):
+        load_recipe(p)
 
 
 def test_labeled_half_of_semi_batches_is_class_balanced(one_thread):
@@ -249,15 +282,12 @@ def test_labeled_half_of_semi_batches_is_class_balanced(one_thread):
     assert np.abs(frac - 0.1).max() < 0.04  # without balancing class 0 would be 62%
 
 
-def test_broken_yaml_recipe_is_one_line_for_every_loader(tmp_path):
-    from fer_backbone.config import load_protocol
-    from fer_backbone.tasks.semi_supervised import load_semi_protocol
-    from fer_backbone.temporal import load_temporal_protocol
+def test_broken_yaml_recipe_is_one_line(tmp_path):
+    from fer_backbone.config import load_recipe
 
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: x\ntrain: {epochs: 3\n  lr: [1, 2\n")
-    for load in (load_protocol, load_semi_protocol, load_temporal_protocol):
-        with pytest.raises(ConfigError) as ei:
-            load(bad)
-        msg = str(ei.value)
-        assert msg.startswith(f"{bad}: not valid YAML at line ") and "\n" not in msg
+    with pytest.raises(ConfigError) as ei:
+        load_recipe(bad)
+    msg = str(ei.value)
+    assert msg.startswith(f"{bad}: not valid YAML at line ") and "\n" not in msg

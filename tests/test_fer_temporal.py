@@ -165,18 +165,17 @@ def test_affwild2_sequence_reader(tmp_path):
 
 
 @pytest.mark.slow
-def test_temporal_protocol_end_to_end_on_digit_videos(tmp_path, one_thread):
+def test_temporal_recipe_end_to_end_on_digit_videos(tmp_path, one_thread):
     """Phase 1 (tiny digits run) -> Aff-Wild2-style folders of real digit frames -> phase 2."""
     from PIL import Image
 
-    from fer_backbone.build import run_protocol
-    from fer_backbone.config import load_protocol
+    from fer_backbone.build import run_recipe
+    from fer_backbone.config import load_recipe
     from fer_backbone.data import load_digits_samples
-    from fer_backbone.temporal import load_temporal_protocol, run_temporal_protocol
 
     ov = ["model.backbone=test_resnet", "data.image_size=16", "train.epochs=1", "train.batch_size=32",
           "train.max_steps_per_epoch=4", "train.device=cpu", "train.threads=1", "train.selection=last"]
-    run_protocol(load_protocol("protocols/fer_baseline_digits.yaml", ov), tmp_path / "phase1")
+    run_recipe(load_recipe("recipes/fer_baseline_digits.yaml", ov), tmp_path / "phase1")
 
     s = load_digits_samples()
     rng = np.random.default_rng(0)
@@ -196,16 +195,18 @@ def test_temporal_protocol_end_to_end_on_digit_videos(tmp_path, one_thread):
             (tmp_path / split / f"{name}.txt").write_text(header + "\n".join(lines) + "\n")
     proto = tmp_path / "temporal.yaml"
     proto.write_text(
-        f"name: t\nstudent: {tmp_path / 'phase1'}\n"
-        f"annotations: {{train: {tmp_path / 'train'}, val: {tmp_path / 'val'}, frames_root: {tmp_path / 'crops'}}}\n"
-        "encoder: {window: 16, stride: 8, d_model: 16, nhead: 2, num_layers: 1, dim_feedforward: 32, epochs: 2}\n"
-        "smoothing: {method: vote, window: 5}\n"
+        f"name: t\ntemporal:\n  student: {tmp_path / 'phase1'}\n"
+        f"  annotations: {{train: {tmp_path / 'train'}, val: {tmp_path / 'val'}, frames_root: {tmp_path / 'crops'}}}\n"
+        "  encoder: {window: 16, stride: 8, d_model: 16, nhead: 2, num_layers: 1, dim_feedforward: 32, epochs: 2}\n"
+        "  smoothing: {method: vote, window: 5}\n"
     )
-    assert load_temporal_protocol(proto).encoder.window == 16
-    res = run_temporal_protocol(proto, tmp_path / "phase2")
+    rec = load_recipe(proto)
+    assert rec.temporal.encoder.window == 16 and rec.kind == "temporal"
+    res = run_recipe(rec, tmp_path / "phase2")
     from fer_backbone.cli import main
 
     assert main(["temporal", str(proto), "--out", str(tmp_path / "phase2_cli")]) == 0
+    assert main(["train", str(proto), "--out", str(tmp_path / "phase2_train")]) == 0  # same runner
     assert (tmp_path / "phase2_cli" / "temporal.pt").exists()
     assert set(res["val_macro_f1"]) == {"per_frame", "temporal", "temporal+smoothing"}
     assert all(0.0 <= v <= 1.0 for v in res["val_macro_f1"].values())
@@ -213,6 +214,7 @@ def test_temporal_protocol_end_to_end_on_digit_videos(tmp_path, one_thread):
     clf = TemporalClassifier.load(tmp_path / "phase2" / "temporal.pt")
     assert clf.window == 16 and clf.num_classes == 10
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: t\nstudent: x\nannotations: {train: a, val: b, frames_root: c}\nencoder: {windw: 3}\n")
-    with pytest.raises(CdrscreenError, match="bad.yaml.*windw"):
-        load_temporal_protocol(bad)
+    bad.write_text("name: t\ntemporal: {student: x, annotations: {train: a, val: b, frames_root: c}, "
+                   "encoder: {windw: 3}}\n")
+    with pytest.raises(CdrscreenError, match="bad.yaml: unknown key 'temporal.encoder.windw' - did you mean 'window'"):
+        load_recipe(bad)

@@ -12,7 +12,7 @@ import torch
 
 from cdrscreen.core.errors import ConfigError, InputError
 from fer_backbone.augment import BatchAugment, prepare_batch
-from fer_backbone.config import TrainConfig, load_protocol
+from fer_backbone.config import TrainConfig, load_recipe
 from fer_backbone.data import FERDataset, load_digits_samples
 from fer_backbone.models import Backbone
 from fer_backbone.tasks import build_task
@@ -109,7 +109,7 @@ def test_fit_is_deterministic_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
-    args = ["train", "protocols/fer_slm_aea_digits.yaml", "--set", f"model.backbone={TINY_BACKBONE}",
+    args = ["train", "recipes/fer_slm_aea_digits.yaml", "--set", f"model.backbone={TINY_BACKBONE}",
             "--set", "data.train_limit=200", "--set", "train.epochs=3", "--set", "train.threads=1"]
     env = {**os.environ, "CDRSCREEN_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     cmd = lambda out: [sys.executable, "-m", "fer_backbone", *args, "--out", str(out)]  # noqa: E731
@@ -126,10 +126,10 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     assert 1 <= done_before < 3
     subprocess.run(cmd(killed), cwd=REPO, env=env, check=True, capture_output=True)
     full = tmp_path / "full"  # uninterrupted, in this process
-    from fer_backbone.build import run_protocol
+    from fer_backbone.build import run_recipe
 
     overrides = [a for a in args[2:] if a != "--set"]
-    run_protocol(load_protocol(REPO / args[1], overrides), full)
+    run_recipe(load_recipe(REPO / args[1], overrides), full)
     a = pd.read_csv(killed / "metrics.csv")
     b = pd.read_csv(full / "metrics.csv")
     assert list(a["epoch"]) == [1, 2, 3]
@@ -161,15 +161,65 @@ def test_checkpoint_report_and_missing_path(tmp_path):
         Backbone(TINY_BACKBONE, checkpoint=tmp_path / "junk.pth")
 
 
-def test_protocol_files_validate(tmp_path):
-    for p in sorted((REPO / "protocols").glob("fer_*.yaml")):
-        if p.name.startswith(("fer_semi", "fer_temporal")):
-            continue
-        proto = load_protocol(p)
-        assert proto.task.name in ("baseline", "scn", "slm_aea")
+def test_recipe_files_validate_and_name_their_runner(tmp_path):
+    kinds = {}
+    for p in sorted((REPO / "recipes").glob("fer_*.yaml")):
+        rec = load_recipe(p)
+        kinds[p.stem] = rec.kind
+        if rec.kind == "supervised":
+            assert rec.task.name in ("baseline", "scn", "slm_aea")
+    assert kinds["fer_semi_digits"] == "semi" and kinds["fer_temporal_affwild2"] == "temporal"
+    assert kinds["fer_scn_rafdb"] == "supervised" and len(kinds) >= 9
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndata: {format: digits, imge_size: 32}\n")
     with pytest.raises(ConfigError, match="bad.yaml: unknown key 'data.imge_size' - did you mean 'image_size'"):
-        load_protocol(bad)
+        load_recipe(bad)
+    bad.write_text("name: x\ndata: {format: digits}\ntrain: {epochs: 2, batch_sise: 8}\n")
+    with pytest.raises(ConfigError, match="'train.batch_sise' - did you mean 'batch_size'"):
+        load_recipe(bad)
+    bad.write_text("name: x\ntemporal: {student: r, annotations: {train: a, val: b, frames_root: c}}\n"
+                   "data: {format: digits}\n")
+    with pytest.raises(ConfigError, match="temporal recipe takes only.*remove data"):
+        load_recipe(bad)
+    bad.write_text("name: x\ntask: {name: scn}\n")
+    with pytest.raises(ConfigError, match="missing key 'data'"):
+        load_recipe(bad)
     with pytest.raises(ConfigError, match="unknown FER task 'scnn'"):
         build_task("scnn", backbone={"name": TINY_BACKBONE}, num_classes=3, num_train=1)
+
+
+def test_resume_with_loader_workers_is_bit_exact(tmp_path):
+    """Interrupted after epoch 2 and resumed, with 2 persistent workers, equals the uninterrupted run."""
+    s = _digits(96)
+    data = FERDataset(s.subset(range(64)), 16, resize=20, train=True)  # random crops in the workers
+
+    def run(d, workers, stop_at=None):
+        torch.manual_seed(0)
+        task = build_task("slm_aea", backbone={"name": TINY_BACKBONE}, num_classes=10, num_train=64,
+                          train_labels=s.labels[:64].tolist())
+        if stop_at is not None:
+            start = task.on_epoch_start
+
+            def interrupt(epoch, n):
+                if epoch == stop_at:
+                    raise KeyboardInterrupt
+                start(epoch, n)
+            task.on_epoch_start = interrupt
+        cfg = TrainConfig(epochs=3, batch_size=16, lr=3e-3, noise_std=0.02, erase_p=0.5, selection="last",
+                          threads=1, num_workers=workers, deterministic=True, log_every=2)
+        fit(task, data, cfg, d)
+        return task.state_dict()
+
+    full = run(tmp_path / "full", 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", 2, stop_at=2)
+    assert len(pd.read_csv(tmp_path / "cut" / "metrics.csv")) == 2
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["loader_rng"] is not None and ckpt["sampler"] == {"seed": 0, "epoch": 1}
+    resumed = run(tmp_path / "cut", 2)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)  # label logits included
+    in_process = run(tmp_path / "w0", 0)  # item seeds make the worker count irrelevant
+    assert all(torch.equal(full[k], in_process[k]) for k in full)
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv").drop(columns="train_seconds")
+    b = pd.read_csv(tmp_path / "cut" / "metrics.csv").drop(columns="train_seconds")
+    pd.testing.assert_frame_equal(a, b)

@@ -142,6 +142,10 @@ def test_cohort_figure_takes_only_aggregates():
 
 
 def test_key_features_cover_every_group():
+    from cdrscreen.features.gemaps import GeMAPSExtractor
+    from cdrscreen.features.headpose import HeadPoseExtractor
+    from cdrscreen.features.pupil import PupilExtractor
+    from cdrscreen.features.timing import TimingExtractor
     from cdrscreen.reports.patient import select_key_features
 
     cols = ["gemaps__F0semitoneFrom27.5Hz_sma3nz_amean", "gemaps__loudness_sma3_amean",
@@ -149,6 +153,13 @@ def test_key_features_cover_every_group():
             "gemaps__HNRdBACF_sma3nz_amean", "timing__pause_rate_per_min", "timing__pause_mean_s",
             "timing__speech_rate_syl_per_s", "headpose__corr_vel_v_r", "headpose__corr_vel_h_r",
             "pupil__saccade_rate_per_min", "meta__cdr"]
-    chosen = [c for c, _ in select_key_features(cols, max_n=4)]
-    assert {c.split("__")[0] for c in chosen} == {"gemaps", "timing", "headpose", "pupil"}
-    assert "meta__cdr" not in [c for c, _ in select_key_features(cols)]
+    # the hints are what the extractors declare (the feature table records them)
+    hints = [(f"{ex.prefix}__{c}", name) for ex in (GeMAPSExtractor, TimingExtractor, HeadPoseExtractor,
+                                                      PupilExtractor) for c, name in ex.key_features]
+    chosen = select_key_features(cols, max_n=4, hints=hints)
+    assert {c.split("__")[0] for c, _ in chosen} == {"gemaps", "timing", "headpose", "pupil"}
+    assert dict(chosen)["timing__pause_rate_per_min"] == "pauses per minute"
+    assert "meta__cdr" not in [c for c, _ in select_key_features(cols, hints=hints)]
+    # without hints (a table that records no extractors) every group still shows its first column
+    assert {c.split("__")[0] for c, _ in select_key_features(cols, max_n=4)} == {
+        "gemaps", "timing", "headpose", "pupil"}

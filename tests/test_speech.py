@@ -61,12 +61,21 @@ def test_real_human_speech_in_video_matches_opensmile(tmp_path, alsa_clips):
     clips = [sf.read(str(p), dtype="float32")[0] for p in alsa_clips[:4]]
     x48 = np.concatenate([np.concatenate([c, np.zeros(24000, np.float32)]) for c in clips])
     video = mux_video(tmp_path / "human.mp4", x48, sr=48000)
-    x, sr = load_audio(video)
-    assert sr == SR
-    ref = opensmile.Smile(feature_set=opensmile.FeatureSet.GeMAPSv01b).process_signal(x, sr)
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.GeMAPSv01b)
+    # default: openSMILE sees the track at its own 48 kHz
+    x, sr = load_audio(video, None)
+    assert sr == 48000
+    ref = smile.process_signal(x, sr)
     ours = GeMAPSExtractor().process_file(video)
     np.testing.assert_allclose(ours.iloc[0, :62].to_numpy(float), ref.iloc[0].to_numpy(float), rtol=1e-6)
     assert np.isfinite(ours.iloc[0, :62].to_numpy(float)).all()
+    assert ours["gemaps__source_sr"].item() == 48000
+    # the 16 kHz option: resampled first, as cdrscreen < 0.3 did
+    x16, sr16 = load_audio(video)
+    assert sr16 == SR
+    ref16 = smile.process_signal(x16, sr16)
+    ours16 = GeMAPSExtractor(opensmile_sr=SR).process_file(video)
+    np.testing.assert_allclose(ours16.iloc[0, :62].to_numpy(float), ref16.iloc[0].to_numpy(float), rtol=1e-6)
 
 
 # -- librosa parity -----------------------------------------------------------------------

@@ -82,8 +82,7 @@ def command(
 
     t = time.perf_counter()
     con.print(f"4/4 writing reports -> {run_dir / 'reports'}")
-    reports = build_reports(run_dir, ablation=abl_dir, features=feat_path, manifest=manifest,
-                            cache_dirs=[out / "cache"], n_jobs=jobs)
+    reports = build_reports(run_dir, ablation=abl_dir, features=feat_path, n_jobs=jobs)
     stage("reports", t)
 
     con.rule("[bold green]demo finished")

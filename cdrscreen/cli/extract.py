@@ -6,6 +6,9 @@ covariates as meta__cdr, meta__age, meta__sex, meta__mmse. Results are cached pe
 by content hash and configuration: an interrupted run resumes, and rerunning after adding
 a group computes only that group. Example:
 cdrscreen extract study.csv --features pupil,headpose,mfcc --out features.parquet --jobs 2
+Every extractor parameter can be set in a spec file (--spec; default the shipped preset,
+docs/extraction.md) or with --set key.path=value, e.g. --set groups.pupil.nperseg=16.
+Per-frame and per-segment signals go to signals/ beside the table (reports read them).
 On a Dask cluster (needs the cluster extra; docs/scale-out.md):
 cdrscreen extract study.csv --scheduler tcp://HOST:8786 --cache /shared/cache
 """
@@ -22,17 +25,25 @@ NAME = "extract"
 
 def command(
     manifest: Path = typer.Argument(..., help="Study manifest (.csv, .tsv or .yaml), one row per recording."),
-    features: str = typer.Option(
-        "pupil,headpose", "--features", "-f",
-        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr.",
+    features: str | None = typer.Option(
+        None, "--features", "-f",
+        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr "
+             "(default: the spec's; the preset's are pupil,headpose).",
     ),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="Extraction spec YAML (default: the shipped preset; see docs/extraction.md)."),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Change one spec key: key.path=value (repeatable), e.g. groups.pupil.nperseg=16."),
+    embedder: Path | None = typer.Option(
+        None, "--embedder", help="ONNX expression embedder for the expr group (same as --set groups.expr.embedder=PATH)."),
     out: Path = typer.Option(Path("features.parquet"), "--out", "-o", help="Parquet file to write (atomically)."),
     cache: Path | None = typer.Option(
         None, "--cache", help="Cache folder for per-file results and face tracks (default $CDRSCREEN_CACHE or ~/.cache/cdrscreen).",
     ),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Parallel worker processes (one recording each)."),
-    stride: int = typer.Option(
-        1, "--stride", min=1, help="Visual groups track every K-th frame (faster; see docs/features-visual.md for the effect).",
+    stride: int | None = typer.Option(
+        None, "--stride", min=1,
+        help="Visual groups track every K-th frame (default 1; faster; see docs/features-visual.md for the effect).",
     ),
     max_faces: int | None = typer.Option(
         None, "--max-faces", min=1,
@@ -50,8 +61,11 @@ def command(
 
     from cdrscreen.extract import extract_study
 
-    df = extract_study(manifest, features, out, cache_dir=cache, n_jobs=jobs, stride=stride,
-                       progress=progress, max_faces=max_faces, scheduler=scheduler)
+    overrides = list(set_ or [])
+    if embedder is not None:
+        overrides.append(f"groups.expr.embedder={str(embedder)!r}")
+    df = extract_study(manifest, features, out, spec=spec, overrides=overrides, cache_dir=cache, n_jobs=jobs,
+                       stride=stride, progress=progress, max_faces=max_faces, scheduler=scheduler)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
     con = Console(stderr=True, soft_wrap=True)

@@ -17,25 +17,20 @@ def command(
         None, "--ablation",
         help="Ablation run folder of the same features: adds the ablation to the study report and "
              "per-group contributions to each patient report."),
-    manifest: Path | None = typer.Option(
-        None, "--manifest", help="Study manifest, to find the media when the feature table's paths moved."),
-    cache: list[Path] | None = typer.Option(
-        None, "--cache", help="Feature cache folder(s) holding per-frame face tracks (repeatable)."),
-    tracks: str = typer.Option(
-        "cached", "--tracks",
-        help="Per-frame plots: 'cached' (use tracks that extraction cached), 'compute' (track missing "
-             "videos: slow) or 'none'."),
+    features: Path | None = typer.Option(
+        None, "--features", "-f", help="Feature table, when it moved since the run (default: the run's)."),
+    signals: Path | None = typer.Option(
+        None, "--signals",
+        help="The signals/ folder extraction wrote (default: beside the feature table); per-frame and "
+             "speech plots come from there, nothing is recomputed."),
     pdf: bool = typer.Option(False, "--pdf", help="Also print each report to an A4 PDF (needs Chromium)."),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Worker processes."),
 ) -> None:
     """Write the study report and per-patient reports of a run folder."""
-    from cdrscreen.core.errors import CdrscreenError
     from cdrscreen.reports import build_reports
 
-    if tracks not in ("cached", "compute", "none"):
-        raise CdrscreenError(f"--tracks must be cached, compute or none, got {tracks!r}")
-    paths = build_reports(run_dir, out, subject, ablation=ablation, manifest=manifest,
-                          cache_dirs=cache or None, tracks=tracks, n_jobs=jobs)  # type: ignore[arg-type]
+    paths = build_reports(run_dir, out, subject, ablation=ablation, features=features, signals=signals,
+                          n_jobs=jobs)
     if pdf:
         from cdrscreen.reports.browser import html_to_pdf
 

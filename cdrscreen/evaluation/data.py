@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.core.io import file_sha256
 from cdrscreen.core.errors import ConfigError, InputError
+from cdrscreen.core.io import file_sha256
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.features.quality import split_quality
 
@@ -41,6 +41,9 @@ class Dataset:
     index: pd.MultiIndex  #: (subject, session, file) per row
     covariates: pd.DataFrame  #: per subject (index = subject id), meta__ columns
     inputs: dict = field(default_factory=dict)  #: provenance for inputs.json
+    #: what the feature table records about its extraction (``attrs``: ``extractors``,
+    #: ``extract``); copied into the run folder as extraction.json
+    extraction: dict = field(default_factory=dict)
 
     @property
     def subject_y(self) -> np.ndarray:
@@ -126,6 +129,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     subject must have one label over all its rows.
     """
     df, prov = read_features(features)
+    extraction = {k: df.attrs[k] for k in ("extractors", "extract") if k in df.attrs}
     where = prov["path"] or "<DataFrame>"
     available = table_groups(df)
     if protocol.features.quality == "exclude":
@@ -229,7 +233,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         X=X, y=y, subjects=subject_codes.astype(int), augmented=augmented, classes=classes,
         subject_ids=subject_ids.astype(str), columns=columns, groups=groups,
         default_groups=default_groups, index=df.index,
-        covariates=cov, inputs=inputs,
+        covariates=cov, inputs=inputs, extraction=extraction,
     )
 
 

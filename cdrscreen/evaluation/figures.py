@@ -1,4 +1,4 @@
-"""Figures of a run: confusion matrix, ROC curves, ablation plot with CIs (PNG)."""
+"""Figures of a run: confusion matrix, ROC curves (drawn by :mod:`cdrscreen.plotting`), ablation plot with CIs (PNG)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from cdrscreen.core.io import atomic_path
+from cdrscreen.plotting import confusion_matrix_figure, save_png
+from cdrscreen.plotting import roc_figure as plot_roc
 
 
 def _plt():
@@ -33,35 +35,18 @@ def _save(fig, path: Path) -> Path:
 
 
 def confusion_figure(path: Path, labels: list[str], matrix: list[list[int]], title: str) -> Path:
-    """Heat map of subject counts, rows = true class, columns = predicted class."""
-    plt = _plt()
-    m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2.0, 1.1 * len(labels) + 1.6))
-    ax.imshow(m, cmap="Blues", vmin=0)
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center",
-                    color="white" if m[i, j] > m.max() / 2 else "black")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class (CDR)")
-    ax.set_title(f"{title}\n(subjects, out-of-fold)", fontsize=9)
-    return _save(fig, path)
+    """Confusion matrix of subject counts with row percentages (rows = true class), as PNG.
+
+    The drawing is :func:`cdrscreen.plotting.confusion_matrix_figure`, the one the reports use.
+    """
+    return save_png(confusion_matrix_figure(np.asarray(matrix), labels, f"{title} (subjects, out-of-fold)"), path)
 
 
 def roc_figure(path: Path, roc: pd.DataFrame, title: str) -> Path:
-    """ROC curve(s) of one model with AUC in the legend."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    for cls, d in roc.groupby("class", sort=False):
-        ax.plot(d["fpr"], d["tpr"], drawstyle="steps-post", label=f"{cls} (AUC {d['auc'].iloc[0]:.2f})")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    """ROC curve(s) of one model with AUC in the legend, as PNG (:func:`cdrscreen.plotting.roc_figure`)."""
+    curves = [{"label": str(cls), "fpr": d["fpr"].to_numpy(float), "tpr": d["tpr"].to_numpy(float),
+               "auc": float(d["auc"].iloc[0])} for cls, d in roc.groupby("class", sort=False)]
+    return save_png(plot_roc(curves, title), path)
 
 
 def ablation_figure(path: Path, table: pd.DataFrame, metric: str, chance: float | None) -> Path:

@@ -94,6 +94,9 @@ def _write(out: Path, kind: str, proto: Protocol, data: Dataset, result: RunResu
     write_parquet(out / "row_predictions.parquet", result.row_predictions)
     write_json(out / "metrics.json", result.metrics)
     write_parquet(out / "roc.parquet", result.roc)
+    if data.extraction:  # every extractor's configuration, as the feature table records it
+        write_json(out / "extraction.json", data.extraction)
+        files.append("extraction.json")
     # ablate runs: confusion/ROC figures for the full model only (the plot compares variants)
     for run in runs if kind == "evaluate" else runs[:1]:
         name = run.plan.name

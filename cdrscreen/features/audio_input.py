@@ -5,7 +5,9 @@
 :mod:`~cdrscreen.features.timing`). Every speech extractor follows the same steps (details in ``docs/features-speech.md``):
 
 1. load the recording's audio (:func:`cdrscreen.media.audio.load_audio`: mono, ``sr``
-   = 16 kHz by default) or take a signal given to :meth:`SpeechExtractor.process_signal`;
+   = 16 kHz by default for the VAD, MFCC and timing; GeMAPS/eGeMAPS see the file's own
+   sample rate unless ``opensmile_sr`` is set) or take a signal given to
+   :meth:`SpeechExtractor.process_signal`;
 2. measure quality: the fraction of clipped samples, and the DC offset, which is
    subtracted when larger than ``dc_threshold``;
 3. choose the analysed time: the patient's segments when a speaker-segments file (RTTM
@@ -18,10 +20,13 @@
 Each output row also carries the quality columns :data:`QUALITY_COLUMNS`, prefixed like
 the features: ``quality_ok`` (1.0/0.0), ``speech_seconds``, ``patient_only`` (1.0 when
 the features were computed on the patient's segments only), ``clipped_fraction``,
-``dc_offset`` and ``source_sr`` (the recording's own sample rate: audio recorded below
+``dc_offset``, ``source_sr`` (the recording's own sample rate: audio recorded below
 ``sr``, e.g. 8 kHz telephone audio, has no content above ``source_sr / 2`` although it is
-resampled to ``sr``, so its features are computed but ``quality_ok`` is 0). Drop them
-(e.g. with :func:`feature_columns`) before modelling.
+resampled to ``sr``, so its features are computed but ``quality_ok`` is 0), and the three
+warning columns ``quality_no_speech`` (1.0 when less than ``min_speech_s`` of speech was
+found), ``quality_low_sr`` (1.0 when ``source_sr`` < 16 kHz) and ``quality_audio_s``
+(seconds of audio in the file). Drop them (e.g. with :func:`feature_columns`) before
+modelling.
 
 >>> from cdrscreen.features import get_extractor
 >>> get_extractor("egemaps").process_file("S01.mp4", segments="S01.rttm")  # doctest: +SKIP
@@ -37,7 +42,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import InputError
 from cdrscreen.features.base import Extractor
 from cdrscreen.features.segments import (
@@ -54,7 +61,11 @@ from cdrscreen.study import Recording
 #: Quality columns (without prefix) every speech extractor adds to its row.
 QUALITY_COLUMNS: tuple[str, ...] = (
     "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset", "source_sr",
+    "quality_no_speech", "quality_low_sr", "quality_audio_s",
 )
+
+#: Below this source sample rate (Hz) ``quality_low_sr`` is set: no wide-band speech content.
+LOW_SAMPLE_RATE_HZ = 16000
 
 Segments = pd.DataFrame | np.ndarray | Sequence[Sequence[float]] | str | os.PathLike[str] | None
 
@@ -62,6 +73,31 @@ Segments = pd.DataFrame | np.ndarray | Sequence[Sequence[float]] | str | os.Path
 def feature_columns(df: pd.DataFrame) -> list[str]:
     """Columns of ``df`` that are features (not speech quality columns)."""
     return [c for c in df.columns if str(c).split("__", 1)[-1] not in QUALITY_COLUMNS]
+
+
+def speech_warnings(row: pd.Series) -> list[str]:
+    """Warning texts of one feature-table row from its speech ``quality_*`` columns.
+
+    Reads ``<group>__quality_no_speech`` and ``<group>__quality_low_sr`` (with
+    ``<group>__source_sr``) of whichever speech groups the row has; every speech group
+    carries the same values, so each warning appears once. Returns e.g.
+    ``["no speech found", "audio sample rate 8000 Hz is below 16 kHz"]``; empty when all
+    is well or the row has no speech group. (Audio against video duration needs the
+    video's length: ``<group>__quality_audio_s`` holds the audio's.)
+    """
+    out: list[str] = []
+    cols = [str(c) for c in row.index]
+    for c in cols:
+        if c.endswith("__quality_no_speech") and row[c] == 1.0 and "no speech found" not in out:
+            out.append("no speech found")
+    for c in cols:
+        if c.endswith("__quality_low_sr") and row[c] == 1.0:
+            sr = row.get(c.replace("__quality_low_sr", "__source_sr"), np.nan)
+            text = (f"audio sample rate {sr:.0f} Hz is below 16 kHz" if np.isfinite(sr)
+                    else "audio sample rate is below 16 kHz")
+            if text not in out:
+                out.append(text)
+    return out
 
 
 def clipped_fraction(x: np.ndarray) -> float:
@@ -87,7 +123,11 @@ def clipped_fraction(x: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A signal ready for feature computation (see :meth:`SpeechExtractor.prepare`)."""
+    """A signal ready for feature computation (see :meth:`SpeechExtractor.prepare`).
+
+    ``x`` is at the extractor's ``sr``; ``native`` is the same audio (same DC correction)
+    at the rate it was given in, ``native_sr``.
+    """
 
     x: np.ndarray
     sr: int
@@ -96,13 +136,32 @@ class Prepared:
     speech_seconds: float
     clipped_fraction: float
     dc_offset: float
+    native: np.ndarray | None = None
+    native_sr: int | None = None
 
-    def analysed_signal(self) -> np.ndarray:
-        """Return the signal restricted to the analysed intervals, concatenated in time order."""
+    def analysed_signal(self, native: bool = False) -> tuple[np.ndarray, int]:
+        """Return the signal (and its rate) restricted to the analysed intervals, in time order.
+
+        ``native=True`` cuts the signal at its given rate instead of at ``sr``.
+        """
+        x, sr = (self.native, int(self.native_sr)) if native and self.native is not None else (self.x, self.sr)
         if self.intervals is None:
-            return self.x
-        parts = [self.x[int(round(s * self.sr)) : int(round(e * self.sr))] for s, e in self.intervals]
-        return np.concatenate(parts) if parts else self.x[:0]
+            return x, sr
+        parts = [x[int(round(s * sr)) : int(round(e * sr))] for s, e in self.intervals]
+        return (np.concatenate(parts) if parts else x[:0]), sr
+
+
+class SpeechParams(StrictModel):
+    """Audio settings every speech group takes (spec section ``audio``, or per group)."""
+
+    sr: int = Field(DEFAULT_SR, ge=1000, description="Sample rate every feature is computed at.")
+    patient: str = Field(DEFAULT_PATIENT, description="Speaker label of the patient in segments files.")
+    exclude_overlap: bool = Field(True, description="Drop time where another speaker overlaps the patient.")
+    max_gap_s: float = Field(float("inf"), ge=0, description="Silence within the patient's turn, at most this long.")
+    min_speech_s: float = Field(1.0, ge=0, description="Less detected speech gives NaN features.")
+    min_pause_s: float = Field(0.25, gt=0, description="Shortest silence that is a pause (shorter gaps are bridged).")
+    max_clipped: float = Field(0.01, ge=0, le=1, description="Clipped fraction above this sets quality_ok = 0.")
+    dc_threshold: float = Field(1e-3, ge=0, description="A DC offset larger than this is subtracted.")
 
 
 class SpeechExtractor(Extractor):
@@ -121,6 +180,9 @@ class SpeechExtractor(Extractor):
         of the patient's turn (a pause) when at most this long.
     min_speech_s : float, default 1.0
         Less detected speech than this gives NaN features and ``quality_ok = 0``.
+    min_pause_s : float, default 0.25
+        Shortest silence the voice-activity detector keeps as a gap: shorter gaps are
+        bridged (speech for MFCC), longer ones inside a turn are the timing group's pauses.
     max_clipped : float, default 0.01
         A clipped fraction above this sets ``quality_ok = 0`` (features are still computed).
         So does a source sample rate below ``sr`` (band-limited audio).
@@ -130,7 +192,13 @@ class SpeechExtractor(Extractor):
 
     prefix: ClassVar[str]
     #: 2: ``source_sr`` quality column; band-limited audio sets ``quality_ok = 0``.
-    version: ClassVar[int] = 2
+    #: 3: two-threshold VAD, ``quality_no_speech`` / ``quality_low_sr`` / ``quality_audio_s``,
+    #: openSMILE at the file's own rate.
+    version: ClassVar[int] = 3
+    Params: ClassVar[type[StrictModel]] = SpeechParams
+    shared: ClassVar[str | None] = "audio"
+    #: Whether :meth:`compute` needs the signal at its native rate (openSMILE groups).
+    needs_native: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -140,6 +208,7 @@ class SpeechExtractor(Extractor):
         exclude_overlap: bool = True,
         max_gap_s: float = float("inf"),
         min_speech_s: float = 1.0,
+        min_pause_s: float = 0.25,
         max_clipped: float = 0.01,
         dc_threshold: float = 1e-3,
     ) -> None:
@@ -148,8 +217,13 @@ class SpeechExtractor(Extractor):
         self.exclude_overlap = exclude_overlap
         self.max_gap_s = max_gap_s
         self.min_speech_s = min_speech_s
+        self.min_pause_s = min_pause_s
         self.max_clipped = max_clipped
         self.dc_threshold = dc_threshold
+
+    def vad_params(self) -> VADParams:
+        """Voice-activity settings of this extractor (defaults, and its ``min_pause_s``)."""
+        return VADParams(min_pause_s=self.min_pause_s)
 
     # -- what subclasses provide ------------------------------------------------------
     def feature_names(self) -> list[str]:
@@ -159,6 +233,10 @@ class SpeechExtractor(Extractor):
     def compute(self, prep: Prepared) -> dict[str, float]:
         """Compute the group's features of a prepared signal (enough speech guaranteed)."""
         raise NotImplementedError
+
+    def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
+        """Return the signals of a prepared signal, indexed by ``(file, frame, time)`` or ``(file, start, end)`` (default: none)."""
+        return {}
 
     # -- contract ------------------------------------------------------------------
     def inputs(self, rec: Recording) -> list[Path | None]:
@@ -171,6 +249,15 @@ class SpeechExtractor(Extractor):
             raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
         return self.process_file(rec.audio_source, segments=rec.segments)
 
+    def process_recording_with_signals(self, rec: Recording) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        """Row and signals of a manifest row (see :meth:`process_recording`)."""
+        if rec.audio_source is None:
+            raise InputError(f"{rec.subject}/{rec.session}", "recording has no video or audio file")
+        path = rec.audio_source
+        segs = read_segments(rec.segments) if rec.segments is not None else None
+        row, prep = self._analyse_file(path, segs, segments_source=rec.segments)
+        return row, self.signals_from_prepared(prep, str(path))
+
     def process_file(self, path: str | os.PathLike[str], segments: Segments = None, **_: Any) -> pd.DataFrame:
         """Features of a video's audio track or an audio file.
 
@@ -182,14 +269,19 @@ class SpeechExtractor(Extractor):
             Speaker segments (RTTM/CSV file or table with ``start, end, speaker``), or
             already-selected ``(start, end)`` intervals in seconds.
         """
-        from cdrscreen.media.audio import probe_audio
-
-        x, sr = load_audio(path, self.sr)
-        native = probe_audio(path).sample_rate or sr
+        seg_source = None
         if isinstance(segments, str | os.PathLike):
-            return self.process_signal(x, sr, segments=read_segments(segments), file=str(path),
-                                       _segments_source=segments, _source_sr=native)
-        return self.process_signal(x, sr, segments=segments, file=str(path), _source_sr=native)
+            seg_source, segments = segments, read_segments(segments)
+        return self._analyse_file(path, segments, segments_source=seg_source)[0]
+
+    def _analyse_file(
+        self, path: str | os.PathLike[str], segments: Segments, *, segments_source: str | os.PathLike[str] | None
+    ) -> tuple[pd.DataFrame, Prepared]:
+        """Decode ``path`` at its own rate (and, memoised, at :attr:`sr`) and analyse it."""
+        x, native_sr = load_audio(path, None)
+        resampled = load_audio(path, self.sr)[0] if native_sr != self.sr else None
+        return self._analyse(x, native_sr, segments, file=str(path), segments_source=segments_source,
+                             resampled=resampled)
 
     def process_signal(
         self,
@@ -199,7 +291,7 @@ class SpeechExtractor(Extractor):
         *,
         file: str = "",
         _segments_source: str | os.PathLike[str] | None = None,
-        _source_sr: int | None = None,
+        _resampled: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Features of a signal, as in opensmile-python's ``Smile.process_signal``.
 
@@ -208,7 +300,8 @@ class SpeechExtractor(Extractor):
         signal : ndarray
             ``(samples,)`` or ``(channels, samples)``; channels are averaged.
         sr : int
-            Its sample rate; resampled to :attr:`sr` if different.
+            Its sample rate (reported as ``source_sr``); resampled to :attr:`sr` for the
+            VAD, MFCC and timing, kept for openSMILE unless ``opensmile_sr`` is set.
         segments : DataFrame, (n, 2) array or path-like, optional
             See :meth:`process_file`.
         file : str
@@ -221,16 +314,29 @@ class SpeechExtractor(Extractor):
         """
         if isinstance(segments, str | os.PathLike):
             _segments_source, segments = segments, read_segments(segments)
-        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=_segments_source)
+        return self._analyse(signal, sr, segments, file=file, segments_source=_segments_source,
+                             resampled=_resampled)[0]
+
+    def _analyse(
+        self, signal: np.ndarray, sr: int, segments: Segments, *, file: str,
+        segments_source: str | os.PathLike[str] | None, resampled: np.ndarray | None = None,
+    ) -> tuple[pd.DataFrame, Prepared]:
+        """Return the row of :meth:`process_signal` and the prepared signal it was computed from.
+
+        ``sr`` is the signal's own rate (reported as ``source_sr``); ``resampled`` may hold
+        the signal already at :attr:`sr`.
+        """
+        prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=segments_source,
+                            resampled=resampled)
         names = self.feature_names()
-        if prep.speech_seconds >= self.min_speech_s:
+        enough = prep.speech_seconds >= self.min_speech_s
+        if enough:
             values = self.compute(prep)
             feats = {n: float(values.get(n, np.nan)) for n in names}
         else:
             feats = dict.fromkeys(names, float("nan"))
-        source_sr = int(_source_sr) if _source_sr else int(sr)
-        ok = (prep.speech_seconds >= self.min_speech_s and prep.clipped_fraction <= self.max_clipped
-              and source_sr >= self.sr)
+        source_sr = int(sr)
+        ok = enough and prep.clipped_fraction <= self.max_clipped and source_sr >= self.sr
         quality = {
             "quality_ok": float(ok),
             "speech_seconds": prep.speech_seconds,
@@ -238,9 +344,12 @@ class SpeechExtractor(Extractor):
             "clipped_fraction": prep.clipped_fraction,
             "dc_offset": prep.dc_offset,
             "source_sr": float(source_sr),
+            "quality_no_speech": float(not enough),
+            "quality_low_sr": float(source_sr < LOW_SAMPLE_RATE_HZ),
+            "quality_audio_s": len(prep.x) / prep.sr,
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
-        return pd.DataFrame([row], index=pd.Index([file], name="file"))
+        return pd.DataFrame([row], index=pd.Index([file], name="file")), prep
 
     # -- shared preparation -------------------------------------------------------------
     def prepare(
@@ -251,25 +360,31 @@ class SpeechExtractor(Extractor):
         *,
         source: str = "<signal>",
         segments_source: str | os.PathLike[str] | None = None,
+        resampled: np.ndarray | None = None,
     ) -> Prepared:
-        """Mono/resample, quality measures, DC removal, patient intervals and VAD."""
-        x = np.asarray(signal, dtype=np.float32)
-        if x.ndim == 2:
-            x = x.mean(axis=0)
-        if x.ndim != 1:
-            raise InputError(source, f"signal must be 1-D or (channels, samples), got shape {x.shape}")
-        if not np.all(np.isfinite(x)):
+        """Mono/resample, quality measures, DC removal, patient intervals and VAD.
+
+        ``resampled`` may hold ``signal`` already resampled to :attr:`sr` (decoded once
+        and kept in memory by :func:`~cdrscreen.media.audio.load_audio`).
+        """
+        native = np.asarray(signal, dtype=np.float32)
+        if native.ndim == 2:
+            native = native.mean(axis=0)
+        if native.ndim != 1:
+            raise InputError(source, f"signal must be 1-D or (channels, samples), got shape {native.shape}")
+        if not np.all(np.isfinite(native)):
             raise InputError(source, "signal contains NaN or infinite samples")
-        x = resample(x, int(sr), self.sr)
-        sr = self.sr
+        x = resampled if resampled is not None else resample(native, int(sr), self.sr)
         clip = clipped_fraction(x)
         dc = float(np.mean(x, dtype=np.float64)) if x.size else 0.0
         if abs(dc) > self.dc_threshold:
             x = (x - np.float32(dc)).astype(np.float32)
-        intervals = self._intervals(segments, len(x) / sr, segments_source)
-        vad = detect_speech(x, sr, intervals, VADParams())
+            native = (native - np.float32(dc)).astype(np.float32)
+        intervals = self._intervals(segments, len(x) / self.sr, segments_source)
+        vad = detect_speech(x, self.sr, intervals, self.vad_params())
         speech = float(speech_runs_s(vad).sum())
-        return Prepared(x, sr, intervals, vad, speech, clip, dc)
+        keep = native if self.needs_native else None
+        return Prepared(x, self.sr, intervals, vad, speech, clip, dc, keep, int(sr))
 
     def _intervals(
         self, segments: Segments, duration: float, source: str | os.PathLike[str] | None
@@ -289,10 +404,13 @@ class SpeechExtractor(Extractor):
 
 
 __all__ = [
+    "LOW_SAMPLE_RATE_HZ",
     "QUALITY_COLUMNS",
     "Prepared",
     "Segments",
     "SpeechExtractor",
+    "SpeechParams",
     "clipped_fraction",
     "feature_columns",
+    "speech_warnings",
 ]

@@ -41,7 +41,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import CdrscreenError, InputError, MissingDependencyError
 from cdrscreen.features.base import TrackedExtractor
 from cdrscreen.tracking.face import EYE_L_CORNERS, EYE_R_CORNERS, FaceTrack
@@ -235,6 +237,15 @@ def embed_track(track: FaceTrack, embedder: Embedder, every: int = 5,
     return df.set_index(["file", "frame", "time"])
 
 
+class ExpressionParams(StrictModel):
+    """Settings of the ``expr`` group (spec section ``groups.expr``)."""
+
+    embedder: str | None = Field(None, description=f"ONNX embedder from 'cdrscreen-fer export' (default ${ENV_VAR}).")
+    every: int = Field(5, ge=1, description="Embed every every-th tracked frame.")
+    batch_size: int = Field(32, ge=1, description="Crops per onnxruntime call.")
+    threads: int = Field(1, ge=1, description="onnxruntime threads.")
+
+
 class ExpressionExtractor(TrackedExtractor):
     """Expression-embedding features of a video (columns ``expr__*``).
 
@@ -252,11 +263,18 @@ class ExpressionExtractor(TrackedExtractor):
         onnxruntime threads.
     cache_dir : path, optional
         Where the shared face track is cached.
+
+    Notes
+    -----
+    Signals: ``frames``, the per-frame expression track of :func:`embed_track` without the
+    embedding columns (``success``, ``confidence``, ``prob_<c>``).
     """
 
     name: ClassVar[str] = "expr"
     prefix: ClassVar[str] = "expr"
     version: ClassVar[int] = 1
+    Params = ExpressionParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
 
     def __init__(self, embedder: str | os.PathLike[str] | None = None, every: int = 5, stride: int = 1,
                  max_faces: int = 2, batch_size: int = 32, threads: int = 1,
@@ -296,8 +314,8 @@ class ExpressionExtractor(TrackedExtractor):
         emb = Embedder(self.embedder_path(), threads=self.threads)
         return embed_track(self.track(path), emb, self.every, self.batch_size)
 
-    def features_from_track(self, track: FaceTrack) -> dict[str, float]:
-        """Pooled features of one video's track."""
+    def compute(self, track: FaceTrack) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+        """Pooled features of one video's track, and its per-frame expression probabilities."""
         emb = Embedder(self.embedder_path(), threads=self.threads)
         df = embed_track(track, emb, self.every, self.batch_size)
         ecols = [c for c in df.columns if c.startswith("emb_")]
@@ -306,4 +324,5 @@ class ExpressionExtractor(TrackedExtractor):
         times = df.index.get_level_values("time").to_numpy(float)
         e = np.nan_to_num(df[ecols].to_numpy(np.float32))
         p = np.nan_to_num(df[pcols].to_numpy(np.float32))
-        return pool_features(e, p, valid, times, emb.class_names)
+        frames = df.drop(columns=ecols).reset_index().drop(columns="file")
+        return pool_features(e, p, valid, times, emb.class_names), {"frames": frames}

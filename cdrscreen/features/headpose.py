@@ -12,7 +12,10 @@ import os
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
 
 
@@ -51,6 +54,13 @@ def correlate(a: list[np.ndarray], b: list[np.ndarray]) -> dict[str, float]:
     return out
 
 
+class HeadPoseParams(StrictModel):
+    """Settings of the ``headpose`` group (spec section ``groups.headpose``)."""
+
+    smooth_s: float = Field(0.15, ge=0, description="Width of the moving average on the pose angles, seconds.")
+    max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
+
+
 class HeadPoseExtractor(TrackedExtractor):
     """Head-pose and pupil–head correlation features (columns ``headpose__*``).
 
@@ -69,6 +79,12 @@ class HeadPoseExtractor(TrackedExtractor):
 
     Notes
     -----
+    Signals: ``frames``, the (evenly resampled) per-frame pose ``yaw``, ``pitch``, ``roll``
+    with ``success``, and the exact series the correlations use: ``piece`` (number of the
+    gap-free piece, -1 outside) and ``gaze_h``, ``gaze_v``, ``yaw_s``, ``pitch_s`` (gaps
+    interpolated, head angles smoothed; NaN outside a piece). ``corr_vel_*`` correlate their
+    differences within each piece. ``attrs["fps"]`` is the rate.
+
     Correlations pair the eye-relative pupil position with head pose on frames where
     both exist (blinks excluded): horizontal = ``gaze_h`` with ``yaw``, vertical =
     ``gaze_v`` with ``pitch``; ``pos`` uses the trajectories, ``vel`` their frame-to-frame
@@ -80,6 +96,12 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
     #: 3: variable-frame-rate tracks resampled onto even time steps.
     version: ClassVar[int] = 3
+    Params = HeadPoseParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("corr_vel_v_r", "pupil–head correlation, vertical"),
+        ("corr_vel_h_r", "pupil–head correlation, horizontal"),
+    )
 
     def __init__(
         self,
@@ -95,9 +117,9 @@ class HeadPoseExtractor(TrackedExtractor):
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
-    def features_from_track(self, track: Any) -> dict[str, Any]:
-        """Compute every ``headpose__`` feature (without prefix) from a face track."""
-        from cdrscreen.tracking.gaps import split_signals
+    def compute(self, track: Any) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Compute every ``headpose__`` feature (without prefix) and the ``frames`` signal of a face track."""
+        from cdrscreen.tracking.gaps import pieces_to_columns, signal_pieces, split_signals
         from cdrscreen.tracking.resample import even_table
 
         t = even_table(track)  # variable frame rate: resampled to even steps
@@ -128,7 +150,8 @@ class HeadPoseExtractor(TrackedExtractor):
         both = success & ~t["blink"].to_numpy(bool)
         sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
                "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float)}
-        pp = split_signals(sig, both, max_gap, min_len=3)
+        bounded = signal_pieces(sig, both, max_gap, min_len=3)
+        pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
         for axis, eye, head in (("h", "gaze_h", "yaw"), ("v", "gaze_v", "pitch")):
@@ -139,4 +162,12 @@ class HeadPoseExtractor(TrackedExtractor):
                     f[f"corr_{kind}_{axis}_{stat}"] = val
         f["valid"] = float(bool(pieces) and all(
             np.isfinite(f[f"corr_{k}_{a}_r"]) for k in ("pos", "vel") for a in ("h", "v")))
-        return f
+        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "yaw", "pitch"))
+        frames = pd.DataFrame({
+            "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
+            "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
+            "roll": t["roll"].to_numpy(float), "piece": laid["piece"],
+            "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
+        })
+        frames.attrs["fps"] = float(fs)
+        return f, {"frames": frames}

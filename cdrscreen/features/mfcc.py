@@ -1,5 +1,10 @@
 """MFCC statistics with librosa (``mfcc__*``): coefficients, deltas and delta-deltas, with functionals.
 
+Rate: the extractor computes MFCCs at its ``sr``, 16 kHz by default, whatever the file's
+own rate (44.1/48 kHz audio is resampled first), so the mel bands span 0-8 kHz for every
+recording. Unlike GeMAPS/eGeMAPS, which follow the file's rate, this keeps recordings of
+different rates comparable.
+
 Frames: 25 ms Hann window (``win_length = 0.025 * sr``) in a ``n_fft = 512`` FFT (at
 16 kHz), 10 ms hop, centred frames (librosa's default ``center=True``), ``n_mels = 40``
 mel bands from 0 Hz to ``sr / 2``, ``n_mfcc = 13`` coefficients (DCT-II, ortho, as in
@@ -27,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from cdrscreen.features.audio_input import Prepared, SpeechExtractor
+from cdrscreen.features.audio_input import Prepared, SpeechExtractor, SpeechParams
 
 
 def ensure_numba_cache() -> str:
@@ -113,6 +119,12 @@ def mfcc_features(x: np.ndarray, sr: int, frames: np.ndarray | None, n_mfcc: int
     return dict(zip(column_names(n_mfcc), functionals(mat).tolist(), strict=True))
 
 
+class MFCCParams(SpeechParams):
+    """Settings of the ``mfcc`` group (spec section ``groups.mfcc``; audio settings too)."""
+
+    n_mfcc: int = Field(13, ge=1, le=40, description="MFCC coefficients (of 40 mel bands).")
+
+
 class MFCCExtractor(SpeechExtractor):
     """MFCC, delta and delta-delta functionals over speech frames (``mfcc__``).
 
@@ -125,6 +137,7 @@ class MFCCExtractor(SpeechExtractor):
 
     name = "mfcc"
     prefix = "mfcc"
+    Params = MFCCParams
 
     def __init__(self, n_mfcc: int = 13, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -23,7 +23,10 @@ import os
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+from pydantic import Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
 from cdrscreen.tracking.face import FaceTrack
 from cdrscreen.tracking.gaps import split_signals
@@ -68,8 +71,23 @@ def superposed_spectrum(
     return freqs, (total / n if n else np.full(nbins, np.nan)), n
 
 
+class PupilParams(StrictModel):
+    """Settings of the ``pupil`` group (spec section ``groups.pupil``)."""
+
+    nperseg: int = Field(10, ge=2, description="STFT window length in track samples.")
+    noverlap: int = Field(5, ge=0, description="Overlap between STFT windows.")
+    window: str = Field("hann", description="STFT window (scipy.signal.get_window name).")
+    max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
+    saccade_velocity: float = Field(0.75, gt=0, description="Eye-relative speed above which a step is saccade-like.")
+
+
 class PupilExtractor(TrackedExtractor):
     """Pupil trajectory features of a video (columns ``pupil__*``).
+
+    Signals: ``frames``, the (evenly resampled) per-frame table the features are computed
+    from: ``success``, ``blink``, ``usable``, the eye-relative (``eye_h``, ``eye_v``) and
+    image (``img_h``, ``img_v``) pupil positions; ``attrs["fps"]`` is its rate. The spectra
+    are feature columns (``stft_eye_dh_b<k>``, bin ``k`` at ``k * stft_bin_hz`` Hz).
 
     Parameters
     ----------
@@ -95,6 +113,12 @@ class PupilExtractor(TrackedExtractor):
     prefix: ClassVar[str] = "pupil"
     #: 2: variable-frame-rate tracks resampled onto even time steps.
     version: ClassVar[int] = 2
+    Params = PupilParams
+    signal_names: ClassVar[tuple[str, ...]] = ("frames",)
+    key_features: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("saccade_rate_per_min", "saccade-like events per minute"),
+        ("fixation_jitter", "fixation jitter (eye widths)"),
+    )
 
     def __init__(
         self,
@@ -116,8 +140,8 @@ class PupilExtractor(TrackedExtractor):
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
-    def features_from_track(self, track: FaceTrack) -> dict[str, Any]:
-        """Compute every ``pupil__`` feature (without prefix) from a face track."""
+    def compute(self, track: FaceTrack) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Compute every ``pupil__`` feature (without prefix) and the ``frames`` signal of a face track."""
         t = even_table(track)  # variable frame rate: resampled to even steps
         fs = track.track_fps
         n_rows = len(t)
@@ -182,4 +206,10 @@ class PupilExtractor(TrackedExtractor):
         f["stft_windows"] = float(n_windows)
         f["stft_bin_hz"] = fs / self.nperseg if fs else np.nan
         f["valid"] = float(n_windows > 0 and np.isfinite(sp).any() and sp.size > 0)
-        return f
+        frames = pd.DataFrame({
+            "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
+            "blink": t["blink"].to_numpy(bool), "usable": usable,
+            "eye_h": cols["eye_h"], "eye_v": cols["eye_v"], "img_h": cols["img_h"], "img_v": cols["img_v"],
+        })
+        frames.attrs["fps"] = float(fs)
+        return f, {"frames": frames}

@@ -21,7 +21,7 @@ QUALITY_PATTERNS: tuple[str, ...] = (
     "stft_windows", "stft_bin_hz", "corr_*_n", "corr_*_p",
     # speech groups (mfcc, gemaps, egemaps, timing)
     "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset", "analysed_s",
-    "source_sr",
+    "source_sr", "quality_*",
     # expression embeddings
     "n_frames", "valid_fraction",
 )

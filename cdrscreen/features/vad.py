@@ -1,14 +1,23 @@
 """Energy-based voice-activity detection shared by every speech group (numpy only).
 
 Frame energy in dBFS over 25 ms windows every 10 ms (frames centred on ``t * hop``,
-zero-padded at the ends). A frame is speech when its level exceeds
-``max(p99 - dynamic_range_db, p5 + noise_margin_db, floor_db)`` where ``p99``/``p5``
-are percentiles of the frame levels inside the analysed intervals (the noise-floor
-term is capped at ``p99 - 10 dB``). A signal whose level hardly varies
-(``p99 - p5 < min_dynamic_db``, 15 dB: stationary noise, a hum, a tone) is taken to
-contain no speech, since speech always alternates syllables and gaps. Speech runs shorter
-than ``min_speech_s`` are dropped (clicks), then silent gaps shorter than ``min_pause_s``
-are bridged (stop closures, inter-word gaps).
+zero-padded at the ends). ``p99``/``p5`` are percentiles of the frame levels inside the
+analysed intervals. Two thresholds:
+
+* high: ``max(p99 - dynamic_range_db, min(p5 + noise_margin_db, p99 - 10), floor_db)``;
+  frames above it are certainly speech;
+* low: ``min(high, max(p99 - low_range_db, p5 + low_noise_margin_db))``; a run of frames
+  above it is speech when it holds at least one frame above the high threshold
+  (hysteresis, as in a Schmitt trigger).
+
+The low threshold keeps the weak edges of words (final /t/ bursts, /f/, nasals, breathy
+onsets: 25-45 dB below the vowels) that a single threshold cuts off, while staying
+``low_noise_margin_db`` above the noise floor. Silent gaps shorter than ``min_pause_s``
+are then bridged (stop closures, inter-word gaps), and only after that are speech runs
+shorter than ``min_speech_s`` dropped (clicks), so a final stop burst after its closure
+stays part of its word. A signal whose level hardly varies (``p99 - p5 <
+min_dynamic_db``, 15 dB: stationary noise, a hum, a tone) is taken to contain no speech,
+since speech always alternates syllables and gaps.
 """
 
 from __future__ import annotations
@@ -22,13 +31,20 @@ from cdrscreen.features.segments import Intervals, intervals_to_mask
 
 @dataclass(frozen=True)
 class VADParams:
-    """Parameters of :func:`detect_speech` (defaults suit 16 kHz interview audio)."""
+    """Parameters of :func:`detect_speech` (defaults suit 16 kHz interview audio).
+
+    ``dynamic_range_db``, ``noise_margin_db`` and ``floor_db`` set the high threshold,
+    ``low_range_db`` and ``low_noise_margin_db`` the low (hysteresis) one; see the
+    module docstring.
+    """
 
     frame_s: float = 0.025
     hop_s: float = 0.010
     dynamic_range_db: float = 30.0
     noise_margin_db: float = 6.0
     floor_db: float = -70.0
+    low_range_db: float = 45.0
+    low_noise_margin_db: float = 6.0
     min_dynamic_db: float = 15.0
     min_speech_s: float = 0.05
     min_pause_s: float = 0.25
@@ -47,7 +63,10 @@ class VADResult:
     speech : ndarray of bool
         Smoothed speech mask (restricted to the analysed intervals).
     threshold_db : float
+        High threshold (dBFS); ``inf`` when nothing was analysed.
     hop_s, frame_s : float
+    low_threshold_db : float
+        Low (hysteresis) threshold (dBFS); NaN when no threshold was set.
     """
 
     times: np.ndarray
@@ -56,6 +75,7 @@ class VADResult:
     threshold_db: float
     hop_s: float
     frame_s: float
+    low_threshold_db: float = float("nan")
 
 
 def frame_level_db(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
@@ -104,18 +124,24 @@ def detect_speech(
     if p99 - p5 < p.min_dynamic_db:
         return VADResult(times, level, np.zeros(level.size, bool), float(p99), hop / sr, frame / sr)
     thr = max(p99 - p.dynamic_range_db, min(p5 + p.noise_margin_db, p99 - 10.0), p.floor_db)
-    raw = (level > thr) & inside
-    speech = raw.copy()
-    for s, e in true_runs(raw):
-        if (e - s) * hop / sr < p.min_speech_s:
-            speech[s:e] = False
+    low = min(thr, max(p99 - p.low_range_db, p5 + p.low_noise_margin_db))
+    core = (level > thr) & inside
+    speech = np.zeros(level.size, bool)
+    # hysteresis: a run above the low threshold is speech if it reaches the high one
+    for s, e in true_runs((level > low) & inside):
+        if core[s:e].any():
+            speech[s:e] = True
     # bridge short gaps between speech runs, never across an interval boundary
     runs = true_runs(speech)
     for (_, e0), (s1, _) in zip(runs[:-1], runs[1:], strict=False):
         gap = (s1 - e0 - 1) * hop / sr + frame / sr
         if gap < p.min_pause_s and inside[e0:s1].all():
             speech[e0:s1] = True
-    return VADResult(times, level, speech, float(thr), hop / sr, frame / sr)
+    # then drop what is still too short to be speech (clicks)
+    for s, e in true_runs(speech):
+        if (e - s) * hop / sr < p.min_speech_s:
+            speech[s:e] = False
+    return VADResult(times, level, speech, float(thr), hop / sr, frame / sr, float(low))
 
 
 def speech_runs_s(vad: VADResult) -> np.ndarray:

@@ -8,7 +8,8 @@ give the same signal:
 2. mix down to mono by averaging the channels;
 3. resample to ``sr`` (default :data:`DEFAULT_SR` = 16 kHz) with a polyphase
    anti-aliasing filter (:func:`scipy.signal.resample_poly`, Kaiser window ``beta=5``).
-   A file already at ``sr`` is returned unchanged, sample for sample.
+   A file already at ``sr`` is returned unchanged, sample for sample, and ``sr=None``
+   keeps the file's own (native) rate.
 
 Problems are raised as :class:`~cdrscreen.core.errors.InputError`, one line naming the file:
 missing/empty file, not a media file, a video without an audio track, an audio codec
@@ -32,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cdrscreen.core.io import check_input_file
 from cdrscreen.core.errors import InputError
+from cdrscreen.core.io import check_input_file
 
 #: Sample rate (Hz) every speech feature is computed at unless configured otherwise.
 DEFAULT_SR = 16000
@@ -43,8 +44,8 @@ DEFAULT_SR = 16000
 TRUNCATION_RATIO = 0.95
 _TRUNCATION_SLACK_S = 0.1
 
-_MEMO_SIZE = 2
-_memo: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_MEMO_SIZE = 4
+_memo: OrderedDict[tuple, tuple[np.ndarray, int]] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
@@ -231,7 +232,7 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
 
 
 def load_audio(
-    path: str | os.PathLike[str], sr: int = DEFAULT_SR, *, memo: bool = True
+    path: str | os.PathLike[str], sr: int | None = DEFAULT_SR, *, memo: bool = True
 ) -> tuple[np.ndarray, int]:
     """Load the audio of a video or audio file as a mono float32 signal at ``sr`` Hz.
 
@@ -239,10 +240,10 @@ def load_audio(
     ----------
     path : path-like
         mp4/mkv/avi/mov/webm video (its first audio track) or wav/flac/ogg/mp3/m4a audio.
-    sr : int, default :data:`DEFAULT_SR`
-        Target sample rate in Hz.
+    sr : int or None, default :data:`DEFAULT_SR`
+        Target sample rate in Hz; ``None`` keeps the file's native rate.
     memo : bool, default True
-        Keep the last two decoded signals in memory (keyed by path, size, mtime and
+        Keep the last four decoded signals in memory (keyed by path, size, mtime and
         ``sr``), so several feature groups computed on the same file decode it once.
 
     Returns
@@ -250,34 +251,40 @@ def load_audio(
     signal : numpy.ndarray
         1-D float32, read-only, nominally in [-1, 1].
     sr : int
-        The sample rate of ``signal`` (equal to the ``sr`` argument).
+        The sample rate of ``signal`` (the ``sr`` argument, or the native rate).
 
     Raises
     ------
     InputError
         One line naming the file and the problem (see the module docstring).
     """
-    if sr <= 0:
+    if sr is not None and sr <= 0:
         raise ValueError(f"sr must be positive, got {sr}")
     p = Path(path)
-    key = None
+    key = hit = None
     if memo:
         _check_file(p)
         st = p.stat()
-        key = (str(p.resolve()), st.st_size, st.st_mtime_ns, int(sr))
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns, None if sr is None else int(sr))
         with _memo_lock:
             if key in _memo:
                 _memo.move_to_end(key)
-                return _memo[key], int(sr)
-    x, native_sr = _decode(p)
-    y = resample(x, native_sr, int(sr))
+                return _memo[key]
+            native_key = (*key[:3], None)
+            hit = _memo.get(native_key)
+    if memo and hit is not None:  # decoded already: only resample
+        x, native_sr = hit
+    else:
+        x, native_sr = _decode(p)
+    out_sr = native_sr if sr is None else int(sr)
+    y = resample(x, native_sr, out_sr)
     y.setflags(write=False)
     if key is not None:
         with _memo_lock:
-            _memo[key] = y
+            _memo[key] = (y, out_sr)
             while len(_memo) > _MEMO_SIZE:
                 _memo.popitem(last=False)
-    return y, int(sr)
+    return y, out_sr
 
 
 def clear_memo() -> None:

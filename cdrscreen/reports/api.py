@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
-from cdrscreen.core.errors import CdrscreenError, InputError
+from cdrscreen.core.errors import InputError
 from cdrscreen.reports.cohort import MIN_CLASS_N, summarize_cohort
 from cdrscreen.reports.patient import build_patient_report, select_key_features
 from cdrscreen.reports.rundata import RunData, load_run
+from cdrscreen.reports.signals import key_feature_hints, load_recording_signals
 from cdrscreen.reports.study_report import build_study_report
-from cdrscreen.reports.tracks import RecordingMedia, recording_media
 
 #: Shown on every report made from the bundled demo cohort.
 SYNTHETIC_BANNER = ("SYNTHETIC demo data: these reports check the pipeline; they describe no real "
@@ -92,14 +90,11 @@ def build_reports(
     *,
     ablation: str | os.PathLike[str] | None = None,
     features: str | os.PathLike[str] | pd.DataFrame | None = None,
-    manifest: str | os.PathLike[str] | None = None,
-    cache_dirs: Sequence[str | os.PathLike[str]] | None = None,
-    tracks: Literal["cached", "compute", "none"] = "cached",
+    signals: str | os.PathLike[str] | None = None,
     study: bool | None = None,
     banner: str | None = None,
     min_class_n: int = MIN_CLASS_N,
     n_jobs: int | None = None,
-    embedder: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write the study report and per-recording patient reports of a run.
 
@@ -117,13 +112,9 @@ def build_reports(
         per-group contributions (default: ``run_dir`` itself when it is an ablation run).
     features : path-like or DataFrame, optional
         Feature table, when it moved since the run (default: ``inputs.json``'s path).
-    manifest : path-like, optional
-        Study manifest, to locate media when the feature table's ``file`` entries do not.
-    cache_dirs : sequence of path-like, optional
-        Feature caches searched for per-frame face tracks (default: ``cache/`` beside the
-        feature table, then ``$CDRSCREEN_CACHE``).
-    tracks : {"cached", "compute", "none"}
-        Per-frame plots from cached tracks only (default), computing missing tracks, or never.
+    signals : path-like, optional
+        The ``signals/`` folder extraction wrote (default: beside the feature table). The
+        per-frame and speech plots come from there; nothing is recomputed.
     study : bool, optional
         Write the study report (default: yes unless ``subject`` is given).
     banner : str, optional
@@ -132,9 +123,6 @@ def build_reports(
         Cohort classes smaller than this show only their count in patient reports.
     n_jobs : int, optional
         Worker processes for patient reports (default: up to 2).
-    embedder : path-like, optional
-        Exported expression embedder (ONNX) for the expression timeline; default
-        ``$CDRSCREEN_EXPR_EMBEDDER``. Used only when the feature table has ``expr__`` columns.
 
     Returns
     -------
@@ -174,22 +162,14 @@ def build_reports(
         return written
 
     key, cohort = cohort_summaries(run, min_class_n)
-    manifest_rows = _manifest_rows(manifest)
-    roots = [Path(p) for p in cache_dirs] if cache_dirs is not None else _default_cache_roots(run)
+    sig_root = Path(signals) if signals is not None else _default_signals(run)
     n_sessions = pd.Series([s for s, _, _ in recs]).value_counts().to_dict()
     jobs = []
-    for subj, ses, files in recs:
-        media = None
-        if tracks != "none":
-            media = recording_media(files, manifest_rows.get((subj, ses)))
+    for subj, ses, _files in recs:
         path = out / "patients" / patient_filename(subj, ses, n_sessions[subj])
-        jobs.append((subj, ses, media, path))
+        jobs.append((subj, ses, path))
     n_jobs = min(n_jobs or min(2, os.cpu_count() or 1), len(jobs))
-    emb = embedder if embedder is not None else os.environ.get("CDRSCREEN_EXPR_EMBEDDER")
-    has_expr = run.features is not None and any(c.startswith("expr__") for c in run.features.columns)
-    emb_path = Path(emb) if emb and has_expr and Path(emb).is_file() else None
-    args = dict(run=run, cohort=cohort, key=key, roots=roots, compute=tracks == "compute", banner=banner,
-                ablation=abl, embedder=emb_path)
+    args = dict(run=run, cohort=cohort, key=key, signals=sig_root, banner=banner, ablation=abl)
     if n_jobs <= 1:
         write_study()
         written += [_one(*j, **args) for j in jobs]
@@ -201,7 +181,7 @@ def build_reports(
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_many)(c, **args) for c in chunks)
         write_study()
         done = {p for r in gen for p in r}
-        written += [j[3] for j in jobs if j[3] in done]
+        written += [j[2] for j in jobs if j[2] in done]
     return written
 
 
@@ -213,18 +193,22 @@ def cohort_summaries(run: RunData, min_class_n: int = MIN_CLASS_N) -> tuple[list
     """
     if run.features is None:
         return [], {}
-    key = select_key_features(list(run.features.columns))
+    key = select_key_features(list(run.features.columns), hints=key_feature_hints(run.features))
     per_rec = _per_recording(run.features)
     if "meta__cdr" not in per_rec:
         return key, {}
     return key, summarize_cohort(per_rec, [c for c, _ in key], names=dict(key), min_class_n=min_class_n)
 
 
-def _one(subj: str, ses: str | None, media: RecordingMedia | None, path: Path, *, run: RunData,
-         cohort: dict, key: list, roots: list[Path], compute: bool, banner: str | None,
-         ablation: RunData | None, embedder: Path | None) -> Path:
-    rep = build_patient_report(run, subj, ses, cohort, key, media=media, cache_roots=roots,
-                               compute_tracks=compute, banner=banner, ablation=ablation, embedder=embedder)
+def _one(subj: str, ses: str | None, path: Path, *, run: RunData, cohort: dict, key: list,
+         signals: Path | None, banner: str | None, ablation: RunData | None) -> Path:
+    problem = None
+    try:
+        sig = load_recording_signals(run.features, signals, subj, ses)
+    except InputError as err:  # a corrupt signal file: say so in the report, draw the rest
+        sig, problem = None, str(err)
+    rep = build_patient_report(run, subj, ses, cohort, key, signals=sig, banner=banner, ablation=ablation,
+                               signals_problem=problem)
     return rep.save(path)
 
 
@@ -241,25 +225,8 @@ def _per_recording(features: pd.DataFrame) -> pd.DataFrame:
     return num.groupby(level=keys).mean()
 
 
-def _default_cache_roots(run: RunData) -> list[Path]:
-    from cdrscreen.cache import default_cache_dir
+def _default_signals(run: RunData) -> Path | None:
+    """Return the ``signals/`` folder beside the run's feature table (None when the table has no path)."""
+    from cdrscreen.core.signals import signals_root
 
-    roots = []
-    if run.features_path is not None:
-        roots.append(run.features_path.parent / "cache")
-    roots.append(default_cache_dir())
-    return [r for r in roots if r.is_dir()]
-
-
-def _manifest_rows(manifest: str | os.PathLike[str] | None) -> dict[tuple[str, str], object]:
-    if manifest is None:
-        return {}
-    from cdrscreen.study import Study
-
-    try:
-        st = Study.from_file(manifest)
-    except CdrscreenError:
-        raise
-    except Exception as err:  # pragma: no cover - Study raises its own errors
-        raise InputError(manifest, str(err)) from None
-    return {(r.subject, r.session): r for r in st.recordings}
+    return signals_root(run.features_path) if run.features_path is not None else None

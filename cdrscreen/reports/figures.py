@@ -1,5 +1,8 @@
 """Matplotlib figure helpers for reports; each returns a ``Figure`` (never shows it).
 
+The confusion matrix and ROC figures live in :mod:`cdrscreen.plotting`, shared with the
+run folder's PNGs, and are re-exported here.
+
 Figures use the object-oriented API only (no pyplot state besides creation), fixed
 sizes (so reports lay out predictably at 1280 px and on A4 paper) and one colour per
 class throughout a report.
@@ -13,32 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
+from cdrscreen.plotting import CLASS_COLOURS, PATIENT_COLOUR, WIDE
+from cdrscreen.plotting import confusion_matrix_figure as confusion_matrix_figure  # re-exported
+from cdrscreen.plotting import fixed_figure as _fig
+from cdrscreen.plotting import roc_figure as roc_figure  # re-exported
 from cdrscreen.reports.cohort import FeatureDistribution
-
-#: One colour per class, in class order (colour-blind friendly: Okabe–Ito).
-CLASS_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
-PATIENT_COLOUR = "#C0392B"
-WIDE = 9.6  # inches: a full-width figure
-
-
-def _fig(width: float, height: float, ncols: int = 1, nrows: int = 1, *, left: float = 0.75,
-         right: float = 0.2, bottom: float = 0.5, top: float = 0.3, wspace: float = 0.3,
-         hspace: float = 0.35, **kw) -> tuple[Figure, np.ndarray]:
-    """Create a figure with fixed margins given in inches.
-
-    Fixed margins instead of a layout engine: constrained layout doubles the drawing
-    time, and reports draw hundreds of figures.
-    """
-    fig = Figure(figsize=(width, height))
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                        top=1 - top / height, wspace=wspace, hspace=hspace)
-    for ax in axes.ravel():  # fewer ticks: cheaper to draw, easier to read on paper
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
-    return fig, axes
 
 
 def _label_margin(labels: Sequence[str], fontsize: float = 8) -> float:
@@ -57,54 +40,6 @@ def no_data_figure(message: str, width: float = WIDE, height: float = 1.2) -> Fi
 
 
 # --------------------------------------------------------------------------- study
-def confusion_matrix_figure(cm: np.ndarray, labels: Sequence[str], title: str = "") -> Figure:
-    """Confusion matrix: counts with row percentages (rows = true class)."""
-    cm = np.asarray(cm, dtype=float)
-    k = cm.shape[0]
-    size = 0.85 * k
-    fig, ax = _fig(size + 1.1, size + 1.0 + (0.25 if title else 0.0), left=0.85, right=0.25,
-                   bottom=0.75, top=0.25 + (0.25 if title else 0.0))
-    a = ax[0, 0]
-    rows = cm.sum(axis=1, keepdims=True)
-    frac = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    a.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k):
-            colour = "white" if frac[i, j] > 0.6 else "#1d232b"
-            a.text(j, i, f"{int(cm[i, j])}\n{100 * frac[i, j]:.0f}%", ha="center", va="center",
-                   color=colour, fontsize=9)
-    a.set_xticks(range(k), labels, rotation=0)
-    a.set_yticks(range(k), labels)
-    a.set_xlabel("predicted")
-    a.set_ylabel("true")
-    if title:
-        a.set_title(title, fontsize=10)
-    return fig
-
-
-def roc_figure(curves: Sequence[Mapping[str, object]], title: str = "") -> Figure:
-    """ROC curves; each mapping has ``label``, ``fpr``, ``tpr`` and optionally ``auc``."""
-    fig, ax = _fig(4.6, 4.2, left=0.7, bottom=0.6, top=0.3 if title else 0.15, right=0.15)
-    a = ax[0, 0]
-    a.plot([0, 1], [0, 1], ls="--", color="#999", lw=1, label="chance")
-    for i, c in enumerate(curves):
-        auc = c.get("auc")
-        lab = str(c.get("label", f"curve {i + 1}"))
-        if auc is not None and np.isfinite(float(auc)):  # type: ignore[arg-type]
-            lab += f" (AUC {float(auc):.2f})"  # type: ignore[arg-type]
-        a.step(np.asarray(c["fpr"], float), np.asarray(c["tpr"], float), where="post",
-               color=CLASS_COLOURS[i % len(CLASS_COLOURS)], lw=1.8, label=lab)
-    a.set_xlim(-0.02, 1.02)
-    a.set_ylim(-0.02, 1.02)
-    a.set_aspect("equal")
-    a.set_xlabel("false positive rate")
-    a.set_ylabel("true positive rate")
-    a.legend(loc="lower right", fontsize=8, frameon=False)
-    if title:
-        a.set_title(title, fontsize=10)
-    return fig
-
-
 def interval_figure(
     table: pd.DataFrame,
     label: str = "label",
@@ -415,8 +350,13 @@ def pupil_head_scatter(
 
 
 def speech_timing_figure(duration: float, speech: Sequence[tuple[float, float]],
-                         min_pause: float = 0.25) -> Figure:
-    """Speech/pause timeline with pause lengths (pauses shorter than ``min_pause`` ignored)."""
+                         min_pause: float = 0.25,
+                         pauses: Sequence[tuple[float, float]] | None = None) -> Figure:
+    """Speech/pause timeline with pause lengths.
+
+    ``pauses`` (start, end) are drawn as given (the timing features' own pauses); without
+    them, gaps of at least ``min_pause`` between speech stretches are drawn.
+    """
     fig, ax = _fig(WIDE, 2.2, nrows=2, height_ratios=[1, 2], sharex=True,
                    left=0.8, top=0.15, hspace=0.12)
     a, b = ax[0, 0], ax[1, 0]
@@ -424,10 +364,13 @@ def speech_timing_figure(duration: float, speech: Sequence[tuple[float, float]],
     a.broken_barh([(s, e - s) for s, e in segs], (0, 1), color=CLASS_COLOURS[2])
     a.set_yticks([])
     a.set_ylabel("speech", rotation=0, ha="right", va="center", fontsize=8)
-    pauses = [(e0, s1 - e0) for (_, e0), (s1, _) in zip(segs[:-1], segs[1:], strict=True)
-              if s1 - e0 >= min_pause]
-    if pauses:
-        b.bar([p[0] + p[1] / 2 for p in pauses], [p[1] for p in pauses], width=[p[1] for p in pauses],
+    if pauses is None:
+        bars = [(e0, s1 - e0) for (_, e0), (s1, _) in zip(segs[:-1], segs[1:], strict=True)
+                if s1 - e0 >= min_pause]
+    else:
+        bars = [(float(s), float(e) - float(s)) for s, e in pauses]
+    if bars:
+        b.bar([p[0] + p[1] / 2 for p in bars], [p[1] for p in bars], width=[p[1] for p in bars],
               color=PATIENT_COLOUR, alpha=0.8)
     b.set_ylabel("pause (s)")
     b.set_xlabel("time (s)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,33 +19,16 @@ from cdrscreen.reports import figures as F
 from cdrscreen.reports.builder import Report
 from cdrscreen.reports.cohort import FeatureDistribution
 from cdrscreen.reports.rundata import RunData
-from cdrscreen.reports.tracks import (
-    RecordingMedia,
-    cached_face_track,
+from cdrscreen.reports.signals import (
+    RecordingSignals,
     expression_timeline,
+    frame_time,
+    plottable_columns,
     pupil_head_motion,
     pupil_spectra,
     speech_activity,
-    track_series,
 )
 
-#: Features placed against the cohort when present: (regular expression, display name).
-KEY_FEATURES: tuple[tuple[str, str], ...] = (
-    (r"^e?gemaps__F0semitoneFrom27\.5Hz_sma3nz_amean$", "pitch (F0) mean, semitones"),
-    (r"^e?gemaps__F0semitoneFrom27\.5Hz_sma3nz_stddevNorm$", "pitch variability (F0 CV)"),
-    (r"^e?gemaps__loudness_sma3_amean$", "loudness mean"),
-    (r"^e?gemaps__jitterLocal_sma3nz_amean$", "jitter"),
-    (r"^e?gemaps__shimmerLocaldB_sma3nz_amean$", "shimmer (dB)"),
-    (r"^e?gemaps__HNRdBACF_sma3nz_amean$", "harmonics-to-noise ratio (dB)"),
-    (r"^timing__pause_rate", "pauses per minute"),
-    (r"^timing__pause_mean", "mean pause (s)"),
-    (r"^timing__speech_rate", "speech rate (syllables/s)"),
-    (r"^timing__speech_to_pause", "speech-to-pause ratio"),
-    (r"^headpose__corr_vel_v_r$|^(pupil|headpose)__.*pearson.*_v$", "pupil–head correlation, vertical"),
-    (r"^headpose__corr_vel_h_r$|^(pupil|headpose)__.*pearson.*_h$", "pupil–head correlation, horizontal"),
-    (r"^pupil__saccade_rate", "saccade-like events per minute"),
-    (r"^pupil__fixation_jitter$", "fixation jitter (eye widths)"),
-)
 MAX_KEY_FEATURES = 10
 
 #: Per-recording quality columns shown when present (regular expression, display name).
@@ -61,23 +43,23 @@ QUALITY_FEATURES: tuple[tuple[str, str], ...] = (
 )
 
 
-def select_key_features(columns: Sequence[str], max_n: int = MAX_KEY_FEATURES) -> list[tuple[str, str]]:
+def select_key_features(columns: Sequence[str], max_n: int = MAX_KEY_FEATURES,
+                        hints: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """Pick the features shown against the cohort: (column, display name) pairs.
 
-    Matches of :data:`KEY_FEATURES` (first column per pattern, ``meta__`` columns
-    skipped), taken round-robin over feature groups so that every group present is
-    represented before any group gets a second feature; if fewer than four match, the
-    first column of each remaining group fills up.
+    ``hints`` are the key features the extractors declared (``(column, name)``, most
+    telling first per group; the feature table records them, see
+    :func:`cdrscreen.reports.signals.key_feature_hints`). They are taken round-robin over
+    feature groups so that every group present is represented before any group gets a
+    second feature; if fewer than four are chosen, the first column of each remaining
+    group fills up (``meta__`` columns never).
     """
     cols = [c for c in columns if "__" in c and not c.startswith("meta__")]
+    present = set(cols)
     by_group: dict[str, list[tuple[str, str]]] = {}
-    taken: set[str] = set()
-    for pattern, name in KEY_FEATURES:
-        rx = re.compile(pattern, re.IGNORECASE)
-        hit = next((c for c in cols if rx.search(c) and c not in taken), None)
-        if hit:
-            taken.add(hit)
-            by_group.setdefault(hit.split("__")[0], []).append((hit, name))
+    for col, name in hints:
+        if col in present and all(col != c for q in by_group.values() for c, _ in q):
+            by_group.setdefault(col.split("__")[0], []).append((col, name))
     chosen: list[tuple[str, str]] = []
     queues = list(by_group.values())
     while any(queues) and len(chosen) < max_n:
@@ -182,12 +164,10 @@ def build_patient_report(
     session: str | None,
     cohort: dict[str, FeatureDistribution],
     key_features: Sequence[tuple[str, str]] = (),
-    media: RecordingMedia | None = None,
-    cache_roots: Sequence[Path] = (),
-    compute_tracks: bool = False,
+    signals: RecordingSignals | None = None,
     banner: str | None = None,
     ablation: RunData | None = None,
-    embedder: Path | None = None,
+    signals_problem: str | None = None,
 ) -> Report:
     """Build the report of one recording (subject × session).
 
@@ -201,19 +181,16 @@ def build_patient_report(
         Aggregate cohort distributions (same object for every patient of the run).
     key_features : sequence of (column, name)
         Features placed against the cohort (:func:`select_key_features`).
-    media : RecordingMedia, optional
-        The recording's media files (for the per-frame and speech-timing plots).
-    cache_roots : sequence of Path
-        Feature caches searched for per-frame face tracks.
-    compute_tracks : bool
-        Track the face when no cached track exists (slow).
+    signals : RecordingSignals, optional
+        The recording's signals (:func:`cdrscreen.reports.signals.load_recording_signals`)
+        for the per-frame and speech-timing plots.
     banner : str, optional
         Highlighted line (e.g. synthetic-data notice).
     ablation : RunData, optional
         An ablation run of the same features (per-group contributions); default: ``run``
         itself when it is an ablation run.
-    embedder : Path, optional
-        Exported expression embedder (ONNX): adds the expression timeline.
+    signals_problem : str, optional
+        Why the signals could not be read (shown instead of the per-frame plots).
 
     Returns
     -------
@@ -282,7 +259,7 @@ def build_patient_report(
                      section="What drove the prediction", level="plain")
 
     # ---- recording quality and signals -------------------------------------------------
-    _signals(rep, own, media, cache_roots, compute_tracks, embedder)
+    _signals(rep, own, signals, signals_problem)
 
     # ---- cohort position ---------------------------------------------------------------
     if own is not None and key_features:
@@ -399,43 +376,47 @@ def _quality_values(own: pd.Series | None) -> dict[str, str]:
     return out
 
 
-def _signals(rep: Report, own: pd.Series | None, media: RecordingMedia | None,
-             cache_roots: Sequence[Path], compute: bool, embedder: Path | None = None) -> None:
+def _signals(rep: Report, own: pd.Series | None, sig: RecordingSignals | None,
+             problem: str | None = None) -> None:
     qual = _quality_values(own)
-    track = None
-    if media is not None and media.video is not None:
-        track = cached_face_track(media.video, cache_roots, compute=compute)
-    sp = None
-    if media is not None and media.audio is not None:
-        sp = speech_activity(media.audio, media.segments)
+    sig = sig if sig is not None else RecordingSignals()
+    pupil, head = sig.get("pupil", "frames"), sig.get("headpose", "frames")
+    seg, vad = sig.get("timing", "segments"), sig.get("timing", "frames")
+    sp = speech_activity(seg, vad) if seg is not None else None
     if sp is not None:
         speech_s = sum(e - s for s, e in sp.intervals)
         qual["speech detected (s)"] = f"{speech_s:.1f} of {sp.duration:.1f}"
         if np.isfinite(sp.level_gap_db):
             qual["speech-to-background level (SNR estimate, dB)"] = f"{sp.level_gap_db:.1f}"
     sec_q, sec_v, sec_s = "Recording quality", "Eye and head movement", "Speech"
-    if track is not None:
-        s = track_series(track)
-        t, ok = s["time"], s["success"]
+    frames = pupil if pupil is not None else head
+    if frames is not None:
+        t, ok = frame_time(frames), frames["success"].to_numpy(bool)
+        fps = float(frames.attrs.get("fps", np.nan))
         qual.setdefault("face-tracking success", f"{100 * ok.mean():.0f}% of frames" if ok.size else "–")
-        qual["frames tracked"] = f"{int(ok.sum())} of {ok.size} ({float(s['fps']):.3g} per s)"
+        qual["frames tracked"] = f"{int(ok.sum())} of {ok.size} ({fps:.3g} per s)"
     if qual:
         rep.add_key_values(qual, "Quality", section=sec_q)
-    if track is not None:
+    if frames is not None:
         rep.add_figure(F.tracking_figure(t, ok), "Face tracking over time", section=sec_q,
                        caption="Rolling fraction of frames in which the face was tracked; shaded: face lost.")
-        spec = pupil_spectra(track)
+    if pupil is not None:
+        spec = pupil_spectra(own)
+        gaze_h = np.where(pupil["usable"].to_numpy(bool), pupil["eye_h"].to_numpy(float), np.nan)
+        gaze_v = np.where(pupil["usable"].to_numpy(bool), pupil["eye_v"].to_numpy(float), np.nan)
         rep.add_figure(
-            F.pupil_figure(t, s["gaze_h"], s["gaze_v"], *(
+            F.pupil_figure(frame_time(pupil), gaze_h, gaze_v, *(
                 (spec["freqs"], spec["dh"], spec["dv"]) if spec is not None else (None, None, None))),
             "Pupil trajectory and its superposed spectrum", section=sec_v,
             caption="Left: pupil position relative to the eye corners (eye widths; gaps: face lost or "
-                    "blink). Right: STFT of the frame-to-frame movement (dx, dy) over 10-frame windows, "
-                    "magnitudes averaged over all windows, as in the pupil features.")
-        rep.add_figure(F.headpose_figure(t, s["yaw"], s["pitch"], s.get("roll")),
+                    "blink). Right: STFT of the frame-to-frame movement (dx, dy), magnitudes averaged "
+                    "over all windows: the pupil features' own values (pupil__stft_eye_*).")
+    if head is not None:
+        rep.add_figure(F.headpose_figure(frame_time(head), head["yaw"].to_numpy(float),
+                                         head["pitch"].to_numpy(float), head["roll"].to_numpy(float)),
                        "Head pose over time", section=sec_v,
                        caption="Yaw (turn), pitch (nod) and roll (tilt) in degrees.")
-        mv = pupil_head_motion(track)
+        mv = pupil_head_motion(head)
         r_h = own.get("headpose__corr_vel_h_r") if own is not None else None
         r_v = own.get("headpose__corr_vel_v_r") if own is not None else None
         rep.add_figure(
@@ -445,21 +426,41 @@ def _signals(rep: Report, own: pd.Series | None, media: RecordingMedia | None,
             caption="Frame-to-frame pupil movement against head movement (yaw for horizontal, pitch for "
                     "vertical), on tracked frames without blinks; Pearson r per axis as in the "
                     "headpose__corr_vel features.")
-        expr = expression_timeline(track, embedder) if embedder is not None else None
-        if expr is not None:
-            rep.add_figure(F.expression_figure(expr["time"], expr["probs"]), "Expression timeline",
-                           section="Facial expression",
-                           caption="Class probabilities of the expression embedder on every 5th tracked frame "
-                                   "(aligned face crops, as in the expr features). Expression models are "
-                                   "trained on posed and in-the-wild photos, not on older adults.")
-    else:
-        why = ("no video for this recording" if media is None or media.video is None
-               else "its per-frame face track is not cached (run 'cdrscreen extract' with the pupil or "
-                    "headpose features first, or build reports with tracks='compute')")
+    expr_frames = sig.get("expr", "frames")
+    expr = expression_timeline(expr_frames) if expr_frames is not None else None
+    if expr is not None:
+        rep.add_figure(F.expression_figure(expr["time"], expr["probs"]), "Expression timeline",
+                       section="Facial expression",
+                       caption="Class probabilities of the expression embedder on the embedded tracked frames "
+                               "(aligned face crops, as in the expr features). Expression models are "
+                               "trained on posed and in-the-wild photos, not on older adults.")
+    if frames is None:
+        why = problem or ("the feature table has no per-frame signals for this recording (extract with the "
+                          "pupil or headpose features and --out, which writes signals/ beside the table)")
         rep.add_text(f"Per-frame plots are not shown: {why}.", section=sec_v, level="plain")
     if sp is not None:
-        rep.add_figure(F.speech_timing_figure(sp.duration, sp.intervals), "Speech and pauses over time",
-                       section=sec_s,
+        rep.add_figure(F.speech_timing_figure(sp.duration, sp.intervals, pauses=sp.pauses),
+                       "Speech and pauses over time", section=sec_s,
                        caption="Top: speech detected by the timing features' voice-activity detector"
                                + (" within the patient's turns" if sp.analysed is not None else "")
-                               + "; bottom: length of each pause (>= 0.25 s) between speech stretches.")
+                               + "; bottom: length of each pause the timing features counted.")
+    _other_signals(rep, sig)
+
+
+#: Signals drawn by the dedicated figures above.
+_DRAWN = {("pupil", "frames"), ("headpose", "frames"), ("timing", "segments"), ("timing", "frames"),
+          ("expr", "frames")}
+
+
+def _other_signals(rep: Report, sig: RecordingSignals) -> None:
+    """Draw the per-frame signals of any other group (e.g. a newly registered one) as time series."""
+    for (group, name), df in sorted(sig.tables.items()):
+        if (group, name) in _DRAWN or "time" not in (df.index.names or []):
+            continue
+        cols = plottable_columns(df)
+        if not cols:
+            continue
+        rep.add_figure(F.expression_figure(frame_time(df), {c: df[c].to_numpy(float) for c in cols},
+                                           ylabel="value"),
+                       f"{group}: {name} over time", section="Other signals",
+                       caption=f"The {name} signal of the {group} features, as extraction wrote it.")

@@ -108,9 +108,11 @@ def _read_parquet(path: Path, required: bool) -> pd.DataFrame | None:
         if required:
             raise InputError(path, "missing from the run folder (is this a cdrscreen run folder?)")
         return None
+    import pyarrow as pa
+
     try:
         return pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises many types for corrupt files
+    except (OSError, ValueError, pa.ArrowException) as err:  # what pyarrow raises for a bad file
         raise InputError(path, f"cannot be read as Parquet ({type(err).__name__}: {err})") from None
 
 

@@ -4,8 +4,8 @@
 iris refinement (478 landmarks) in video (tracking) mode on every ``stride``-th frame. It
 returns a :class:`FaceTrack`: an OpenFace-like per-frame table plus the landmarks. With a
 ``cache`` the track is stored under the video's content hash and the tracking
-configuration, so the ``pupil``, ``headpose`` and ``expr`` extractors (and per-patient
-reports, via :func:`load_track`) reuse one tracking pass.
+configuration, so the ``pupil``, ``headpose`` and ``expr`` extractors reuse one tracking
+pass (and :func:`load_track` gives it back for interactive plots).
 
 Columns of :attr:`FaceTrack.table` (pixels are in the decoded frame; ``r``/``l`` are the
 subject's right/left eye, i.e. image left/right for a face looking at the camera):
@@ -475,7 +475,7 @@ def load_track(
     cache: FeatureCache | str | os.PathLike[str] | None = None,
     **config: Any,
 ) -> FaceTrack:
-    """Per-frame track of a video for plots and reports: cached if available, else computed.
+    """Per-frame track of a video for interactive plots: cached if available, else computed.
 
     Same arguments as :func:`track_video`; ``cache`` defaults to
     :func:`cdrscreen.cache.default_cache_dir` (``$CDRSCREEN_CACHE``), where

@@ -39,6 +39,20 @@ def fill_segment(values: np.ndarray, usable: np.ndarray, start: int, stop: int) 
     return v
 
 
+def signal_pieces(
+    columns: dict[str, np.ndarray], usable: np.ndarray, max_gap: int, min_len: int = 2
+) -> list[tuple[int, int, dict[str, np.ndarray]]]:
+    """Like :func:`split_signals`, with each piece's half-open sample range ``(start, stop)``."""
+    ok = np.asarray(usable, bool).copy()
+    for v in columns.values():
+        ok &= np.isfinite(np.asarray(v, float))
+    out = []
+    for a, b in segments(ok, max_gap):
+        if b - a >= min_len:
+            out.append((a, b, {k: fill_segment(v, ok, a, b) for k, v in columns.items()}))
+    return out
+
+
 def split_signals(
     columns: dict[str, np.ndarray], usable: np.ndarray, max_gap: int, min_len: int = 2
 ) -> list[dict[str, np.ndarray]]:
@@ -47,11 +61,16 @@ def split_signals(
     A sample is usable when ``usable`` is true and every column is finite there.
     Pieces shorter than ``min_len`` samples are dropped.
     """
-    ok = np.asarray(usable, bool).copy()
-    for v in columns.values():
-        ok &= np.isfinite(np.asarray(v, float))
-    out = []
-    for a, b in segments(ok, max_gap):
-        if b - a >= min_len:
-            out.append({k: fill_segment(v, ok, a, b) for k, v in columns.items()})
+    return [p for _, _, p in signal_pieces(columns, usable, max_gap, min_len)]
+
+
+def pieces_to_columns(
+    pieces: list[tuple[int, int, dict[str, np.ndarray]]], n: int, names: list[str] | tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Lay pieces back on the ``n`` samples: ``piece`` (its number, -1 outside) and one column per name (NaN outside)."""
+    out = {"piece": np.full(n, -1, np.int64)} | {k: np.full(n, np.nan) for k in names}
+    for i, (a, b, p) in enumerate(pieces):
+        out["piece"][a:b] = i
+        for k in names:
+            out[k][a:b] = p[k]
     return out

@@ -13,13 +13,18 @@ from fer_backbone.data.readers import (
     read_image_folder,
     read_rafdb,
 )
-from fer_backbone.data.sampler import ClassBalancedSampler, EpochRandomSampler
+from fer_backbone.data.sampler import (
+    ClassBalancedSampler,
+    EpochRandomSampler,
+    SeededSampler,
+    split_key,
+)
 from fer_backbone.data.samples import Samples
 from fer_backbone.data.split import train_val_split
 
 __all__ = [
-    "ClassBalancedSampler", "EpochRandomSampler", "FERDataset", "NoiseReport", "Samples",
+    "ClassBalancedSampler", "EpochRandomSampler", "FERDataset", "NoiseReport", "Samples", "SeededSampler",
     "digits_train_test", "inject_label_noise", "load_digits_samples", "load_image",
     "read_affectnet", "read_affwild2", "read_ferplus", "read_image_folder", "read_rafdb",
-    "train_val_split",
+    "split_key", "train_val_split",
 ]

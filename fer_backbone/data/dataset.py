@@ -21,19 +21,38 @@ import torch
 from torch.utils.data import Dataset
 
 from cdrscreen.core.errors import InputError
+from fer_backbone.data.sampler import split_key
 from fer_backbone.data.samples import Samples
 
 
-def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+def seeded_call(seed: int | None, fn: Callable[[], dict]) -> dict:
+    """Run ``fn`` on torch's CPU generator seeded with ``seed`` (restored afterwards); plain if None."""
+    if seed is None:
+        return fn()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def load_image(path: str | Path, size: int | None = None,
+               box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """Read an image file as a uint8 RGB tensor ``(3, H, W)``; one clear error if unreadable.
 
-    With ``size`` the image is resized to ``size`` x ``size`` (PIL, bilinear).
+    ``box = (x, y, width, height)`` crops that region first (clipped to the image); with
+    ``size`` the result is resized to ``size`` x ``size`` (PIL, bilinear).
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
+            if box is not None:
+                x, y, w, h = (int(v) for v in box)
+                x0, y0 = max(x, 0), max(y, 0)
+                x1, y1 = min(x + w, im.width), min(y + h, im.height)
+                if x1 <= x0 or y1 <= y0:
+                    raise InputError(path, f"face box {tuple(box)} lies outside the {im.width}x{im.height} image")
+                im = im.crop((x0, y0, x1, y1))
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
             arr = np.asarray(im)
@@ -100,15 +119,22 @@ class FERDataset(Dataset):
     transform : callable, optional
         Replaces the resize/crop step: ``uint8 (3, H, W) -> tensor``. Other tasks use it to
         produce extra views.
+    cache : path, optional
+        A pre-shrunk image cache of these samples at side ``resize or image_size``
+        (:func:`fer_backbone.data.cache.build_shrunk_cache`); items are then read from the
+        memory-mapped file instead of decoding and resizing the image files.
     """
 
     def __init__(self, samples: Samples, image_size: int = 224, resize: int | None = None,
-                 train: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 train: bool = False, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 cache: str | Path | None = None) -> None:
         self.samples = samples
         self.image_size = image_size
         self.resize = resize
         self.train = train
         self.transform = transform
+        self.cache = Path(cache) if cache is not None else None
+        self._mm: np.ndarray | None = None  # opened lazily, in each loader worker
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -123,10 +149,25 @@ class FERDataset(Dataset):
         imgs = self.samples.images
         if isinstance(imgs, np.ndarray):
             return array_to_tensor(imgs[i], size)
-        return load_image(imgs[i], size)
+        box = None if self.samples.boxes is None else tuple(self.samples.boxes[i])
+        return load_image(imgs[i], size, box)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_mm"] = None  # workers re-open the memory map instead of receiving a copy
+        return state
 
     def _resized(self, i: int) -> torch.Tensor:
         side = self.resize or self.image_size
+        if self.cache is not None:
+            if self._mm is None:
+                from fer_backbone.data.cache import open_cache
+
+                self._mm = open_cache(self.cache)
+                if self._mm.shape != (len(self), 3, side, side):
+                    raise InputError(self.cache, f"image cache holds {self._mm.shape}, expected "
+                                                 f"{(len(self), 3, side, side)}")
+            return torch.from_numpy(np.array(self._mm[i]))
         if not isinstance(self.samples.images, np.ndarray):
             return self.raw_image(i, side)
         # in-memory images: resize all once, then only crop per access
@@ -134,7 +175,14 @@ class FERDataset(Dataset):
             self._cache = torch.stack([self.raw_image(j, side) for j in range(len(self))])
         return self._cache[i]
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    #: ``__getitem__`` takes ``(index, seed)`` pairs from :class:`~fer_backbone.data.SeededSampler`.
+    accepts_seeded_index = True
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        i, seed = split_key(key)
+        return seeded_call(seed, lambda: self._item(i))
+
+    def _item(self, i: int) -> dict[str, torch.Tensor]:
         if self.transform is not None:
             img = self.transform(self.raw_image(i))
         else:
@@ -145,5 +193,11 @@ class FERDataset(Dataset):
             "index": torch.tensor(i, dtype=torch.long),
         }
         if self.samples.soft is not None:
-            item["soft"] = torch.as_tensor(self.samples.soft[i], dtype=torch.float32)
+            soft = torch.as_tensor(self.samples.soft[i], dtype=torch.float32)
+            if self.samples.sample_soft_label and self.train:
+                # FERPlus "probability" mode (microsoft/FERPlus src/ferplus.py, _process_target):
+                # a one-hot target drawn from the vote distribution each time the image is read
+                item["label"] = torch.multinomial(soft, 1)[0]
+            elif not self.samples.sample_soft_label:
+                item["soft"] = soft
         return item

@@ -10,8 +10,9 @@ RAF-DB (basic)          ``EmoLabel/list_patition_label.txt`` (``train_00001.jpg 
                         1..7) + ``Image/aligned/train_00001_aligned.jpg``
 FERPlus                 ``fer2013new.csv`` (Usage, Image name, 10 vote columns) + images in
                         ``FER2013Train`` / ``FER2013Valid`` / ``FER2013Test``
-AffectNet               ``training.csv`` / ``validation.csv`` (``subDirectory_filePath``, ...,
-                        ``expression``) + an image root
+AffectNet               ``training.csv`` (header ``subDirectory_filePath,face_x,...,expression,
+                        valence,arousal``) / ``validation.csv`` (same columns, no header) +
+                        an image root
 Aff-Wild2 (EXPR)        one ``<video>.txt`` per video (header line, then one label per frame,
                         ``-1`` = not annotated) + ``cropped_aligned/<video>/00001.jpg``
 image folder            ``root/<class>/<image>``
@@ -41,6 +42,16 @@ def _need(path: Path, what: str) -> Path:
     if not path.exists():
         raise InputError(path, f"{what} not found")
     return path
+
+
+def check_images_exist(images: list[Path], listed_in: Path) -> None:
+    """Raise one :class:`InputError` naming the first missing image and how many are missing."""
+    import os
+
+    missing = [p for p in images if not os.path.exists(p)]
+    if missing:
+        raise InputError(missing[0], f"image listed in {listed_in.name} not found "
+                                     f"({len(missing)} of {len(images)} missing)")
 
 
 # -- RAF-DB ---------------------------------------------------------------------------
@@ -75,9 +86,7 @@ def read_rafdb(root: str | Path, split: str = "train", aligned: bool = True) -> 
         labels.append(y)
     if not images:
         raise InputError(lab, f"no '{split}_*' entries")
-    missing = [p for p in images if not p.exists()]
-    if missing:
-        raise InputError(missing[0], f"image listed in {lab.name} not found ({len(missing)} missing in all)")
+    check_images_exist(images, lab)
     return Samples(images, np.array(labels), list(RAFDB_CLASSES))
 
 
@@ -86,13 +95,65 @@ _FERPLUS_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "P
 _FERPLUS_SPLITS = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
 
 
+FERPLUS_MODES = ("majority", "crossentropy", "probability")
+
+
+def ferplus_distribution(votes: list[float] | np.ndarray, mode: str) -> np.ndarray | None:
+    """Microsoft's FERPlus label processing of one row's 10 vote counts.
+
+    Follows ``FERPlusReader._process_data`` and ``load_folders`` in microsoft/FERPlus
+    ``src/ferplus.py``: votes of 1 are outliers (set to 0); ``majority`` keeps the top class
+    if it holds more than half of the votes; ``crossentropy`` / ``probability`` integrate the
+    top-voted classes (ties together) until 75 % of the votes or 3 classes, stopping at
+    ``unknown`` / ``NF``, and drop the row if the integrated classes hold at most half of the
+    votes or number more than 3. A row whose result is ``unknown`` / ``NF`` is dropped.
+
+    Returns
+    -------
+    ndarray (8,) or None
+        The target distribution over the 8 emotions (one-hot for ``majority``), or None
+        when the reference code drops the row.
+    """
+    raw = [0.0 if float(v) < 1.0 + np.finfo(float).eps else float(v) for v in votes]
+    size, total = len(raw), sum(raw)
+    emotion = [0.0] * size
+    if mode == "majority":
+        top = max(raw)
+        if not top > 0.5 * total:
+            return None
+        emotion[int(np.argmax(raw))] = top
+    else:
+        part, count, valid = 0.0, 0, True
+        while part < 0.75 * total and count < 3 and valid:
+            top = max(raw)
+            for i in range(size):
+                if raw[i] == top:
+                    emotion[i], raw[i] = top, 0.0
+                    part += emotion[i]
+                    count += 1
+                    if i >= 8:  # unknown / not a face tie with the current maximum
+                        valid = False
+                        if sum(emotion) > top:  # emotions came first: drop the unknown/NF share
+                            emotion[i] = 0.0
+                            count -= 1
+                        break
+        if sum(emotion) <= 0.5 * total or count > 3:
+            return None
+    if sum(emotion) <= 0 or int(np.argmax(emotion)) >= 8:
+        return None
+    emo = np.array(emotion[:8])
+    return emo / emo.sum()
+
+
 def read_ferplus(csv_path: str | Path, images_root: str | Path | None = None, split: str = "train",
                  mode: str = "majority") -> Samples:
-    """FERPlus from its vote-count CSV (``fer2013new.csv``).
+    """FERPlus from its vote-count CSV (``fer2013new.csv``), as Microsoft's reference reader.
 
     Each row holds 10 annotators' votes over 8 emotions + ``unknown`` + ``NF`` (not a
-    face). As in the FERPlus reference code, single votes are treated as outliers (set to
-    0) and rows whose top vote is ``unknown``/``NF`` (or that have no image name) are dropped.
+    face); rows without an image name are not part of FERPlus. Targets follow
+    :func:`ferplus_distribution`. The validation (``FER2013Valid``) and test
+    (``FER2013Test``) splits always use ``majority``, as the reference ``train.py`` does, so
+    the test set is the standard one whatever the training mode.
 
     Parameters
     ----------
@@ -101,17 +162,25 @@ def read_ferplus(csv_path: str | Path, images_root: str | Path | None = None, sp
         Folder with ``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/`` (default: the
         CSV's folder).
     split : {"train", "valid", "test"}
-    mode : {"majority", "argmax", "probability"}
-        ``majority``: keep rows where one emotion has more than half of the (cleaned) votes,
-        hard label = that emotion. ``argmax``: hard label = most voted emotion (first on ties).
-        ``probability``: like argmax, plus ``soft`` = vote proportions over the 8 emotions.
+    mode : {"majority", "crossentropy", "probability"}
+        Training targets: ``majority`` a hard label; ``crossentropy`` the distribution
+        (``soft``, trained with soft-target cross-entropy); ``probability`` a one-hot label
+        drawn from the distribution every time the image is read. ``labels`` is always
+        the distribution's argmax.
+
+    Raises
+    ------
+    InputError
+        Missing/malformed CSV, no usable rows, or listed images missing (count and first path).
     """
     csv_path = _need(Path(csv_path), "FERPlus vote CSV")
     images_root = Path(images_root) if images_root is not None else csv_path.parent
     if split not in _FERPLUS_SPLITS:
         raise ValueError(f"FERPlus split must be one of {list(_FERPLUS_SPLITS)}, got {split!r}")
-    if mode not in ("majority", "argmax", "probability"):
-        raise ValueError(f"FERPlus mode must be majority, argmax or probability, got {mode!r}")
+    if mode not in FERPLUS_MODES:
+        raise ValueError(f"FERPlus mode must be one of {', '.join(FERPLUS_MODES)}, got {mode!r}")
+    if split != "train":
+        mode = "majority"  # microsoft/FERPlus src/train.py: test_and_val_params use "majority"
     usage = _FERPLUS_SPLITS[split]
     images, labels, soft = [], [], []
     with csv_path.open(newline="") as fh:
@@ -124,43 +193,57 @@ def read_ferplus(csv_path: str | Path, images_root: str | Path | None = None, sp
         if row[0] != usage or not row[1].strip():
             continue
         try:
-            votes = np.array([float(v) for v in row[2:]])
+            votes = [float(v) for v in row[2:]]
         except ValueError:
             raise InputError(csv_path, f"line {ln}: non-numeric vote count") from None
-        votes[votes <= 1.0] = 0.0  # single votes are outliers
-        if votes.sum() <= 0 or int(np.argmax(votes)) >= 8:
-            continue  # unknown / not a face
-        emo = votes[:8]
-        y = int(np.argmax(emo))
-        if mode == "majority" and emo[y] <= 0.5 * votes.sum():
+        dist = ferplus_distribution(votes, mode)
+        if dist is None:
             continue
         images.append(images_root / _FERPLUS_FOLDERS[usage] / row[1].strip())
-        labels.append(y)
-        soft.append(emo / emo.sum())
+        labels.append(int(np.argmax(dist)))
+        soft.append(dist)
     if not images:
         raise InputError(csv_path, f"no usable '{usage}' rows in mode '{mode}'")
+    check_images_exist(images, csv_path)
     return Samples(images, np.array(labels), list(FERPLUS_CLASSES),
-                   soft=np.array(soft, dtype=np.float32) if mode == "probability" else None)
+                   soft=np.array(soft, dtype=np.float32) if mode != "majority" else None,
+                   sample_soft_label=mode == "probability")
 
 
 # -- AffectNet ------------------------------------------------------------------------
+AFFECTNET_COLUMNS = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                     "facial_landmarks", "expression", "valence", "arousal"]
+
+
 def read_affectnet(csv_path: str | Path, images_root: str | Path, num_classes: int = 7,
-                   max_per_class: int | None = None, seed: int = 0) -> Samples:
+                   max_per_class: int | None = None, seed: int = 0, crop_face: bool = False) -> Samples:
     """AffectNet (manually annotated part) from ``training.csv`` or ``validation.csv``.
+
+    ``training.csv`` starts with the header ``subDirectory_filePath,face_x,face_y,face_width,
+    face_height,facial_landmarks,expression,valence,arousal``; the official
+    ``validation.csv`` (the usual test set) has the same columns and no header. Both are read.
 
     Parameters
     ----------
     csv_path : path
-        The official CSV (header ``subDirectory_filePath,face_x,...,expression,valence,arousal``).
     images_root : path
         Folder that ``subDirectory_filePath`` is relative to.
     num_classes : {7, 8}
         8 keeps ``contempt``; 7 drops it. Codes 8-10 (none, uncertain, no face) are dropped.
     max_per_class : int, optional
         Seeded random subsample of at most this many images per class (the usual balanced
-        subsample of the huge, imbalanced training set; the validation set, used as test
-        set, has 500 per class).
+        subsample of the huge, imbalanced training set; the validation set has 500 per class).
     seed : int
+    crop_face : bool
+        Crop each image to its face box (``face_x, face_y, face_width, face_height``) before
+        resizing. The released ``Manually_Annotated_Images`` are already cropped around the
+        face, so the default reads them whole.
+
+    Raises
+    ------
+    InputError
+        Missing/malformed CSV, bad values (line named), or listed images missing (count and
+        first path).
     """
     csv_path = _need(Path(csv_path), "AffectNet CSV")
     images_root = Path(images_root)
@@ -168,17 +251,41 @@ def read_affectnet(csv_path: str | Path, images_root: str | Path, num_classes: i
         raise ValueError(f"AffectNet has 7 or 8 classes, got {num_classes}")
     with csv_path.open(newline="") as fh:
         rows = list(csv.reader(fh))
-    if not rows or "expression" not in rows[0] or "subDirectory_filePath" not in rows[0]:
-        raise InputError(csv_path, "expected a header with 'subDirectory_filePath' and 'expression'")
-    ci, ce = rows[0].index("subDirectory_filePath"), rows[0].index("expression")
-    images, labels = [], []
-    for ln, row in enumerate(rows[1:], 2):
+    if not rows:
+        raise InputError(csv_path, "empty AffectNet CSV")
+    if "subDirectory_filePath" in rows[0]:
+        header, body, first = rows[0], rows[1:], 2
+        if "expression" not in header:
+            raise InputError(csv_path, "header has 'subDirectory_filePath' but no 'expression' column")
+    else:  # validation.csv: no header, the official column order
+        if len(rows[0]) != len(AFFECTNET_COLUMNS):
+            raise InputError(csv_path, f"expected a header with 'subDirectory_filePath' and 'expression', or "
+                                       f"{len(AFFECTNET_COLUMNS)} headerless columns "
+                                       f"({','.join(AFFECTNET_COLUMNS)}); got {len(rows[0])} columns")
+        header, body, first = AFFECTNET_COLUMNS, rows, 1
+    col = {name: header.index(name) for name in header}
+    ci, ce = col["subDirectory_filePath"], col["expression"]
+    box_cols = [col.get(k) for k in ("face_x", "face_y", "face_width", "face_height")]
+    if crop_face and None in box_cols:
+        raise InputError(csv_path, "crop_face needs the face_x, face_y, face_width, face_height columns")
+    images, labels, boxes = [], [], []
+    for ln, row in enumerate(body, first):
+        if not row:
+            continue
         try:
             y = int(row[ce])
         except (ValueError, IndexError):
             raise InputError(csv_path, f"line {ln}: bad 'expression' value") from None
         if y < 0 or y >= num_classes:
             continue
+        if crop_face:
+            try:
+                box = [int(float(row[c])) for c in box_cols]
+            except (ValueError, IndexError):
+                raise InputError(csv_path, f"line {ln}: bad face box") from None
+            if box[2] <= 0 or box[3] <= 0:
+                raise InputError(csv_path, f"line {ln}: face box {box} has no area")
+            boxes.append(box)
         images.append(images_root / row[ci])
         labels.append(y)
     labels_a = np.array(labels, dtype=np.int64)
@@ -190,7 +297,10 @@ def read_affectnet(csv_path: str | Path, images_root: str | Path, num_classes: i
         ]))
     if len(keep) == 0:
         raise InputError(csv_path, "no rows with an expression code in range")
-    return Samples([images[i] for i in keep], labels_a[keep], list(AFFECTNET_CLASSES[:num_classes]))
+    kept = [images[i] for i in keep]
+    check_images_exist(kept, csv_path)
+    return Samples(kept, labels_a[keep], list(AFFECTNET_CLASSES[:num_classes]),
+                   boxes=np.array(boxes, dtype=np.int64)[keep] if crop_face else None)
 
 
 # -- Aff-Wild2 ------------------------------------------------------------------------

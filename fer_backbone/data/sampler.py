@@ -74,3 +74,52 @@ class EpochRandomSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         yield from torch.randperm(self.n, generator=g).tolist()
+
+
+def item_seed(seed: int, epoch: int, position: int) -> int:
+    """Seed of the item drawn at ``position`` of ``epoch`` (a pure function: resumable)."""
+    return ((int(seed) * 1_000_003 + int(epoch)) * 10_000_019 + int(position)) % (2**63 - 1)
+
+
+class SeededSampler(Sampler[tuple[int, int]]):
+    """Pair every index of ``base`` with the seed of its random work: ``(index, seed)``.
+
+    A data set that accepts such pairs (``accepts_seeded_index = True``, e.g.
+    :class:`~fer_backbone.data.FERDataset`) runs its random crops and augmentations on that
+    seed, so an item's randomness depends only on ``(seed, epoch, position)``: the same with
+    0 or N loader workers, persistent or not, and in a run resumed at any epoch boundary
+    (the checkpointed epoch is the loader's whole random state).
+
+    Examples
+    --------
+    >>> s = SeededSampler(range(3), seed=1)
+    >>> [i for i, _ in s], len({k for _, k in s})
+    ([0, 1, 2], 3)
+    """
+
+    def __init__(self, base: Sampler[int] | range, seed: int = 0) -> None:
+        self.base, self.seed, self.epoch = base, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch here and on the wrapped sampler."""
+        self.epoch = int(epoch)
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        """Return the whole random state of the items' work: base seed and epoch."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for pos, i in enumerate(self.base):
+            yield int(i), item_seed(self.seed, self.epoch, pos)
+
+
+def split_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
+    """``(index, seed or None)`` from a plain index or a :class:`SeededSampler` pair."""
+    if isinstance(key, tuple):
+        return int(key[0]), int(key[1])
+    return int(key), None

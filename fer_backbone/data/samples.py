@@ -40,6 +40,11 @@ class Samples:
         A group id per sample (e.g. the video of an Aff-Wild2 frame); splits keep groups whole.
     frames : ndarray of int64, optional
         Frame numbers (per-video datasets).
+    boxes : ndarray of int64, shape (N, 4), optional
+        Face box ``(x, y, width, height)`` in pixels, cropped before resizing (AffectNet).
+    sample_soft_label : bool
+        Draw a one-hot training label from ``soft`` every time an item is read (FERPlus
+        ``probability`` mode) instead of training on the distribution itself.
     """
 
     images: list[Path] | np.ndarray
@@ -48,6 +53,8 @@ class Samples:
     soft: np.ndarray | None = None
     groups: np.ndarray | None = None
     frames: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    sample_soft_label: bool = False
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -68,7 +75,7 @@ class Samples:
         images = self.images[idx] if isinstance(self.images, np.ndarray) else [self.images[i] for i in idx]
         pick = lambda a: None if a is None else np.asarray(a)[idx]  # noqa: E731
         return Samples(images, self.labels[idx].copy(), list(self.class_names), pick(self.soft),
-                       pick(self.groups), pick(self.frames))
+                       pick(self.groups), pick(self.frames), pick(self.boxes), self.sample_soft_label)
 
     def with_labels(self, labels: np.ndarray) -> Samples:
         """Return a copy whose hard labels are replaced (e.g. after noise injection)."""

@@ -51,9 +51,9 @@ class ExpressionAnchor(nn.Module):
         if self.training or self.eval_mode == "batch":
             mean = f.mean(dim=0)
             if self.training:
-                with torch.no_grad():
-                    m = 1.0 if int(self.num_batches_tracked) == 0 else self.momentum
-                    self.running_mean.mul_(1 - m).add_(mean.detach().float(), alpha=m)
+                with torch.no_grad():  # first batch: m = 1 (no host sync: a tensor, not an int)
+                    m = torch.where(self.num_batches_tracked == 0, 1.0, self.momentum)
+                    self.running_mean.mul_(1 - m).add_(mean.detach().float() * m)
                     self.num_batches_tracked.add_(1)
         else:
             mean = self.running_mean.to(f.dtype)

@@ -26,7 +26,7 @@ Step protocol (what the loop does with a task, per batch)
 3. Every 0-dim tensor in ``out`` is averaged over the epoch and logged (progress bar,
    ``metrics.csv``); other entries are for the task's own use in step 2.
 
-Per epoch: ``task.on_epoch_start(epoch, num_epochs)`` first (0-based epoch), then
+Before training: ``task.set_steps_per_epoch(n)``. Per epoch: ``task.on_epoch_start(epoch, num_epochs)`` first (0-based epoch), then
 ``task.epoch_metrics()`` is merged into the epoch's logged row. Checkpoints store
 ``task.state_dict()`` (parameters *and* buffers, e.g. SLM label logits, SCN relabels) plus
 ``task.extra_state()`` for non-tensor or optimizer state a task owns.
@@ -111,6 +111,9 @@ class Task(nn.Module, ABC):
     def optimizer_parameters(self) -> list[dict[str, Any]] | list[nn.Parameter]:
         """Parameters (or param groups) the loop's optimizer updates."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def set_steps_per_epoch(self, steps: int) -> None:
+        """Optimizer steps per epoch, told once before training (per-iteration schedules)."""
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Prepare epoch-dependent schedules (ramps, relabel start); ``epoch`` is 0-based."""

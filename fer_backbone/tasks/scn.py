@@ -163,7 +163,7 @@ class SCNTask(Task):
             changed = changed & out["low_group"]
         idx = batch["index"][changed]
         self.relabels[idx] = new[changed]
-        self._changed_this_epoch += int(changed.sum())
+        self._changed_this_epoch = self._changed_this_epoch + changed.sum()  # a tensor: no host sync
 
     def epoch_metrics(self) -> dict[str, float]:
         """Relabels made this epoch and the fraction of samples relabelled so far."""

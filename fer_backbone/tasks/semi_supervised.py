@@ -15,6 +15,11 @@ class-balanced labeled images ``image``/``label`` plus unlabeled weak/strong vie
    SGD step, so the ``eta_S`` factor is already inside the difference);
    ``feedback="exact"`` computes the two gradients and their dot product times the student's
    current learning rate; ``feedback="none"`` drops the term (the ablation).
+   ``feedback_baseline="moving_average"`` (default, as google-research
+   ``meta_pseudo_labels/training_utils.py``: ``moving_dot_product`` updated by
+   ``m <- m - 0.01 (m - f)`` before use) subtracts a moving average of ``f`` from ``f``, a
+   variance-reducing baseline; ``"none"`` uses the raw ``f``. google-research creates ``m``
+   with TensorFlow's default (Glorot-uniform) initialiser; here it starts at 0.
 5. T's loss, returned to the training loop as ``"loss"`` (eq. 2):
    ``L_T = L_s + lambda_c * L_c + f * CE(y_hat, T(x_u))`` with ``L_s`` the supervised CE on the
    balanced labeled batch (eq. 3), ``L_c`` the consistency CE between T's prediction on the
@@ -43,11 +48,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
 from cdrscreen.core.errors import ConfigError
+from fer_backbone.config import Recipe, SemiConfig, StrongConfig, WeakConfig  # noqa: F401 - re-exported
 from fer_backbone.tasks.base import Task
 
 
@@ -126,6 +131,10 @@ class SemiSupervisedTask(Task):
         "student wait steps". Not in the paper (0 = off).
     consistency_rampup_epochs : int
         ``lambda_c`` rises linearly from 0 over these epochs (UDA practice; 0 = off).
+    feedback_baseline : {"moving_average", "none"}
+        Subtract a moving average of ``f`` (google-research Meta Pseudo Labels) or not.
+    feedback_baseline_rate : float
+        Update rate of that moving average (google-research: 0.01).
     """
 
     name = "semi_supervised"
@@ -154,6 +163,8 @@ class SemiSupervisedTask(Task):
         predict_with: Literal["student", "teacher"] = "student",
         student_wait_epochs: int = 0,
         consistency_rampup_epochs: int = 0,
+        feedback_baseline: Literal["moving_average", "none"] = "moving_average",
+        feedback_baseline_rate: float = 0.01,
     ) -> None:
         super().__init__(num_classes, num_train)
         if feedback not in ("first_order", "exact", "none"):
@@ -162,6 +173,9 @@ class SemiSupervisedTask(Task):
             raise ConfigError(f"semi_supervised: pseudo_labels must be hard or soft, got {pseudo_labels!r}")
         if pseudo_label_view not in ("strong", "weak"):
             raise ConfigError(f"semi_supervised: pseudo_label_view must be strong or weak, got {pseudo_label_view!r}")
+        if feedback_baseline not in ("moving_average", "none"):
+            raise ConfigError(f"semi_supervised: feedback_baseline must be moving_average or none, "
+                              f"got {feedback_baseline!r}")
         if predict_with not in ("student", "teacher"):
             raise ConfigError(f"semi_supervised: predict_with must be student or teacher, got {predict_with!r}")
         self.teacher = Classifier(teacher_backbone, num_classes)
@@ -175,6 +189,8 @@ class SemiSupervisedTask(Task):
         self.student_wait_epochs, self.consistency_rampup_epochs = student_wait_epochs, consistency_rampup_epochs
         self._hist = np.zeros(num_classes)
         self._student_active, self._lambda_c = student_wait_epochs <= 0, float(consistency_weight)
+        self.feedback_baseline, self.feedback_baseline_rate = feedback_baseline, float(feedback_baseline_rate)
+        self._feedback_avg = 0.0
 
     @classmethod
     def from_config(cls, *, backbone: dict[str, Any], num_classes: int, num_train: int, **params: Any) -> Task:
@@ -231,7 +247,8 @@ class SemiSupervisedTask(Task):
 
     def extra_state(self) -> dict[str, Any]:
         """Return the student's optimizer state and the running histogram."""
-        return {"student_opt": self.student_opt.state_dict(), "hist": self._hist.tolist()}
+        return {"student_opt": self.student_opt.state_dict(), "hist": self._hist.tolist(),
+                "feedback_avg": self._feedback_avg}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`extra_state`."""
@@ -239,6 +256,19 @@ class SemiSupervisedTask(Task):
             self.student_opt.load_state_dict(state["student_opt"])
         if "hist" in state:
             self._hist = np.asarray(state["hist"], dtype=float)
+        self._feedback_avg = float(state.get("feedback_avg", 0.0))
+
+    def baselined_feedback(self, f: float) -> float:
+        """``f`` minus the moving average of ``f`` (updated with this ``f`` first), or ``f``.
+
+        google-research ``meta_pseudo_labels/training_utils.py``:
+        ``moving_dot_product -= 0.01 * (moving_dot_product - dot_product)``, then
+        ``dot_product - moving_dot_product`` is used.
+        """
+        if self.feedback_baseline == "none":
+            return f
+        self._feedback_avg -= self.feedback_baseline_rate * (self._feedback_avg - f)
+        return f - self._feedback_avg
 
     # -- one step ------------------------------------------------------------------------
     def _student_update(self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor,
@@ -301,9 +331,10 @@ class SemiSupervisedTask(Task):
         self._hist += np.bincount(hard[mask > 0].cpu().numpy(), minlength=self.num_classes)[: self.num_classes]
 
         if self._student_active:
-            l_u, ce_new, f = self._student_update(x_l, y_l, x_s, target, mask)
+            l_u, ce_new, f_raw = self._student_update(x_l, y_l, x_s, target, mask)
         else:
-            l_u, ce_new, f = float("nan"), float("nan"), 0.0
+            l_u, ce_new, f_raw = float("nan"), float("nan"), 0.0
+        f = self.baselined_feedback(f_raw) if self._student_active and self.feedback != "none" else f_raw
         f_eff = self.feedback_weight * f
         fb_ce = (soft_cross_entropy(t_s, target) * mask).sum() / mask.sum().clamp(min=1.0)
         feedback_loss = f_eff * fb_ce
@@ -314,6 +345,7 @@ class SemiSupervisedTask(Task):
             "ce_teacher": ce_teacher.detach(),
             "consistency": consistency.detach(),
             "feedback": torch.tensor(f, device=dev),
+            "feedback_raw": torch.tensor(f_raw, device=dev),
             "feedback_loss": feedback_loss.detach(),
             "mask_rate": mask.mean(),
         }
@@ -321,6 +353,37 @@ class SemiSupervisedTask(Task):
             out["student_ce_unlabeled"] = torch.tensor(l_u, device=dev)
             out["student_ce_labeled"] = torch.tensor(ce_new, device=dev)
         return out
+
+
+class StudentFinetuneTask(Task):
+    """The student of a :class:`SemiSupervisedTask`, fine-tuned on labeled data with plain CE.
+
+    Meta Pseudo Labels fine-tunes the student on the labeled data after the teacher/student
+    phase (the paper, Sec. 3; google-research ``meta_pseudo_labels`` and the public PyTorch
+    port both do it). The module shares the student's weights: training it updates the
+    semi-supervised task's student in place.
+    """
+
+    name = "student_finetune"
+    supports_ddp = False
+
+    def __init__(self, semi: SemiSupervisedTask) -> None:
+        super().__init__(semi.num_classes, semi.num_train)
+        self.student = semi.student
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the student on the labeled batch."""
+        logits = self.student(batch["image"])
+        ce = F.cross_entropy(logits.float(), batch["label"])
+        return {"loss": ce, "ce": ce.detach(), "logits": logits.detach()}
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits of the student."""
+        return self.student(images)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features of the student."""
+        return self.student.backbone(images)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -361,8 +424,9 @@ class SemiSupervisedDataset(Dataset):
 
     Items are the labeled data set's dicts plus ``unlabeled_weak`` and ``unlabeled_strong``
     (uint8 ``(3, S, S)``, normalised by the training loop like ``image``). The unlabeled
-    image is drawn with torch's global generator, which the loop seeds per epoch, so a run
-    is reproducible and resumable; with the class-balanced sampler over the labeled set the
+    image and the views are drawn with torch's generator seeded per item by the loop's
+    :class:`~fer_backbone.data.SeededSampler`, so a run is reproducible and resumable with
+    any number of loader workers; with the class-balanced sampler over the labeled set the
     labeled half of each batch is class-balanced, as in the paper.
 
     Parameters
@@ -389,7 +453,17 @@ class SemiSupervisedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labeled)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    #: Takes ``(index, seed)`` pairs (:class:`~fer_backbone.data.SeededSampler`).
+    accepts_seeded_index = True
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        from fer_backbone.data import split_key
+        from fer_backbone.data.dataset import seeded_call
+
+        i, seed = split_key(key)
+        return seeded_call(seed, lambda: self._item(i))
+
+    def _item(self, i: int) -> dict[str, torch.Tensor]:
         from torchvision.transforms.v2 import functional as TF
 
         item = dict(self.labeled[i])
@@ -425,78 +499,8 @@ class UnlabeledImages:
         return load_image(self.paths[i])
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WeakConfig(_Strict):
-    """Weak view: flip, colour jitter, translation (fraction of the side)."""
-
-    flip: bool = True
-    jitter: float = Field(0.4, ge=0)
-    translate: float = Field(0.125, ge=0, lt=1)
-
-
-class StrongConfig(_Strict):
-    """Strong view: RandAugment on top of the weak view, then random erasing."""
-
-    num_ops: int = Field(2, ge=0)
-    magnitude: int = Field(10, ge=0, le=30)
-    erase_p: float = Field(0.5, ge=0, le=1)
-
-
-class SemiConfig(_Strict):
-    """Where the unlabeled images come from, and how both views are made.
-
-    ``unlabeled_path``: a folder of face images (searched recursively). ``labels_per_class``:
-    keep only this many labeled images per class from the training split and use the rest
-    of it, labels dropped, as unlabeled data (for controlled experiments such as digits).
-    One of the two is required. ``samples_per_epoch``: class-balanced labeled draws per
-    epoch (steps per epoch = this / batch size); by default one epoch pairs every unlabeled
-    image once on average.
-    """
-
-    unlabeled_path: Path | None = None
-    labels_per_class: int | None = Field(None, ge=1)
-    samples_per_epoch: int | None = Field(None, ge=1, description="labeled draws per epoch "
-                                          "(default: the number of unlabeled images)")
-    weak: WeakConfig = Field(default_factory=WeakConfig)
-    strong: StrongConfig = Field(default_factory=StrongConfig)
-
-
-def load_semi_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple[Any, SemiConfig]:
-    """Read a semi-supervised recipe: a standard FER protocol plus a ``semi:`` section.
-
-    Returns
-    -------
-    (Protocol, SemiConfig)
-    """
-    from pydantic import ValidationError
-
-    from fer_backbone.config import Protocol, config_error, read_recipe
-
-    raw = read_recipe(path, overrides)
-    if "semi" not in raw:
-        raise ConfigError(f"{path}: a semi-supervised recipe needs a 'semi:' section")
-    semi_raw = raw.pop("semi") or {}
-    try:
-        proto = Protocol.model_validate(raw)
-    except ValidationError as err:
-        raise config_error(path, err, Protocol) from None
-    try:
-        semi = SemiConfig.model_validate(semi_raw)
-    except ValidationError as err:
-        raise config_error(f"{path}: semi", err, SemiConfig) from None
-    if proto.task.name != "semi_supervised":
-        raise ConfigError(f"{path}: task.name must be semi_supervised, got {proto.task.name!r}")
-    if (semi.unlabeled_path is None) == (semi.labels_per_class is None):
-        raise ConfigError(f"{path}: give exactly one of semi.unlabeled_path and semi.labels_per_class")
-    return proto, semi
-
-
-def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[str] | None = None,
-                      resume: bool = True) -> Any:
-    """Train a semi-supervised recipe with the one training loop; return its ``FitResult``.
+def run_semi_recipe(recipe: Recipe, out_dir: str | Path, *, resume: bool = True) -> Any:
+    """Train a validated recipe with a ``semi:`` section with the one loop; return its ``FitResult``.
 
     The labeled training split goes through the class-balanced sampler (as in the paper);
     each labeled item carries a weak and a strong view of a random unlabeled image.
@@ -509,7 +513,9 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     from fer_backbone.tasks import build_task
     from fer_backbone.train import fit
 
-    proto, semi = load_semi_protocol(path, overrides)
+    proto, semi = recipe, recipe.semi
+    if semi is None:
+        raise ConfigError(f"recipe '{recipe.name}' has no 'semi:' section")
     from fer_backbone.distributed import check_task, env_world_size
 
     if env_world_size() > 1:
@@ -540,16 +546,48 @@ def run_semi_protocol(path: str | Path, out_dir: str | Path, *, overrides: list[
     test = FERDataset(bundle.test, size, d.resize) if bundle.test is not None else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "run.json", {"protocol": proto.model_dump(mode="json"),
+    write_json(out_dir / "run.json", {"recipe": proto.model_dump(mode="json"),
                                       "semi": semi.model_dump(mode="json"),
                                       "n_train_labeled": len(train), "n_unlabeled": len(unlabeled),
                                       "n_val": len(bundle.val),
                                       "n_test": len(bundle.test) if bundle.test is not None else 0})
     metadata = {"task": "semi_supervised", "task_params": proto.task.params, "backbone": spec,
-                "image_size": size, "resize": d.resize, "protocol_name": proto.name,
+                "image_size": size, "resize": d.resize, "recipe_name": proto.name,
                 "num_train": len(train), "num_classes": len(bundle.class_names),
                 "semi": semi.model_dump(mode="json")}
-    return fit(task, data, proto.train, out_dir, val_data=val, test_data=test,
-               sampler=ClassBalancedSampler(train.labels, num_samples=semi.samples_per_epoch or len(unlabeled),
-                                            seed=proto.train.seed), resume=resume,
-               class_names=bundle.class_names, mean=d.mean, std=d.std, metadata=metadata)
+    res = fit(task, data, proto.train, out_dir, val_data=val, test_data=test,
+              sampler=ClassBalancedSampler(train.labels, num_samples=semi.samples_per_epoch or len(unlabeled),
+                                           seed=proto.train.seed), resume=resume,
+              class_names=bundle.class_names, mean=d.mean, std=d.std, metadata=metadata)
+    if semi.finetune_epochs == 0:
+        return res
+    return finetune_student(task, FERDataset(train, size, d.resize, train=True), proto.train, semi, out_dir,
+                            val=val, test=test, class_names=bundle.class_names, mean=d.mean, std=d.std,
+                            metadata=metadata, resume=resume)
+
+
+def finetune_student(task: SemiSupervisedTask, labeled: Dataset, train_cfg: Any, semi: SemiConfig,
+                     out_dir: Path, *, val: Dataset | None, test: Dataset | None, class_names: list[str],
+                     mean: tuple[float, ...], std: tuple[float, ...], metadata: dict[str, Any],
+                     resume: bool = True) -> Any:
+    """Fine-tune the (selected) student on the labeled set; the run's ``best.pt`` becomes the result.
+
+    The fine-tuning run lives in ``out_dir/finetune`` (its own checkpoints and metrics,
+    resumable); the selected fine-tuned student is written back into the semi-supervised
+    task and saved as ``out_dir/checkpoints/best.pt`` (what ``evaluate`` and ``export``
+    read), with ``metadata["finetune_epochs"]``. Returns the fine-tuning ``FitResult``.
+    """
+    from fer_backbone.data import ClassBalancedSampler
+    from fer_backbone.train import _atomic_save, fit
+
+    cfg = train_cfg.model_copy(update={"epochs": semi.finetune_epochs, "optimizer": "sgd",
+                                       "lr": semi.finetune_lr or task.student_lr, "scheduler": "none",
+                                       "weight_decay": semi.finetune_weight_decay})
+    ft = StudentFinetuneTask(task)
+    res = fit(ft, labeled, cfg, out_dir / "finetune", val_data=val, test_data=test,
+              sampler=ClassBalancedSampler(labeled.samples.labels, seed=cfg.seed), resume=resume,
+              class_names=class_names, mean=mean, std=std, metadata=metadata)
+    meta = dict(metadata, finetune_epochs=semi.finetune_epochs, finetune_best_epoch=res.best_epoch)
+    _atomic_save({"task": task.state_dict(), "epoch": res.best_epoch, "class_names": class_names,
+                  "mean": tuple(mean), "std": tuple(std), "metadata": meta}, out_dir / "checkpoints" / "best.pt")
+    return res

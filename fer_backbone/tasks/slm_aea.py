@@ -12,13 +12,18 @@ so labels drift towards the network's beliefs (``r_u`` rising) while the pull to
 given label fades (``r_d`` decaying). The gradient of a soft-target CE w.r.t. logits is
 ``softmax(m) - target``, so the update is closed-form (see :func:`label_logit_update`).
 
-Ramps (``t`` = epoch / (epochs - 1) in [0, 1]; ``ramp_alpha`` = 1.6, ``ramp_beta`` = 7)::
+Ramps, as the authors' code (``models/slm.py``, functions ``ramp_u`` / ``ramp_d``, called
+with ``num_iter = steps_per_epoch * epoch + i`` after the network step of iteration ``i``):
+with ``e = num_iter / steps_per_epoch`` (epochs, fractional), ``alpha`` = 1.6 and ``beta`` = 7
+an *absolute* epoch::
 
-    r_u(t) = exp(-beta * (1 - t) ** alpha)      rises   exp(-7) -> 1
-    r_d(t) = exp(-beta * t ** alpha)            decays  1 -> exp(-7)
+    e <= beta:  r_u = exp(-(alpha - e / beta) ** 2),  r_d = 1
+    e >  beta:  r_u = 1,                              r_d = exp(-(alpha - beta / e) ** 2)
 
-(the published schedule names only alpha and beta and the directions; this exponential
-form is our reading of it, documented in docs/fer-methods.md).
+updated every iteration (:func:`official_ramps`, ``ramp_schedule="official"``, default).
+``ramp_schedule="time_scaled"`` (opt-in, for runs much shorter than the paper's 40 epochs)
+feeds the same functions ``e * ramp_reference_epochs / epochs``, so the ramps keep the shape
+they have over the authors' 40-epoch schedule (:func:`time_scaled_ramps`).
 
 AEA: ``f <- f + w * mean(f)`` with learnable ``w`` (init 1) before the classifier. At
 evaluation the mean is a running mean (``anchor_eval="running"``, default) or, as in the
@@ -37,11 +42,32 @@ from fer_backbone.models import Backbone, ExpressionAnchor
 from fer_backbone.tasks.base import Task
 
 
-def ramps(epoch: int, num_epochs: int, alpha: float = 1.6, beta: float = 7.0) -> tuple[float, float]:
-    """``(r_u, r_d)`` at 0-based ``epoch`` of ``num_epochs`` (see module docstring)."""
-    t = epoch / (num_epochs - 1) if num_epochs > 1 else 1.0
-    t = min(max(t, 0.0), 1.0)
-    return math.exp(-beta * (1.0 - t) ** alpha), math.exp(-beta * t**alpha)
+def official_ramps(num_iter: int, steps_per_epoch: int, alpha: float = 1.6,
+                   beta: float = 7.0) -> tuple[float, float]:
+    """``(r_u, r_d)`` at global iteration ``num_iter`` (0-based), as the authors' code.
+
+    Follows ``ramp_u(e, ns, alpha, beta)`` and ``ramp_d(...)`` of ``models/slm.py`` in
+    HaipengMing/SLM-AEA (``e`` = iteration, ``ns`` = iterations per epoch): the switch is at
+    ``num_iter <= beta * steps_per_epoch`` and the epoch count is ``(num_iter / ns)``.
+    """
+    e, ns = float(num_iter), float(steps_per_epoch)
+    if e <= beta * ns:
+        return math.exp(-((alpha - (e / ns) / beta) ** 2)), 1.0
+    return 1.0, math.exp(-((alpha - beta / (e / ns)) ** 2))
+
+
+def time_scaled_ramps(num_iter: int, steps_per_epoch: int, num_epochs: int, alpha: float = 1.6,
+                      beta: float = 7.0, reference_epochs: float = 40.0) -> tuple[float, float]:
+    """:func:`official_ramps` with time stretched so ``num_epochs`` span ``reference_epochs``.
+
+    Our option, not the authors': at ``num_epochs == reference_epochs`` it equals the
+    official ramps; for an 8-epoch run ``beta = 7`` falls at epoch 1.4 instead of 7.
+    """
+    scale = reference_epochs / float(num_epochs)
+    e = float(num_iter) / float(steps_per_epoch) * scale
+    if e <= beta:
+        return math.exp(-((alpha - e / beta) ** 2)), 1.0
+    return 1.0, math.exp(-((alpha - beta / e) ** 2))
 
 
 def init_label_logits(labels: torch.Tensor, num_classes: int, init_logit: float = 5.0,
@@ -97,7 +123,13 @@ class SLMAEATask(Task):
     init_logit, init_confidence : float
         Label-logit initialisation (5, 0.97).
     ramp_alpha, ramp_beta : float
-        Ramp shape (1.6, 7).
+        Ramp shape (1.6) and switch epoch (7), as the authors' ``--alpha`` / ``--beta``.
+    ramp_schedule : {"official", "time_scaled"}
+        ``official`` (default): the authors' per-iteration ramps with ``beta`` an absolute
+        epoch; ``time_scaled``: the same functions on a time axis stretched so the run spans
+        ``ramp_reference_epochs`` (see :func:`time_scaled_ramps`).
+    ramp_reference_epochs : float
+        Length of the authors' schedule (40) for ``time_scaled``.
     use_slm, use_aea : bool
         Switch either component off (ablations; both off = baseline).
     anchor_eval : {"running", "batch"}
@@ -111,15 +143,19 @@ class SLMAEATask(Task):
     def __init__(self, backbone: Backbone, num_classes: int, num_train: int = 0,
                  train_labels: list[int] | None = None, label_lr: float = 200.0,
                  init_logit: float = 5.0, init_confidence: float = 0.97, ramp_alpha: float = 1.6,
-                 ramp_beta: float = 7.0, use_slm: bool = True, use_aea: bool = True,
+                 ramp_beta: float = 7.0, ramp_schedule: str = "official",
+                 ramp_reference_epochs: float = 40.0, use_slm: bool = True, use_aea: bool = True,
                  anchor_eval: str = "running", anchor_momentum: float = 0.1) -> None:
         super().__init__(num_classes, num_train)
+        if ramp_schedule not in ("official", "time_scaled"):
+            raise ValueError(f"ramp_schedule must be 'official' or 'time_scaled', got {ramp_schedule!r}")
         self.backbone = backbone
         d = backbone.num_features
         self.anchor = ExpressionAnchor(d, momentum=anchor_momentum, eval_mode=anchor_eval) if use_aea else None
         self.fc = nn.Linear(d, num_classes)
         self.label_lr, self.init_logit, self.init_confidence = label_lr, init_logit, init_confidence
         self.ramp_alpha, self.ramp_beta, self.use_slm = ramp_alpha, ramp_beta, use_slm
+        self.ramp_schedule, self.ramp_reference_epochs = ramp_schedule, float(ramp_reference_epochs)
         n = max(num_train, 1)
         self.register_buffer("label_logits", torch.zeros(n, num_classes))
         self.register_buffer("initialised", torch.zeros(n, dtype=torch.bool))
@@ -129,7 +165,9 @@ class SLMAEATask(Task):
             self.label_logits[: len(y)] = init_label_logits(y, num_classes, init_logit, init_confidence)
             self.initialised[: len(y)] = True
             self.given_labels[: len(y)] = y
-        self.r_u, self.r_d = ramps(0, 2, ramp_alpha, ramp_beta)
+        self._all_initialised = train_labels is not None and len(train_labels) >= n
+        self._epoch, self._num_epochs, self._step, self._steps_per_epoch = 0, 1, 0, 1
+        self.r_u, self.r_d = self.ramp_values(0)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Anchored features (running mean at evaluation by default)."""
@@ -145,11 +183,25 @@ class SLMAEATask(Task):
         """Class logits."""
         return self.fc(self.embed(images))
 
+    def ramp_values(self, num_iter: int) -> tuple[float, float]:
+        """``(r_u, r_d)`` at global iteration ``num_iter`` under this task's ramp schedule."""
+        if self.ramp_schedule == "official":
+            return official_ramps(num_iter, self._steps_per_epoch, self.ramp_alpha, self.ramp_beta)
+        return time_scaled_ramps(num_iter, self._steps_per_epoch, self._num_epochs, self.ramp_alpha,
+                                 self.ramp_beta, self.ramp_reference_epochs)
+
+    def set_steps_per_epoch(self, steps: int) -> None:
+        """Set the iterations per epoch (the ramps' time unit); the loop calls it before training."""
+        self._steps_per_epoch = max(int(steps), 1)
+
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
-        """Set the ramps for this epoch."""
-        self.r_u, self.r_d = ramps(epoch, num_epochs, self.ramp_alpha, self.ramp_beta)
+        """Restart the iteration counter of this epoch (ramps are evaluated per iteration)."""
+        self._epoch, self._num_epochs, self._step = epoch, num_epochs, 0
+        self.r_u, self.r_d = self.ramp_values(self._steps_per_epoch * epoch)
 
     def _init_fresh(self, labels: torch.Tensor, index: torch.Tensor) -> None:
+        if self._all_initialised:  # given train_labels: nothing to do, and no host sync
+            return
         fresh = ~self.initialised[index]
         if fresh.any():
             self.label_logits[index[fresh]] = init_label_logits(
@@ -170,14 +222,16 @@ class SLMAEATask(Task):
         else:
             target = batch["label"]
         ce = F.cross_entropy(logits.float(), target)
-        return {"loss": ce, "ce": ce.detach(), "logits": logits.detach(),
-                "r_u": torch.tensor(self.r_u), "r_d": torch.tensor(self.r_d)}
+        return {"loss": ce, "ce": ce.detach(), "logits": logits.detach()}
 
     @torch.no_grad()
     def after_optimizer_step(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
         """Update the batch's label logits with their own step."""
         if not self.use_slm:
             return
+        # models/slm.py: num_iter = num_steps * epoch + i, computed after the network step
+        self.r_u, self.r_d = self.ramp_values(self._steps_per_epoch * self._epoch + self._step)
+        self._step += 1
         idx = batch["index"]
         self._init_fresh(batch["label"], idx)  # samples first seen by another process (DDP)
         probs = torch.softmax(out["logits"].float(), dim=1)
@@ -185,9 +239,10 @@ class SLMAEATask(Task):
                                                     self.r_u, self.r_d, self.label_lr)
 
     def epoch_metrics(self) -> dict[str, float]:
-        """Fraction of seen samples whose mined label (argmax) differs from the given one."""
+        """Ramp values of the epoch's last iteration; fraction of mined labels != given ones."""
         if not self.use_slm or not bool(self.initialised.any()):
             return {}
         seen = self.initialised
         mined = self.label_logits[seen].argmax(1)
-        return {"mined_label_changed_fraction": float((mined != self.given_labels[seen]).float().mean())}
+        return {"r_u": self.r_u, "r_d": self.r_d,
+                "mined_label_changed_fraction": float((mined != self.given_labels[seen]).float().mean())}

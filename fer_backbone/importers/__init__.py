@@ -1,0 +1,1 @@
+"""Importers: published expression models rebuilt in PyTorch and exported as embedders."""
