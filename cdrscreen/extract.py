@@ -176,6 +176,10 @@ def extract_study(
         cache_root = cache_root.resolve()
     cache = FeatureCache(cache_root)
     extractors = make_extractors(resolved, cache_dir=cache_root)
+    for ex in extractors:  # a missing model or an unsuitable embedder fails once, before any recording
+        check = getattr(ex, "check", None)
+        if callable(check):
+            check()
     recs = list(study)
     sig_dir = signals_root(out) if out is not None and signals else None
     run = run_study(extractors, recs, cache=cache, n_jobs=n_jobs, scheduler=scheduler, progress=progress,

@@ -35,7 +35,11 @@ def command(
     set_: list[str] | None = typer.Option(
         None, "--set", help="Change one spec key: key.path=value (repeatable), e.g. groups.pupil.nperseg=16."),
     embedder: Path | None = typer.Option(
-        None, "--embedder", help="ONNX expression embedder for the expr group (same as --set groups.expr.embedder=PATH)."),
+        None, "--embedder", help="ONNX expression embedder for the expr group, e.g. from 'cdrscreen-fer import "
+                                 "fer2013' (same as --set groups.expr.embedder=PATH)."),
+    allow_non_expression: bool = typer.Option(
+        False, "--allow-non-expression",
+        help="Let expr use an embedder whose classes are not facial expressions (e.g. a digits model)."),
     out: Path = typer.Option(Path("features.parquet"), "--out", "-o", help="Parquet file to write (atomically)."),
     cache: Path | None = typer.Option(
         None, "--cache", help="Cache folder for per-file results and face tracks (default $CDRSCREEN_CACHE or ~/.cache/cdrscreen).",
@@ -64,6 +68,8 @@ def command(
     overrides = list(set_ or [])
     if embedder is not None:
         overrides.append(f"groups.expr.embedder={str(embedder)!r}")
+    if allow_non_expression:
+        overrides.append("groups.expr.allow_non_expression=true")
     df = extract_study(manifest, features, out, spec=spec, overrides=overrides, cache_dir=cache, n_jobs=jobs,
                        stride=stride, progress=progress, max_faces=max_faces, scheduler=scheduler)
     st = df.attrs.get("extract", {})

@@ -26,6 +26,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "egemaps": ("cdrscreen.features.gemaps:EGeMAPSExtractor", "audio"),
     "timing": ("cdrscreen.features.timing:TimingExtractor", "audio"),
     "expr": ("cdrscreen.features.expression:ExpressionExtractor", "embed"),
+    "expressivity": ("cdrscreen.features.expressivity:ExpressivityExtractor", "video"),
 }
 
 
