@@ -39,17 +39,17 @@ class ExpressionModelConfig:
     """Training settings of the demo expression model."""
 
     backbone: str = "test_resnet"
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: int = 16
+    batch_size: int = 32
     lr: float = 2e-3
     noise_rate: float = 0.2
-    relabel_epoch: int = 5
+    relabel_epoch: int = 9
     threads: int = 1
     seed: int = 0
 
 
 def demo_recipe(data_dir: str | Path, cfg: ExpressionModelConfig, input_size: int) -> dict[str, Any]:
-    """Return the ``fer_backbone`` recipe (protocol mapping) the demo trains with."""
+    """Return the ``fer_backbone`` recipe (a mapping) the demo trains with."""
     data_dir = Path(data_dir)
     return {
         "name": "scn_demo_synthetic_expressions",
@@ -134,8 +134,8 @@ def train_expression_model(out_dir: str | Path, *, set_config: ExpressionSetConf
     try:
         import torch
 
-        from fer_backbone.build import build_data, run_protocol
-        from fer_backbone.config import Protocol
+        from fer_backbone.build import build_data, run_supervised
+        from fer_backbone.config import Recipe
         from fer_backbone.export import export_onnx, load_trained, parity
     except ImportError as err:
         raise MissingDependencyError("training the demo's expression model", "train", err) from None
@@ -145,24 +145,24 @@ def train_expression_model(out_dir: str | Path, *, set_config: ExpressionSetConf
     t_set = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    protocol = Protocol.model_validate(demo_recipe(out / "expression_set", config, set_config.input_size))
+    recipe = Recipe.model_validate(demo_recipe(out / "expression_set", config, set_config.input_size))
     run_dir = out / "run"
-    res = run_protocol(protocol, run_dir, resume=not force)
+    res = run_supervised(recipe, run_dir, resume=not force)
     t_train = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     task, meta = load_trained(run_dir)
     export_onnx(task, onnx_path, input_size=set_config.input_size, mean=meta["mean"], std=meta["std"],
                 class_names=list(meta["class_names"]),
-                extra={"task": meta["task"], "backbone": meta["backbone"]["name"], "protocol": protocol.name,
-                       "name": MODEL_NAME, "domain": "facial_expression", "crop": CROP,
-                       "embedding": f"pooled {meta['backbone']['name']} feature before the SCN classifier",
-                       "trained_on": "SYNTHETIC demo expression images (not a FER benchmark)"})
+                extra={"task": meta["task"], "backbone": meta["backbone"]["name"], "recipe": recipe.name,
+                       "trained_on": "SYNTHETIC demo expression images (not a FER benchmark)"},
+                contract={"name": MODEL_NAME, "domain": "facial_expression", "crop": CROP,
+                          "embedding": f"pooled {meta['backbone']['name']} feature (input of the SCN classifier)"})
     x = np.random.default_rng(0).random((4, 3, set_config.input_size, set_config.input_size), dtype=np.float32)
     par = parity(task, onnx_path, x, meta["mean"], meta["std"])
     t_export = time.perf_counter() - t2
 
-    bundle = build_data(protocol.data)  # deterministic: the same split and noise as training
+    bundle = build_data(recipe.data)  # deterministic: the same split and noise as training
     last = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     relabel = relabel_stats(last["task"], list(bundle.train.images), np.asarray(bundle.train.labels),
                             list(bundle.class_names))

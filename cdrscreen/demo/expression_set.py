@@ -55,7 +55,6 @@ SET_VERSION = 1
 CROP: dict[str, Any] = {"kind": "template",
                         "points": {"eye_image_left": (0.30, 0.40), "eye_image_right": (0.70, 0.40),
                                    "mouth": (0.50, 0.78)}}
-_KEYPOINTS = {"eye_image_left": (33, 133), "eye_image_right": (362, 263), "mouth": (61, 291, 13, 14)}
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,20 @@ class ExpressionSetConfig:
 
 
 def template_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
-    """Cut the :data:`CROP` template crop (``size`` x ``size`` RGB) from a frame and its landmarks."""
+    """Cut the :data:`CROP` template crop (``size`` x ``size`` RGB) from a frame and its landmarks.
+
+    The same alignment as :func:`cdrscreen.core.embedder.crop_face` with this recipe, except
+    that the eyes are named by their image side (a mirrored still keeps MediaPipe's landmark
+    indices, so its landmark-33 eye is on the image right; a tracker run on the rendered
+    frame would name them by side).
+    """
     import cv2
 
-    from cdrscreen.features.expression import similarity_transform
+    from cdrscreen.core.embedder import keypoints, similarity_transform
 
-    p = np.asarray(landmarks, float)[:, :2]
     names = list(CROP["points"])
-    src = np.stack([p[list(_KEYPOINTS[n])].mean(0) for n in names])
-    if src[0, 0] > src[1, 0]:  # a mirrored still keeps MediaPipe's indices: name the eyes by image side
+    src = keypoints(landmarks, names)
+    if src[0, 0] > src[1, 0]:
         src[[0, 1]] = src[[1, 0]]
     dst = np.array([CROP["points"][n] for n in names], float) * size
     m = similarity_transform(src, dst)
