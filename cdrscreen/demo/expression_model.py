@@ -41,7 +41,7 @@ class ExpressionModelConfig:
     backbone: str = "test_resnet"
     epochs: int = 16
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     noise_rate: float = 0.2
     relabel_epoch: int = 9
     threads: int = 1

@@ -9,8 +9,9 @@ How it is made (all seeded):
 - **Photographs.** scikit-image's ``lfw_subset`` faces (those MediaPipe finds a face in),
   ``astronaut`` and matplotlib's ``grace_hopper``. The LFW photographs are split into
   training and test photographs (``test_fraction``, seeded); ``astronaut`` and
-  ``grace_hopper`` (the demo cohort's faces) are training photographs only, so the test
-  set holds photographs the model never saw.
+  ``grace_hopper`` (the demo cohort's faces) are training photographs only, with
+  ``cohort_weight`` times the images of an LFW photograph each (the model is made for the
+  demo's faces), so the test set holds photographs the model never saw.
 - **Variants.** Each photograph is prepared several times (:func:`~cdrscreen.demo.faces.load_face`
   at the demo cohort's 320 x 240 frame size), with random mirroring, skin tint, face size
   and position.
@@ -65,6 +66,7 @@ class ExpressionSetConfig:
     n_test_per_class: int = 60
     input_size: int = 48
     variants_per_photo: int = 3
+    cohort_weight: float = 8.0
     test_fraction: float = 0.25
     intensity: tuple[float, float] = (0.55, 1.0)
     frame_size: tuple[int, int] = (320, 240)
@@ -172,10 +174,13 @@ def _render_photo(faces: list[FaceSource], labels: list[int], cfg: ExpressionSet
     return out
 
 
-def _assign(photos: list[str], n_per_class: int, rng: np.random.Generator) -> dict[str, list[int]]:
-    """Balanced labels spread evenly over the photographs (shuffled)."""
+def _assign(photos: list[str], n_per_class: int, rng: np.random.Generator,
+            weight: dict[str, float] | None = None) -> dict[str, list[int]]:
+    """Balanced labels (shuffled) spread over the photographs in proportion to their ``weight`` (default 1)."""
     labels = rng.permutation(np.repeat(np.arange(len(CLASSES)), n_per_class))
-    parts = np.array_split(labels, len(photos))
+    w = np.array([(weight or {}).get(p, 1.0) for p in photos], float)
+    cuts = np.round(np.cumsum(w) / w.sum() * len(labels)).astype(int)
+    parts = np.split(labels, cuts[:-1])
     return {p: part.tolist() for p, part in zip(photos, parts, strict=True)}
 
 
@@ -217,7 +222,8 @@ def build_expression_set(out_dir: str | Path, cfg: ExpressionSetConfig | None = 
     if not train_p or not test_p:
         raise CdrscreenError("expression set: too few usable face photographs for a train/test split")
     rng = np.random.default_rng([cfg.seed, 202])
-    plan = [("train", p, lab) for p, lab in _assign(train_p, cfg.n_train_per_class, rng).items()]
+    cohort = {"astronaut": cfg.cohort_weight, "grace_hopper": cfg.cohort_weight}
+    plan = [("train", p, lab) for p, lab in _assign(train_p, cfg.n_train_per_class, rng, cohort).items()]
     plan += [("test", p, lab) for p, lab in _assign(test_p, cfg.n_test_per_class, rng).items()]
     faces = [_variants(p, min(cfg.variants_per_photo, max(len(lab), 1)), cfg, j)
              for j, (_s, p, lab) in enumerate(plan)]
