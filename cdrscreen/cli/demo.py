@@ -110,8 +110,11 @@ def command(
     run_dir = out / "run"
     con.print(f"4/5 evaluating {protocol.name} (early and late fusion) -> {run_dir}")
     res = evaluate(protocol, feat_path, run_dir, n_jobs=jobs)
-    summary["models"] = {name: {k: m.get(k) for k in ("balanced_accuracy", "roc_auc", "accuracy") if k in m}
+    summary["models"] = {name: {k: m.get("metrics", {}).get(k) for k in ("balanced_accuracy", "roc_auc", "accuracy")}
                          for name, m in res.metrics.get("models", {}).items()}
+    for name, m in summary["models"].items():
+        ba = (m.get("balanced_accuracy") or {}).get("value")
+        con.print(f"    {name}: balanced accuracy {ba:.3f}" if ba is not None else f"    {name}: -")
     abl_dir = None
     if ablation:
         abl_dir = out / "ablation"
@@ -121,7 +124,8 @@ def command(
             cols = [c for c in ("rank", "variant", "kind", "balanced_accuracy", "balanced_accuracy_ci_low",
                                 "balanced_accuracy_ci_high", "roc_auc", "delta_vs_full") if c in abl.ablation]
             summary["ablation"] = abl.ablation[cols].to_dict(orient="records")
-            con.print(abl.ablation[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            con.print(abl.ablation[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                      soft_wrap=True, highlight=False, markup=False)
     stage("evaluation", t)
 
     t = time.perf_counter()
