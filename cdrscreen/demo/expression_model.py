@@ -40,8 +40,8 @@ class ExpressionModelConfig:
 
     backbone: str = "test_resnet"
     epochs: int = 16
-    batch_size: int = 32
-    lr: float = 3e-3
+    batch_size: int = 16
+    lr: float = 2e-3
     noise_rate: float = 0.2
     relabel_epoch: int = 9
     threads: int = 1
@@ -130,7 +130,7 @@ def train_expression_model(out_dir: str | Path, *, set_config: ExpressionSetConf
         except (OSError, ValueError):
             done = {}
         if done.get("settings") == json.loads(json.dumps(settings)) and done.get("onnx_sha256") == file_sha256(onnx_path):
-            return done
+            return {**done, "onnx": str(onnx_path)}  # the folder may have moved
     try:
         import torch
 
