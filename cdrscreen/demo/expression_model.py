@@ -20,6 +20,7 @@ synthetic images and are pipeline checks, not FER results. Needs the ``train`` e
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,10 @@ def train_expression_model(out_dir: str | Path, *, set_config: ExpressionSetConf
     t_set = time.perf_counter() - t0
 
     t1 = time.perf_counter()
+    marker = out / "settings.json"  # a run folder left by other settings is not resumed
+    if force or (marker.exists() and json.loads(marker.read_text()) != json.loads(json.dumps(settings))):
+        shutil.rmtree(out / "run", ignore_errors=True)
+    write_json(marker, settings)
     recipe = Recipe.model_validate(demo_recipe(out / "expression_set", config, set_config.input_size))
     run_dir = out / "run"
     res = run_supervised(recipe, run_dir, resume=not force)

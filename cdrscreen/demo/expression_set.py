@@ -62,8 +62,8 @@ CROP: dict[str, Any] = {"kind": "template",
 class ExpressionSetConfig:
     """Settings of the synthetic expression set (see the module docstring)."""
 
-    n_train_per_class: int = 300
-    n_test_per_class: int = 60
+    n_train_per_class: int = 250
+    n_test_per_class: int = 50
     input_size: int = 48
     variants_per_photo: int = 3
     cohort_weight: float = 8.0
