@@ -5,9 +5,10 @@
   white noise at -60 and -50 dBFS: per planted pause the start, end and duration error of
   the matching measured pause; the syllable count against the 18 dictionary syllables.
 * espeak-ng: the 57-syllable test text at 110/170/230 wpm and three voices: syllable count.
-* Demo cohort (24 subjects x 16 s, seed 0; speech tracks only, no video): every planted
-  pause of at least 0.3 s against its measured pause; r(total pause, planted pause ratio),
-  r(articulation rate, planted espeak rate); class means.
+* Demo cohort (24 subjects x 16 s, seed 0; audio only, no video): every planted silence of
+  at least 0.3 s between two utterances against its measured pause (whole track); with the
+  speakers given as segments, the patient's pauses and articulation rate against the
+  planted pause mean and espeak rate; class means.
 * openSMILE: GeMAPS/eGeMAPS of a 48 kHz WAV (four alsa clips) against
   ``Smile.process_file`` on it, and how far the 16 kHz option lies from it.
 
@@ -106,32 +107,66 @@ def espeak_syllables() -> dict:
 
 
 def demo_cohort() -> dict:
-    from cdrscreen.demo import draw_cohort, speech_track
+    """The default cohort's audio (format 2: interviewer question, then answers), 24 x 16 s."""
+    import pandas as pd
+
+    from cdrscreen.demo import draw_cohort
+    from cdrscreen.demo.content import dialogue_track
+    from cdrscreen.features.timing import TimingExtractor
 
     rows = []
     for sp in draw_cohort(24, seed=0):
-        tr = speech_track(16.0, sp.voice, seed=sp.seed, sr=SR)
-        planted = tr.segments[tr.segments.kind == "pause"][["start", "end"]].to_numpy()
-        f, vad = timing_features(tr.audio, SR)
+        tr = dialogue_track(16.0, sp.voice, sp.content, seed=sp.seed, sr=SR)
+        seg = tr.segments
+        # every planted silence between two utterances (answer-answer, question-answer, answer-question)
+        planted = seg[seg.kind.isin(["pause", "latency"])][["start", "end"]].to_numpy()
+        _, vad = timing_features(tr.audio, SR)
         found = pause_intervals(vad, None, 0.25)
         errs = []
         for s, e in planted:
             if e - s >= 0.3:
                 i = int(np.argmin(np.abs(found[:, 0] - s))) if len(found) else -1
                 errs.append(np.inf if i < 0 else max(abs(found[i, 0] - s), abs(found[i, 1] - e)))
-        rows.append({"cdr": sp.cdr, "wpm": sp.voice.rate_wpm, "ratio": tr.summary()["pause_ratio"], "errs": errs,
-                     **{k: f[k] for k in ("pause_total_s", "pause_mean_s", "articulation_rate_syl_per_s",
-                                          "speech_rate_syl_per_s")}})
+        talk = seg[seg.kind.isin(["speech", "other"])]
+        speakers = pd.DataFrame({"start": talk.start, "end": talk.end,
+                                 "speaker": np.where(talk.kind == "speech", "patient", "interviewer")})
+        whole = TimingExtractor().process_signal(tr.audio, SR).iloc[0]
+        patient = TimingExtractor().process_signal(tr.audio, SR, segments=speakers).iloc[0]
+        # the patient's own pauses as planted: silences between two consecutive answers, of at
+        # least min_pause_s (0.25 s; shorter ones are bridged by definition)
+        k = seg.kind.to_numpy()
+        answer_pauses = [float(seg.end.iloc[i] - seg.start.iloc[i]) for i in range(1, len(seg) - 1)
+                         if k[i] == "pause" and k[i - 1] == "speech" and k[i + 1] == "speech"
+                         and seg.end.iloc[i] - seg.start.iloc[i] >= 0.25]
+        rows.append({"cdr": sp.cdr, "wpm": sp.voice.rate_wpm,
+                     "planted_pause_mean": float(np.mean(answer_pauses)) if answer_pauses else np.nan,
+                     "errs": errs, "n_answer_pauses": len(answer_pauses),
+                     "whole_pause_mean_s": whole["timing__pause_mean_s"],
+                     "pat_pause_mean_s": patient["timing__pause_mean_s"],
+                     "pat_pause_total_s": patient["timing__pause_total_s"],
+                     "pat_articulation": patient["timing__articulation_rate_syl_per_s"],
+                     "pat_speech_rate": patient["timing__speech_rate_syl_per_s"]})
     col = {k: np.array([r[k] for r in rows], float) for k in rows[0] if k != "errs"}
     errs = np.concatenate([r["errs"] for r in rows])
     classes = sorted(set(col["cdr"]))
+
+    def r(a: str, b: str) -> float:
+        ok = np.isfinite(col[a]) & np.isfinite(col[b])
+        return round(float(np.corrcoef(col[a][ok], col[b][ok])[0, 1]), 3)
+
+    def by_class(k: str) -> dict[str, float]:
+        return {str(c): round(float(np.nanmean(col[k][col["cdr"] == c])), 2) for c in classes}
+
     return {
-        "n_planted_pauses_ge_0.3s": int(errs.size), "max_abs_pause_err_s": round(float(errs.max()), 3),
-        "r_total_pause_vs_planted_ratio": round(float(np.corrcoef(col["pause_total_s"], col["ratio"])[0, 1]), 3),
-        "r_articulation_vs_planted_wpm": round(float(np.corrcoef(col["articulation_rate_syl_per_s"], col["wpm"])[0, 1]), 3),
-        "class_mean_pause_s": {str(c): round(float(np.nanmean(col["pause_mean_s"][col["cdr"] == c])), 2) for c in classes},
-        "class_speech_rate_syl_per_s": {str(c): round(float(np.nanmean(col["speech_rate_syl_per_s"][col["cdr"] == c])), 2)
-                                        for c in classes},
+        "n_planted_gaps_ge_0.3s": int(errs.size), "max_abs_gap_err_s": round(float(errs.max()), 3),
+        "r_patient_pause_mean_vs_planted_answer_pause_mean": r("pat_pause_mean_s", "planted_pause_mean"),
+        "r_patient_articulation_vs_planted_wpm": r("pat_articulation", "wpm"),
+        "subjects_with_answer_pauses": int(np.sum(col["n_answer_pauses"] > 0)),
+        "class_mean_planted_answer_pause_s": by_class("planted_pause_mean"),
+        "class_mean_patient_pause_s": by_class("pat_pause_mean_s"),
+        "class_mean_whole_track_pause_s": by_class("whole_pause_mean_s"),
+        "class_patient_articulation_syl_per_s": by_class("pat_articulation"),
+        "class_patient_speech_rate_syl_per_s": by_class("pat_speech_rate"),
     }
 
 

@@ -36,6 +36,7 @@ from cdrscreen.core.io import write_parquet
 from cdrscreen.core.signals import signals_root
 from cdrscreen.extract_spec import ExtractionSpec, load_spec, make_extractors
 from cdrscreen.features.base import INDEX_NAMES, ExtractionError, run_study
+from cdrscreen.features.recording_warnings import add_warnings
 from cdrscreen.features.registry import REGISTRY
 from cdrscreen.study import Recording, Study
 
@@ -71,6 +72,9 @@ def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
     for r in recs:
         row: dict[str, Any] = {f"meta__{c}": getattr(r, c) for c in META_COLUMNS}
         row.update({f"meta__cov_{k}": v for k, v in r.covariates.items()})
+        # where the media are, so that reports read the same files (never features)
+        row.update({f"meta__{m}_path": str(getattr(r, m)) if getattr(r, m) is not None else None
+                    for m in ("video", "audio", "segments")})
         rows.append(row)
         index.append((r.subject, r.session, str(r.media)))
     df = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=list(INDEX_NAMES)))
@@ -78,6 +82,8 @@ def meta_frame(recs: Sequence[Recording]) -> pd.DataFrame:
     for c in ("meta__age", "meta__mmse"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     df["meta__sex"] = df["meta__sex"].astype("string")
+    for m in ("video", "audio", "segments"):
+        df[f"meta__{m}_path"] = df[f"meta__{m}_path"].astype("string")
     return df
 
 
@@ -186,7 +192,7 @@ def extract_study(
                     signals_dir=sig_dir)
     feats = run.table
     meta = meta_frame(recs)
-    df = pd.concat([feats, meta], axis=1).loc[meta.index]
+    df = add_warnings(pd.concat([feats, meta], axis=1).loc[meta.index])
     df.attrs["extractors"] = {ex.name: ex.describe() for ex in extractors}
     df.attrs["extract"] = {
         "features": names, "stride": resolved.tracking.stride, "n_recordings": len(recs),

@@ -45,8 +45,11 @@ def make_learner(learner: str = "svm", params: Mapping[str, Any] | None = None, 
     ----------
     learner : {"svm", "logreg", "rf", "ridge"}
         ``svm``: :class:`~sklearn.svm.SVC` with ``probability=True`` (Platt scaling by
-        libsvm's internal 5-fold CV over the training rows), RBF kernel unless
-        ``params`` says otherwise. ``logreg``: L2 logistic regression. ``rf``: random
+        libsvm's internal 5-fold CV over the training rows, seeded by ``seed``), RBF
+        kernel unless ``params`` says otherwise. The Platt probabilities are what people
+        see and what decides the predicted class; ROC AUC ranks by the decision value
+        instead (:func:`cdrscreen.evaluation.cv.rank_scores`), because Platt scaling
+        fitted on anti-predictive leave-one-subject-out scores can invert them. ``logreg``: L2 logistic regression. ``rf``: random
         forest (200 trees unless ``params`` says otherwise). ``ridge``:
         :class:`RidgeScoreClassifier` (closed form; fast permutation tests).
     params : mapping, optional

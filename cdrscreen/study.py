@@ -18,12 +18,12 @@ import csv
 import difflib
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdrscreen.core.errors import InputError, ManifestError
@@ -33,7 +33,7 @@ CDR_VALUES: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0)
 
 #: Columns a manifest may contain (``cov_*`` columns are accepted as extra covariates).
 KNOWN_COLUMNS: tuple[str, ...] = (
-    "subject", "session", "video", "audio", "segments", "cdr", "age", "sex", "mmse",
+    "subject", "session", "video", "audio", "segments", "transcript", "cdr", "age", "sex", "mmse",
 )
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
@@ -58,6 +58,8 @@ class Recording(BaseModel):
     video, audio, segments : Path or None
         Absolute media paths. ``audio`` defaults to the video's audio track when absent;
         ``segments`` is an optional speaker-segments file (RTTM or CSV).
+    transcript : Path or None
+        Optional transcript (CHAT, TextGrid, CSV/TSV, SRT, WebVTT) for the language features.
     cdr : float
         Global CDR (0, 0.5, 1, 2 or 3).
     age, sex, mmse : optional covariates.
@@ -72,6 +74,7 @@ class Recording(BaseModel):
     video: Path | None = None
     audio: Path | None = None
     segments: Path | None = None
+    transcript: Path | None = None
     cdr: float
     age: float | None = Field(default=None, ge=0, le=120)
     sex: Literal["F", "M", "other"] | None = None
@@ -132,7 +135,7 @@ class Study(BaseModel):
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, check_media: bool = True) -> Study:
+    def from_file(cls, path: str | os.PathLike[str], *, check_media: bool = True, decimal: str = ".") -> Study:
         """Read and validate a manifest (CSV, TSV or YAML).
 
         Parameters
@@ -142,6 +145,10 @@ class Study(BaseModel):
         check_media : bool, default True
             Also check that every referenced media file exists, is non-empty and can be
             opened by the decoder (one quick probe per file).
+        decimal : {".", ","}
+            Decimal mark of numbers in a CSV manifest. A decimal comma (``0,5``) is
+            refused with a hint unless ``decimal=","``, which reads ``0,5`` as 0.5
+            (the separator must then be ``;`` or a tab, as European Excel writes it).
 
         Raises
         ------
@@ -153,7 +160,9 @@ class Study(BaseModel):
             raise InputError(path, "manifest file not found")
         if path.is_dir():
             raise InputError(path, "is a folder, expected a manifest file (.csv, .tsv or .yaml)")
-        rows = _read_rows(path)
+        if decimal not in (".", ","):
+            raise InputError(path, f"decimal mark must be '.' or ',', got {decimal!r}")
+        rows = _read_rows(path, decimal)
         return cls.from_rows(rows, base=path.parent, source=path, check_media=check_media)
 
     @classmethod
@@ -198,10 +207,13 @@ class Study(BaseModel):
                 else:
                     data[k] = v.strip() if isinstance(v, str) else v
             row_problems: list[str] = []
-            for field in ("video", "audio", "segments"):
+            for field in ("video", "audio", "segments", "transcript"):
                 if field in data:
                     p = Path(str(data[field])).expanduser()
-                    data[field] = p if p.is_absolute() else (base / p).resolve()
+                    try:
+                        data[field] = p if p.is_absolute() else (base / p).resolve()
+                    except (RuntimeError, OSError):  # a symbolic-link loop (Python < 3.13 raises)
+                        data[field] = base / p
             if "video" not in data and "audio" not in data:
                 row_problems.append("field 'video': empty (give a video or an audio file)")
             try:
@@ -260,7 +272,12 @@ class Study(BaseModel):
         return self.to_frame()["cdr"]
 
 
-def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+#: Manifest columns holding numbers (a decimal comma is checked in these).
+NUMERIC_COLUMNS = ("cdr", "age", "mmse")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+
+
+def _read_rows(path: Path, decimal: str = ".") -> list[tuple[str, dict[str, Any]]]:
     suffix = path.suffix.lower()
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -269,12 +286,9 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     except OSError as err:
         raise InputError(path, f"cannot be read ({err.strerror})") from None
     if suffix in (".yaml", ".yml"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise InputError(path, f"invalid YAML{where}") from None
+        from cdrscreen.core.config import load_yaml_text
+
+        data = load_yaml_text(text, str(path))  # a duplicate key is refused, not silently overwritten
         if isinstance(data, dict) and "recordings" in data:
             data = data["recordings"]
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
@@ -282,33 +296,55 @@ def _read_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
         return [(f"entry {i + 1}", {str(k).strip().lower(): v for k, v in d.items()})
                 for i, d in enumerate(data)]
     if suffix in (".csv", ".tsv", ".txt"):
-        if not text.strip():
+        # lines starting with '#' are comments; line numbers stay those of the file
+        numbered = [(i + 1, line) for i, line in enumerate(text.splitlines())
+                    if line.strip() and not line.lstrip().startswith("#")]
+        if not numbered:
             raise InputError(path, "is empty (expected a header line and one row per recording)")
-        dialect = "excel-tab" if suffix == ".tsv" else "excel"
-        reader = csv.reader(text.splitlines(), dialect=dialect)
-        lines = list(reader)
-        header = [h.strip().lower() for h in lines[0]]
+        sep = "\t" if suffix == ".tsv" else _separator(numbered[0][1])
+        if decimal == "," and sep == ",":
+            raise InputError(path, "--decimal , needs a ';'- or tab-separated file (with ',' as separator a "
+                                   "decimal comma cannot be told from a field boundary)")
+        lines = [(n, next(csv.reader([line], delimiter=sep))) for n, line in numbered]
+        header = [h.strip().lower() for h in lines[0][1]]
         if len(set(header)) != len(header):
             dup = sorted({h for h in header if header.count(h) > 1})
             raise InputError(path, f"header repeats column(s) {', '.join(dup)}")
-        out = []
-        for lineno, cells in enumerate(lines[1:], start=2):
-            if not any(c.strip() for c in cells):
-                continue
+        out, bad = [], []
+        for lineno, cells in lines[1:]:
             if len(cells) != len(header):
-                out.append((f"line {lineno}", {"__bad__": len(cells)}))
+                hint = ""
+                if sep == "," and any(_DECIMAL_COMMA.match(f"{a},{b}") for a, b in zip(cells, cells[1:], strict=False)):
+                    hint = (" (decimal commas in a comma-separated file? save it with ';' as separator and "
+                            "pass --decimal ,)")
+                bad.append(f"line {lineno}: has {len(cells)} fields, header has {len(header)}{hint}")
                 continue
-            out.append((f"line {lineno}", dict(zip(header, cells, strict=True))))
-        bad = [f"{w}: has {r['__bad__']} fields, header has {len(header)}" for w, r in out if "__bad__" in r]
+            row = dict(zip(header, cells, strict=True))
+            for col in [c for c in row if c in NUMERIC_COLUMNS or c.startswith("cov_")]:
+                v = row[col]
+                if isinstance(v, str) and _DECIMAL_COMMA.match(v):
+                    if decimal == ",":
+                        row[col] = v.strip().replace(",", ".")
+                    elif col in NUMERIC_COLUMNS:
+                        bad.append(f"line {lineno}: field '{col}': {v.strip()!r} has a decimal comma; pass "
+                                   "--decimal , to read it as a number, or save the file with decimal points")
+            out.append((f"line {lineno}", row))
         if bad:
             raise ManifestError(path, bad)
         return out
     raise InputError(path, f"unsupported manifest format '{suffix}' (use .csv, .tsv or .yaml)")
 
 
+def _separator(header: str) -> str:
+    """Return the field separator of a CSV header line: ',', ';' or tab, whichever occurs most."""
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] else ","
+
+
 def _check_media(data: dict[str, Any]) -> list[str]:
     problems = []
-    for field in ("video", "audio", "segments"):
+    for field in ("video", "audio", "segments", "transcript"):
         p = data.get(field)
         if not isinstance(p, Path):
             continue

@@ -16,6 +16,9 @@ from cdrscreen.features.expressivity import (
     summarise,
 )
 
+#: Lower-lip landmarks (outer 17, 84, 314; inner 14, 178, 402).
+LOWER_LIP = [17, 84, 314, 14, 178, 402]
+
 
 @pytest.fixture(scope="module")
 def still_shape():
@@ -59,8 +62,7 @@ def test_planted_mouth_movement_is_measured_in_iod(still_shape):
     moved = np.zeros(n, bool)
     moved[10:25] = True
     shifted = still_shape.copy()
-    pts = list(REGIONS["mouth"])
-    shifted[pts, 1] += 0.05 * iod  # the whole lip contour 0.05 IOD down
+    shifted[LOWER_LIP, 1] += 0.05 * iod  # the mouth opens: lower lip 0.05 IOD down
     lm2 = lm.copy()
     c = still_shape.mean(0)
     rng = np.random.default_rng(1)  # the same head motion applied to the changed face
@@ -71,12 +73,14 @@ def test_planted_mouth_movement_is_measured_in_iod(still_shape):
     valid = np.ones(n, bool)
     aligned, ref = align_shapes(lm2, valid)
     disp = region_displacements(aligned, valid, ref)
-    np.testing.assert_allclose(disp["mouth"][moved], 0.05, rtol=0.02)
+    # 6 of the 11 mouth distances lengthen by about 0.05 IOD, 2 by less, 3 not at all
+    m = disp["mouth"][moved]
+    assert 0.025 < m.min() and m.max() < 0.05 and np.ptp(m) < 1e-3
     assert np.abs(disp["mouth"][~moved]).max() < 1e-3
-    assert np.nanmax(disp["brows"]) < 1e-3  # other regions untouched
+    assert np.nanmax(disp["brows"]) < 1e-3 and np.nanmax(disp["eyelids"]) < 1e-3  # other regions untouched
     f = summarise(disp, valid, rate=25.0, active_iod=0.02)
     assert f["mouth_active"] == pytest.approx(15 / 60) and f["brows_active"] == 0.0
-    assert f["mouth_p90"] == pytest.approx(0.05, rel=0.02) and f["mouth_speed"] > 0
+    assert f["mouth_p90"] == pytest.approx(m.mean(), rel=0.02) and f["mouth_speed"] > 0
 
 
 def test_brow_motion_that_follows_the_iris_is_removed(still_shape):
@@ -90,7 +94,7 @@ def test_brow_motion_that_follows_the_iris_is_removed(still_shape):
     lm[:, iris, :2] += gaze[:, None]
     for region in EYE_REGIONS:
         lm[:, list(REGIONS[region]), :2] += 0.3 * gaze[:, None]  # coupled to the iris
-    lm[:, list(REGIONS["mouth"]), 1] += np.where(np.arange(n) % 20 < 5, 0.04 * iod, 0.0)[:, None]
+    lm[:, LOWER_LIP, 1] += np.where(np.arange(n) % 20 < 5, 0.04 * iod, 0.0)[:, None]
     valid = np.ones(n, bool)
     aligned, ref = align_shapes(lm, valid)
     with_reg = region_displacements(aligned, valid, ref, remove_gaze=True)
@@ -98,7 +102,7 @@ def test_brow_motion_that_follows_the_iris_is_removed(still_shape):
     assert np.nanmax(with_reg["brows"]) < 1e-3 and np.nanmax(without["brows"]) > 0.02
     # the mouth is never regressed on the gaze: its planted movement is intact
     np.testing.assert_allclose(with_reg["mouth"], without["mouth"])
-    assert with_reg["mouth"].max() == pytest.approx(0.04, rel=0.05)
+    assert with_reg["mouth"].max() > 0.02
 
 
 def test_blink_moves_the_eyelid_aperture(still_shape):

@@ -96,7 +96,7 @@ def test_cli_refuses_bad_multi_process_launches_in_one_line(tmp_path, monkeypatc
     assert rc == 2 and "task 'semi_supervised' does not support multi-process" in err and "\n" not in err
     assert not (tmp_path / "s").exists()
     assert main(["temporal", "recipes/fer_temporal_affwild2.yaml", "--out", str(tmp_path / "t")]) == 2
-    assert "'temporal' trains in one process" in capsys.readouterr().err
+    assert "temporal recipes train in one process" in capsys.readouterr().err
 
 
 def test_sharded_augmentation_matches_the_whole_batch():

@@ -99,3 +99,16 @@ def test_cli_import_verb(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["onnx"] == str(out)
     assert main(["import", "fer2013", "--out", str(out), "--hdf5", str(tmp_path / "x.hdf5")]) == 2
     assert "x.hdf5: FER2013 model file not found" in capsys.readouterr().err
+
+
+def test_imported_model_reads_the_smiling_astronaut_on_video(imported, face_video):
+    """End to end on a real face video: the embedder's own box crop, real class names, 'happy' timeline."""
+    from cdrscreen.features.expression import ExpressionExtractor
+
+    ex = ExpressionExtractor(embedder=imported[0], every=5)
+    feats, sig = ex.compute(ex.track(face_video))
+    assert feats["valid_fraction"] > 0.8
+    assert feats["hist_happy"] > 0.8  # the astronaut photo smiles; fer's Keras model says happy (0.998)
+    assert sum(feats[f"hist_{c}"] for c in CLASS_NAMES) == pytest.approx(1.0)
+    frames = sig["frames"]
+    assert set(frames["expression"]) <= {*CLASS_NAMES, "none"} and "label_raw" in frames.columns

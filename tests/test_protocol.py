@@ -43,7 +43,7 @@ def test_shipped_protocols_load_and_the_default_exists():
         assert p.name == f.stem
         assert load_protocol(p.model_dump()) == p  # resolved form round-trips
     assert DEFAULT_PROTOCOL.is_file()
-    assert load_protocol(DEFAULT_PROTOCOL).labels.scheme == "binary"
+    assert load_protocol(DEFAULT_PROTOCOL).labels.scheme == "cdr05_vs_1plus"  # written "binary" (alias)
 
 
 @pytest.mark.parametrize("key", KEYS)

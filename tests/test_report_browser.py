@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ARTEFACTS
@@ -97,3 +98,41 @@ def test_print_to_pdf(browser, built_reports, tmp_path):
     assert pdf.startswith(b"%PDF")
     pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
     assert pages >= 3  # the study report spans several A4 pages
+
+
+def test_verdicts_and_suppressed_small_cells_in_chromium(browser, tmp_path):
+    """A null study with a 1-person and a 2-person CDR class and two controls left out.
+
+    The screenshot (``test-artefacts/reports/study-verdicts-screen.png``) must show the
+    verdict lines, "n < 3" instead of those classes' age/MMSE summaries, and the
+    left-out subjects with the reason.
+    """
+    from cdrscreen.evaluation import evaluate
+    from cdrscreen.reports import build_reports
+    from tests.fixtures_evaluation import make_feature_table
+
+    cdrs = [0.5] * 6 + [1.0] * 5 + [2.0] * 2 + [3.0] + [0.0] * 2
+    df = make_feature_table(len(cdrs), groups={"pupil": 4, "mfcc": 4}, cdr_cycle=tuple(cdrs), seed=11,
+                            random_labels=False)
+    rng = np.random.default_rng(0)  # labels unrelated to the features: a null study
+    df[[c for c in df.columns if not c.startswith("meta__")]] = rng.normal(size=(len(df), 8))
+    ages = {f"S{i:03d}": 60.0 + 1.37 * i for i in range(len(cdrs))}
+    df["meta__age"] = [ages[s] for s in df.index.get_level_values("subject")]
+    feats = tmp_path / "features.parquet"
+    df.to_parquet(feats)
+    proto = {"name": "null_study", "labels": {"scheme": "cdr05_vs_1plus"},
+             "models": [{"name": "svm", "learner": "svm"}],
+             "statistics": {"n_bootstrap": 100, "n_permutations": 19}}
+    evaluate(proto, feats, tmp_path / "run", progress=False)
+    study = build_reports(tmp_path / "run", n_jobs=1)[0]
+    check_page(browser, study, "study-verdicts")
+    text = browser.evaluate("document.body.innerText")
+    assert "What the figures say" in text
+    assert "not distinguishable from chance" in text
+    assert "majority baseline" in text
+    assert "n < 3" in text and "Cells with fewer than 3 people are not summarised" in text
+    # the 1-person CDR 3 class and the 2-person CDR 2 class give no age away
+    for subject in ("S013", "S011", "S012"):
+        assert f"{ages[subject]:.1f}" not in text
+    assert "Subjects left out of the evaluation" in text and "CDR 0 is not in label scheme" in text
+    assert (SHOTS / "study-verdicts-screen.png").stat().st_size > 10_000

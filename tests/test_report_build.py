@@ -140,7 +140,7 @@ def test_three_class_run(tmp_path):
                            ablation=False)
     study, patient = build_reports(run_dir, subject="P001", study=True, n_jobs=1)
     html = _text(study)
-    assert "<figcaption>ROC curve from out-of-fold subject probabilities" in html  # one-vs-rest curves
+    assert "<figcaption>ROC curve from out-of-fold subject scores (ranked by probability)" in html  # one-vs-rest
     assert html.count("recall of class") == 3
     text = _text(patient)
     assert re.search(r"Probability of class (0\.5|1|2)", text)

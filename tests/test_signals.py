@@ -87,9 +87,9 @@ def test_table_records_every_extractor_config_and_the_signals_match(vfr_study: P
     assert len(list(signals_root(out).rglob("*.parquet"))) == 4
 
 
-@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("stride", "max_faces"), [(1, 2), (2, 1)])
 def test_vfr_report_draws_exactly_what_the_features_computed(vfr_study: Path, tmp_path: Path, stride: int,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             max_faces: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from scipy.stats import pearsonr
 
     from cdrscreen.features.pupil import superposed_spectrum
@@ -97,7 +97,8 @@ def test_vfr_report_draws_exactly_what_the_features_computed(vfr_study: Path, tm
     from cdrscreen.tracking.gaps import split_signals
 
     out = tmp_path / "features.parquet"
-    extract_study(vfr_study, "pupil,headpose", out, cache_dir=tmp_path / "cache", stride=stride, progress=False)
+    extract_study(vfr_study, "pupil,headpose", out, cache_dir=tmp_path / "cache", stride=stride,
+                  max_faces=max_faces, progress=False)
     table = pd.read_parquet(out)
     drawn: dict[str, tuple] = {}
     for name in ("pupil_figure", "pupil_head_scatter", "headpose_figure"):
@@ -126,7 +127,7 @@ def test_vfr_report_draws_exactly_what_the_features_computed(vfr_study: Path, tm
     assert kw["r_x"] == own["headpose__corr_vel_h_r"]
 
     # the case matters: the raw (not resampled) VFR track gives another spectrum
-    track = track_video(vfr_study.parent / "vfr.mp4", stride=stride)
+    track = track_video(vfr_study.parent / "vfr.mp4", stride=stride, max_faces=max_faces)
     raw = track.table
     usable = raw["success"].to_numpy(bool) & ~raw["blink"].to_numpy(bool)
     pieces = split_signals({"h": raw["gaze_h"].to_numpy(float)}, usable, int(0.25 * track.track_fps))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cdrscreen.core.errors import InputError, ManifestError
+from cdrscreen.core.errors import CdrscreenError, InputError, ManifestError
 from cdrscreen.study import Study
 
 HEADER = "subject,session,video,cdr,age,sex,mmse\n"
@@ -134,7 +134,7 @@ def test_empty_and_missing_manifest(mdir: Path) -> None:
         Study.from_file(mdir / "absent.csv")
     with pytest.raises(InputError, match="unsupported manifest format"):
         Study.from_file(write(mdir, "x", "m.xlsx"))
-    with pytest.raises(InputError, match="invalid YAML at line"):
+    with pytest.raises(CdrscreenError, match="not valid YAML at line"):
         Study.from_file(write(mdir, "recordings: [\n  {a: 1\n", "m.yaml"))
 
 

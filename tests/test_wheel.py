@@ -55,8 +55,8 @@ def test_wheel_installed_alone_evaluates_with_the_shipped_protocol(tmp_path: Pat
     work.mkdir()
     where = _run([str(py), "-c", "import cdrscreen, cdrscreen.resources as r; print(cdrscreen.__file__); "
                   "print(r.resource_path('protocols', 'cdr_binary_loso.yaml').is_file(), "
-                  "r.resource_path('extraction', 'default.yaml').is_file(), "
-                  "r.list_resources('protocols'))"], work, env).stdout.splitlines()
+                  "r.resource_path('extraction', 'default.yaml').is_file()); "
+                  "print(r.list_resources('protocols'))"], work, env).stdout.splitlines()
     assert where[0].startswith(str(site)), "the wheel, not the source tree, must be imported"
     assert where[1] == "True True"
     assert "ablation_all_groups" in where[2] and "fusion_compare" in where[2]

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from cdrscreen.cli import ablate, demo, evaluate, extract, info, report
+from cdrscreen.cli import ablate, check, demo, evaluate, extract, info, report
 from cdrscreen.core.errors import CdrscreenError
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _mod in (demo, info, extract, evaluate, ablate, report):
+for _mod in (demo, info, check, extract, evaluate, ablate, report):
     app.command(name=_mod.NAME, help=_mod.__doc__)(_mod.command)
 
 

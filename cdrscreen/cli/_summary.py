@@ -41,6 +41,16 @@ def print_metrics(metrics: dict[str, Any], out_dir: Any, console: Console | None
                       _fmt(mm["roc_auc"]), f"{m['baseline']['accuracy']:.2f} ({m['baseline']['majority_class']})",
                       _p(perm.get("p_value")))
     con.print(table)
+    for name, m in metrics["models"].items():
+        ver = m.get("verdicts") or {}
+        if not ver:
+            continue
+        con.print(f"[bold]{name}[/]: {ver.get('summary', '')}", highlight=False)
+        for key, label in (("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC")):
+            if key in ver:
+                con.print(f"  {label}: {ver[key]['text']}", highlight=False, markup=False)
+        if "baseline" in ver:
+            con.print(f"  {ver['baseline']['text']}", highlight=False, markup=False)
     for c in metrics.get("comparisons", []):
         d = c["difference"]
         con.print(f"{c['a']} vs {c['b']}: {c['test']} p = {_p(c['p_value'])}, "
@@ -63,3 +73,15 @@ def print_ablation(table_df: Any, metric: str, console: Console | None = None) -
         table.add_row(str(d["rank"]), d["variant"], d["groups"], _fmt(entry),
                       "-" if math.isnan(delta) else f"{delta:+.2f}", _p(d["p_value"]))
     con.print(table)
+
+
+def print_excluded(inputs: dict[str, Any] | None, console: Console | None = None) -> None:
+    """List every subject the label scheme or the data left out, grouped by reason."""
+    from cdrscreen.evaluation.data import excluded_summary
+
+    excluded = (inputs or {}).get("excluded_subjects") or []
+    if not excluded:
+        return
+    con = console or _console()
+    for line in excluded_summary(excluded):
+        con.print(f"[yellow]note:[/] {line}", highlight=False)

@@ -19,11 +19,14 @@ def command(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers (-1 = all cores)."),
     all_subsets: bool = typer.Option(None, "--all-subsets/--no-all-subsets",
                                      help="Also evaluate every other non-empty subset (default: the protocol's setting)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Clear a non-empty run folder first (refused otherwise)."),
 ) -> None:
     """Feature-group ablation: every group alone, every leave-one-group-out set (optionally all subsets)."""
-    from cdrscreen.cli._summary import print_ablation
+    from cdrscreen.cli._summary import print_ablation, print_excluded
     from cdrscreen.evaluation import ablate
 
-    result = ablate(protocol, features, out, n_jobs=jobs, progress=True, all_subsets=all_subsets)
+    result = ablate(protocol, features, out, n_jobs=jobs, progress=True, all_subsets=all_subsets,
+                    overwrite=overwrite)
+    print_excluded(result.inputs)
     print_ablation(result.ablation, result.metrics["ablation"]["rank_by"])
     typer.echo(f"run folder: {out}")

@@ -3,12 +3,13 @@
 Stages: train the demo expression model (SCN under 20 % synthetic label noise on expression
 images warped onto real photographs; exported as an ONNX embedder) -> build the cohort (real
 face photos animated with planted, class-dependent eye/head motion and smile episodes;
-espeak-ng speech with planted pause structure) -> extract features (eye/head, ``expr`` with
-the demo model, model-free ``expressivity``, speech) -> evaluate early and late fusion
-(leave-one-subject-out) and the feature-group ablation -> write study and per-patient
-reports. Every stage is cached/resumable: re-running reuses finished work. The cohort and
-the expression images are SYNTHETIC, for pipeline checking only; their results say nothing
-about dementia or about facial-expression recognition.
+espeak-ng interviews with planted pause structure and speech content, with transcripts) ->
+extract features (eye/head, ``expr`` with the demo model, model-free ``expressivity``, speech,
+language) -> evaluate early and late fusion (leave-one-subject-out) and the feature-group
+ablation -> write study and per-patient reports. Every stage is cached/resumable: re-running
+reuses finished work. The cohort and the expression images are SYNTHETIC, for pipeline
+checking only; their results say nothing about dementia or about facial-expression
+recognition.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cdrscreen.resources import resource_path
 
 NAME = "demo"
 
-DEFAULT_FEATURES = "pupil,headpose,expr,expressivity,mfcc,gemaps,timing"
+DEFAULT_FEATURES = "pupil,headpose,expr,expressivity,mfcc,gemaps,timing,language"
 DEFAULT_PROTOCOL = resource_path("protocols", "demo_fusion_loso.yaml")
 
 
@@ -109,7 +110,7 @@ def command(
     t = time.perf_counter()
     run_dir = out / "run"
     con.print(f"4/5 evaluating {protocol.name} (early and late fusion) -> {run_dir}")
-    res = evaluate(protocol, feat_path, run_dir, n_jobs=jobs)
+    res = evaluate(protocol, feat_path, run_dir, n_jobs=jobs, overwrite=True)
     summary["models"] = {name: {k: m.get("metrics", {}).get(k) for k in ("balanced_accuracy", "roc_auc", "accuracy")}
                          for name, m in res.metrics.get("models", {}).items()}
     for name, m in summary["models"].items():
@@ -119,7 +120,8 @@ def command(
     if ablation:
         abl_dir = out / "ablation"
         con.print(f"    ablation (each group alone, each group left out) -> {abl_dir}")
-        abl = ablate(protocol, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False)
+        abl = ablate(protocol, feat_path, abl_dir, n_jobs=jobs, progress=True, all_subsets=False,
+                     overwrite=True)
         if abl.ablation is not None:
             cols = [c for c in ("rank", "variant", "kind", "balanced_accuracy", "balanced_accuracy_ci_low",
                                 "balanced_accuracy_ci_high", "roc_auc", "delta_vs_full") if c in abl.ablation]

@@ -17,10 +17,12 @@ def command(
     features: Path = typer.Option(..., "--features", "-f", help="Feature table (Parquet) from 'cdrscreen extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (see docs/run-folder.md)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel workers for folds and permutations (-1 = all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Clear a non-empty run folder first (refused otherwise)."),
 ) -> None:
     """Evaluate a protocol (leave-one-subject-out, nested CV, CIs, permutation test) on a feature table."""
-    from cdrscreen.cli._summary import print_metrics
+    from cdrscreen.cli._summary import print_excluded, print_metrics
     from cdrscreen.evaluation import evaluate
 
-    result = evaluate(protocol, features, out, n_jobs=jobs, progress=True)
+    result = evaluate(protocol, features, out, n_jobs=jobs, progress=True, overwrite=overwrite)
+    print_excluded(result.inputs)
     print_metrics(result.metrics, out)

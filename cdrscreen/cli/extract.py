@@ -27,7 +27,7 @@ def command(
     manifest: Path = typer.Argument(..., help="Study manifest (.csv, .tsv or .yaml), one row per recording."),
     features: str | None = typer.Option(
         None, "--features", "-f",
-        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr "
+        help="Comma-separated feature groups: pupil, headpose, mfcc, gemaps, egemaps, timing, expr, language "
              "(default: the spec's; the preset's are pupil,headpose).",
     ),
     spec: Path | None = typer.Option(
@@ -59,18 +59,24 @@ def command(
              "(a running scheduler; workers must see the media and --cache at the same paths). Replaces --jobs.",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    decimal: str = typer.Option(".", "--decimal", help="Decimal mark of numbers in a CSV manifest: '.' or ','."),
 ) -> None:
     """Extract features for every recording of MANIFEST into one Parquet table."""
     from rich.console import Console
 
+    from cdrscreen.cli._checks import check_cache_dir, check_output_file
     from cdrscreen.extract import extract_study
+    from cdrscreen.study import Study
 
+    check_output_file(out, [manifest] + ([spec] if spec else []), "--out")  # before work: never overwrite an input
+    check_cache_dir(cache)
+    source = Study.from_file(manifest, decimal=decimal) if decimal != "." else manifest
     overrides = list(set_ or [])
     if embedder is not None:
         overrides.append(f"groups.expr.embedder={str(embedder)!r}")
     if allow_non_expression:
         overrides.append("groups.expr.allow_non_expression=true")
-    df = extract_study(manifest, features, out, spec=spec, overrides=overrides, cache_dir=cache, n_jobs=jobs,
+    df = extract_study(source, features, out, spec=spec, overrides=overrides, cache_dir=cache, n_jobs=jobs,
                        stride=stride, progress=progress, max_faces=max_faces, scheduler=scheduler)
     st = df.attrs.get("extract", {})
     n_feat = sum(not str(c).startswith("meta__") for c in df.columns)
@@ -79,6 +85,9 @@ def command(
         f"wrote {out}: {len(df)} recordings x {n_feat} features "
         f"({st.get('computed', '?')} results computed, {st.get('cached', '?')} from cache)"
     )
+    for (subject, session, file), text in df.get("meta__warnings", {}).items():
+        if text:
+            con.print(f"[yellow]warning:[/] {subject}/{session} ({file}): {text}", markup=True, highlight=False)
     for group in st.get("shared_media", []):
         con.print(f"[yellow]warning:[/] byte-identical media under different subjects "
                   f"({'; '.join(group)}): check the manifest", markup=True, highlight=False)

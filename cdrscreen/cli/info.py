@@ -20,6 +20,8 @@ PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "expression embedder (ONNX)": ("embed", ("onnxruntime",)),
     "FER training (fer_backbone)": ("train", ("torch", "torchvision", "timm", "onnx")),
     "extraction on a Dask cluster (--scheduler)": ("cluster", ("dask", "distributed")),
+    "Chinese word segmentation (language features)": ("chinese", ("jieba",)),
+    "transcript sentence embeddings (language features)": ("sentences", ("sentence_transformers",)),
 }
 SYSTEM_TOOLS = {"espeak-ng": "demo cohort voices", "chromium": "report screenshots in tests"}
 

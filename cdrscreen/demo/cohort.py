@@ -6,8 +6,9 @@
       README.txt              says the data are synthetic, for pipeline checking only
       cohort.json             build settings (seed, sizes, effect table) and file list
       build_time.json         wall time of the build (the only file that differs between runs)
-      manifest.csv            subject,session,video,cdr,age,sex,mmse (cdrscreen.study format)
+      manifest.csv            subject,session,video,transcript,cdr,age,sex,mmse (cdrscreen.study format)
       videos/DEMO01.mp4 ...   H.264 video + AAC speech
+      transcripts/DEMO01.cha  what was said (CHAT), and DEMO01.TextGrid (the same, Praat)
       ground_truth/
         subjects.csv          one row per subject: every planted parameter + realised stats
         DEMO01.frames.csv     per-frame planted trajectories and image positions
@@ -37,6 +38,14 @@ import pandas as pd
 
 from cdrscreen.core.errors import CdrscreenError
 from cdrscreen.core.io import write_json, write_text
+from cdrscreen.demo.content import (
+    CONTENT_EFFECTS,
+    ContentParams,
+    content_summary,
+    dialogue_track,
+    draw_content,
+    write_transcripts,
+)
 from cdrscreen.demo.expressions import ExpressionParams, expression_trajectories
 from cdrscreen.demo.faces import FaceSource, load_face
 from cdrscreen.demo.motion import MotionParams, make_trajectories
@@ -45,7 +54,9 @@ from cdrscreen.demo.trajectories import GroundTruth
 from cdrscreen.demo.voice import SpeechTrack, VoiceParams, speech_track
 
 #: Bump when the generator changes in a way that changes the files.
-FORMAT_VERSION = 1
+#: 2: interviewer questions and planted speech content (fillers, repetitions, lexical
+#: diversity, response latency); transcripts.
+FORMAT_VERSION = 2
 
 CLASSES: tuple[float, ...] = (0.5, 1.0, 2.0)
 
@@ -67,6 +78,7 @@ CLASS_EFFECTS: dict[str, dict[str, Any]] = {
                    "unit": "smile episodes per minute (Poisson; 1.2-2.6 s each)"},
     "smile_intensity": {"means": {0.5: 0.85, 1.0: 0.7, 2.0: 0.55}, "sd": 0.1, "clip": (0.3, 1.0),
                         "unit": "mean peak smile intensity (0-1, cdrscreen.demo.expressions)"},
+    **CONTENT_EFFECTS,  # what is said: cdrscreen.demo.content
 }
 #: Effects drawn from a generator of their own (seeded by the subject's seed), so adding them
 #: left every other planted parameter of a given cohort seed unchanged.
@@ -119,15 +131,18 @@ class SubjectSpec:
     motion: MotionParams
     voice: VoiceParams
     seed: int
+    content: ContentParams | None = None
     expression: ExpressionParams = ExpressionParams()
 
     def flat(self) -> dict[str, Any]:
         """One flat dict (for ``subjects.csv``)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("motion", "voice", "expression")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("motion", "voice", "content", "expression")}
         d["tint"] = ",".join(f"{t:.3f}" for t in self.tint)
         d["centre"] = ",".join(f"{c:.3f}" for c in self.centre)
         d.update({f"motion_{k}": v for k, v in self.motion.to_dict().items()})
         d.update({f"voice_{k}": v for k, v in asdict(self.voice).items()})
+        if self.content is not None:
+            d.update({f"content_{k}": v for k, v in self.content.to_dict().items()})
         d.update({f"expression_{k}": v for k, v in self.expression.to_dict().items()})
         return d
 
@@ -205,7 +220,7 @@ def draw_subject(subject: str, cdr: float, rng: np.random.Generator, *, face_slo
     return SubjectSpec(
         subject=subject, cdr=float(cdr), age=age, sex=sex, mmse=mmse, face=face, mirror=mirror,
         tint=tint, face_height=face_height, centre=centre, motion=motion, voice=voice, seed=seed,
-        expression=expression,
+        content=draw_content(cdr, seed), expression=expression,
     )
 
 
@@ -258,7 +273,10 @@ def render_subject(spec: SubjectSpec, video: Path, *, duration_s: float, fps: fl
     if n_frames < 2:
         raise CdrscreenError(f"duration {duration_s} s at {fps} fps gives fewer than 2 frames")
     face = face if face is not None else _prepare_face(spec, size)
-    track = speech_track(n_frames / fps, spec.voice, seed=spec.seed, sr=sr) if speech else None
+    track = None
+    if speech:
+        track = (dialogue_track(n_frames / fps, spec.voice, spec.content, seed=spec.seed, sr=sr)
+                 if spec.content is not None else speech_track(n_frames / fps, spec.voice, seed=spec.seed, sr=sr))
     env = track.envelope(fps, n_frames) if track is not None else None
     rng = np.random.default_rng([spec.seed, 7])
     traj, realised = make_trajectories(spec.motion, n_frames, fps, rng, envelope=env)
@@ -270,6 +288,8 @@ def render_subject(spec: SubjectSpec, video: Path, *, duration_s: float, fps: fl
                            sr=sr, seed=spec.seed)
     if track is not None:
         realised.update({f"speech_{k}": v for k, v in track.summary().items()})
+        if spec.content is not None:
+            realised.update({f"content_{k}": v for k, v in content_summary(track.segments).items()})
         gt.meta["speech_segments"] = track.segments.to_dict(orient="list")
     gt.meta.update({"subject": spec.subject, "cdr": spec.cdr, "planted": spec.flat(), "realised": realised,
                     "expression_episodes": {k: [list(e) for e in v] for k, v in episodes.items()}})
@@ -304,8 +324,8 @@ def make_clip(path: str | Path, *, duration_s: float = 3.0, cdr: float = 1.0, se
     rng = np.random.default_rng([seed, 11])
     spec = draw_subject("CLIP", cdr, rng, faces=((face, mirror),))
     spec = SubjectSpec(**{**asdict(spec), "motion": MotionParams(**{**spec.motion.to_dict(), "occlusion_s": occlusion_s}),
-                          "voice": spec.voice, "expression": spec.expression, "face_height": 0.62,
-                          "centre": (0.5, 0.47)})
+                          "voice": spec.voice, "content": spec.content, "expression": spec.expression,
+                          "face_height": 0.62, "centre": (0.5, 0.47)})
     gt, _, _ = render_subject(spec, Path(path), duration_s=duration_s, fps=fps, size=size, speech=speech)
     return gt
 
@@ -326,6 +346,7 @@ def _job(spec: SubjectSpec, face: FaceSource, root: Path, duration_s: float, fps
     gt.meta = meta
     if track is not None:
         write_text(gt_dir / f"{spec.subject}.speech.csv", track.segments.to_csv(index=False, float_format="%.4f"))
+        write_transcripts(root / "transcripts" / spec.subject, track)
     gt.save(gt_dir / spec.subject)  # the JSON is written last: it marks the subject done
     return {**spec.flat(), **dict(sorted(realised.items())), "render_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0, "n_frames": gt.n_frames}
@@ -436,6 +457,7 @@ def build_cohort(
     man = pd.DataFrame({
         "subject": [s.subject for s in specs], "session": "1",
         "video": [f"videos/{s.subject}.mp4" for s in specs],
+        "transcript": [f"transcripts/{s.subject}.cha" for s in specs],
         "cdr": [s.cdr for s in specs], "age": [s.age for s in specs],
         "sex": [s.sex for s in specs], "mmse": [s.mmse for s in specs],
     })

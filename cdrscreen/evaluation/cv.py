@@ -25,7 +25,7 @@ from sklearn.svm import SVC
 
 from cdrscreen.core.errors import ConfigError
 from cdrscreen.evaluation.data import Dataset
-from cdrscreen.evaluation.metrics import score
+from cdrscreen.evaluation.metrics import auc_value, score
 from cdrscreen.evaluation.protocol import ModelSpec, Protocol
 from cdrscreen.models import build_model, grid_param_name
 
@@ -167,6 +167,28 @@ def _proba(est: BaseEstimator, X: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros((X.shape[0], k))
     out[:, np.asarray(est.classes_, dtype=int)] = proba
     return out
+
+
+def rank_scores(est: BaseEstimator, X: np.ndarray, k: int, proba: np.ndarray) -> np.ndarray:
+    """Scores that rank test rows for ROC AUC, as a (n, k) matrix.
+
+    For two classes and a model with a decision function and an intercept (SVM,
+    logistic regression, ridge) this is the decision value minus the intercept, as
+    ``[-s, s]``: the intercept follows the training set's class balance, which in
+    leave-one-subject-out moves against the held-out subject's class and makes pooled
+    out-of-fold scores anti-predictive on null data; probability calibration fitted
+    inside the fold can then invert them. Other models (and more than two classes)
+    rank by their probabilities.
+    """
+    clf = est.steps[-1][1] if isinstance(est, Pipeline) else est
+    if k != 2 or not hasattr(est, "decision_function") or not hasattr(clf, "intercept_") \
+            or len(getattr(clf, "classes_", ())) != 2:
+        return proba
+    d = np.asarray(est.decision_function(X), dtype=float)
+    if d.ndim == 2:
+        d = d[:, -1]
+    s = d - float(np.ravel(clf.intercept_)[-1])
+    return np.stack([-s, s], axis=1)
 
 
 def _decision(est: BaseEstimator, X: np.ndarray, k: int) -> np.ndarray:
@@ -320,18 +342,26 @@ def _tune(plan: ModelPlan, fold_id: int, fold: Fold, prepared: Prepared, y: np.n
     return dict(best)
 
 
+FoldResult = tuple[np.ndarray, dict[str, Any], np.ndarray]  #: (test-row proba, chosen params, rank scores)
+
+
 def fit_predict_fold(plan: ModelPlan, fold_id: int, fold: Fold, prepared: Prepared, y: np.ndarray,
-                     subjects: np.ndarray, k: int, scoring: str, how: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Tune on the inner splits, refit on the outer training rows, predict the test rows."""
+                     subjects: np.ndarray, k: int, scoring: str, how: str) -> FoldResult:
+    """Tune on the inner splits, refit on the outer training rows, predict the test rows.
+
+    Returns the test rows' probabilities, the chosen parameters and the rows' ranking
+    scores (:func:`rank_scores`).
+    """
     params = _tune(plan, fold_id, fold, prepared, y, subjects, k, scoring, how) if plan.grid else {}
     ztr, zte = prepared.get(plan, (fold_id, -1), fold.train, fold.test)
     est = _fit(plan, params, ztr, y[fold.train], subjects[fold.train])
-    return _proba(est, zte, k), params
+    proba = _proba(est, zte, k)
+    return proba, params, rank_scores(est, zte, k, proba)
 
 
 def run_folds(plan: ModelPlan, folds: list[Fold], data: Dataset, y: np.ndarray, protocol: Protocol,
               fold_ids: list[int] | None = None, prepared: Prepared | None = None
-              ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+              ) -> list[FoldResult]:
     """``fit_predict_fold`` for the given folds (all by default), sequentially."""
     k = len(data.classes)
     ids = range(len(folds)) if fold_ids is None else fold_ids
@@ -340,19 +370,21 @@ def run_folds(plan: ModelPlan, folds: list[Fold], data: Dataset, y: np.ndarray, 
                              protocol.subject_aggregation) for i in ids]
 
 
-def assemble(folds: list[Fold], results: list[tuple[np.ndarray, dict[str, Any]]], n_rows: int, k: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Row probabilities (mean over repeats; NaN = never tested) and fold index per row."""
+def assemble(folds: list[Fold], results: list[FoldResult], n_rows: int, k: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row probabilities and ranking scores (mean over repeats; NaN = never tested), fold per row."""
     total = np.zeros((n_rows, k))
+    total_s = np.zeros((n_rows, k))
     count = np.zeros(n_rows)
     fold_of_row = np.full(n_rows, -1)
-    for fold, (proba, _) in zip(folds, results, strict=True):
+    for fold, (proba, _, scores) in zip(folds, results, strict=True):
         total[fold.test] += proba
+        total_s[fold.test] += scores
         count[fold.test] += 1
         if fold.repeat == 0:
             fold_of_row[fold.test] = fold.index
     with np.errstate(invalid="ignore"):
-        return total / count[:, None], fold_of_row
+        return total / count[:, None], fold_of_row, total_s / count[:, None]
 
 
 def subject_predictions(row_proba: np.ndarray, data: Dataset, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -361,15 +393,27 @@ def subject_predictions(row_proba: np.ndarray, data: Dataset, how: str) -> tuple
     return aggregate(row_proba[scored], data.subjects[scored], how)
 
 
+def subject_scores(row_scores: np.ndarray, data: Dataset, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Subject codes that were scored and their aggregated ranking scores (not renormalised)."""
+    scored = ~np.isnan(row_scores[:, 0])
+    return aggregate(row_scores[scored], data.subjects[scored], how, normalize=False)
+
+
 def permutation_scores(plan: ModelPlan, folds: list[Fold], data: Dataset, protocol: Protocol,
-                       perms: list[np.ndarray], metric: str, prepared: Prepared | None = None) -> list[float]:
-    """Repeat the whole nested procedure for each subject-label permutation; return scores."""
+                       perms: list[np.ndarray], metric: str, prepared: Prepared | None = None
+                       ) -> list[tuple[float, float]]:
+    """Repeat the whole nested procedure for each subject-label permutation.
+
+    Returns ``(metric, ROC AUC)`` per permutation (AUC from the ranking scores).
+    """
     k, how = len(data.classes), protocol.subject_aggregation
     prepared = prepared if prepared is not None else Prepared(data.X)
     out = []
     for y_subj in perms:
         y = y_subj[data.subjects]
-        row_proba, _ = assemble(folds, run_folds(plan, folds, data, y, protocol, prepared=prepared), len(y), k)
+        row_proba, _, row_scores = assemble(folds, run_folds(plan, folds, data, y, protocol, prepared=prepared),
+                                            len(y), k)
         subj, sp = subject_predictions(row_proba, data, how)
-        out.append(score(metric, y_subj[subj], sp))
+        _, ss = subject_scores(row_scores, data, how)
+        out.append((score(metric, y_subj[subj], sp), auc_value(y_subj[subj], ss)))
     return out

@@ -161,6 +161,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     mapped = raw.map(lambda v: class_map.get(float(v)) if pd.notna(v) else None)
     keep = mapped.notna().to_numpy()
     excluded = {"missing_label": int(raw.isna().sum()), "unmapped_label": int((raw.notna() & mapped.isna()).sum())}
+    excluded_subjects = _excluded_by_label(df, raw, keep, protocol)
     df, mapped = df.loc[keep], mapped[keep]
 
     columns = [c for g in group_names for c in available[g]]
@@ -178,6 +179,10 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     if empty.any():
         s_all = df.index.get_level_values("subject").astype(str)
         subjects_without_features = sorted(set(s_all[empty]) - set(s_all[~empty]))
+        cdr_of = pd.Series(raw.loc[df.index].to_numpy(), index=s_all)
+        for s in subjects_without_features:
+            excluded_subjects.append({"subject": s, "cdr": _num(cdr_of.get(s)),
+                                      "reason": "no feature value in any used column"})
         df, mapped, X = df.loc[~empty], mapped[~empty], X[~empty]
 
     subj = df.index.get_level_values("subject").astype(str)
@@ -219,6 +224,7 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
     cov = cov[~cov.index.duplicated(keep="first")].reindex(subject_ids)
     cov.index.name = "subject"
 
+    media = media_paths(df)
     pos = {c: i for i, c in enumerate(columns)}
     groups = {g: [pos[c] for c in available[g]] for g in group_names}
     prov.update(n_subjects=int(len(subject_ids)), n_rows_used=int(len(df)))
@@ -228,6 +234,10 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         "label_column": label_col,
         "excluded_rows": excluded,
         "subjects_without_features": subjects_without_features,
+        "label_scheme": {"name": protocol.labels.scheme,
+                         "mapping": {f"{k:g}": v for k, v in class_map.items()}},
+        "excluded_subjects": excluded_subjects,
+        "media": media,
     }
     return Dataset(
         X=X, y=y, subjects=subject_codes.astype(int), augmented=augmented, classes=classes,
@@ -235,6 +245,55 @@ def load_dataset(protocol: Protocol, features: str | os.PathLike[str] | pd.DataF
         default_groups=default_groups, index=df.index,
         covariates=cov, inputs=inputs, extraction=extraction,
     )
+
+
+def media_paths(df: pd.DataFrame) -> list[dict[str, str | None]]:
+    """Media files per recording: the table's ``file`` entry and its ``meta__*_path`` columns."""
+    out = []
+    seen = set()
+    for key, row in zip(df.index, df.reset_index(drop=True).to_dict("records"), strict=True):
+        subject, session, file = (str(k) for k in key)
+        if (subject, session, file) in seen:
+            continue
+        seen.add((subject, session, file))
+        entry: dict[str, str | None] = {"subject": subject, "session": session, "file": file}
+        for m in ("video", "audio", "segments"):
+            v = row.get(f"meta__{m}_path")
+            entry[m] = None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v)
+        out.append(entry)
+    return out
+
+
+def _num(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
+
+
+def _excluded_by_label(df: pd.DataFrame, raw: pd.Series, keep: np.ndarray, protocol: Protocol) -> list[dict]:
+    """Subjects with no row left after label mapping, each with the reason (one entry per subject)."""
+    subj = df.index.get_level_values("subject").astype(str)
+    kept = set(subj[keep])
+    scheme = protocol.labels.scheme
+    out = []
+    for s, value in pd.Series(raw.to_numpy(), index=subj).groupby(level=0).first().items():
+        if s in kept:
+            continue
+        v = _num(value)
+        reason = ("no CDR label" if v is None
+                  else f"CDR {v:g} is not in label scheme '{scheme}'")
+        out.append({"subject": str(s), "cdr": v, "reason": reason})
+    return out
+
+
+def excluded_summary(excluded: list[dict]) -> list[str]:
+    """One line per reason: the reason and the subjects it left out."""
+    by_reason: dict[str, list[str]] = {}
+    for e in excluded:
+        by_reason.setdefault(e["reason"], []).append(e["subject"])
+    return [f"{len(s)} subject(s) left out, {r}: {', '.join(s)}" for r, s in by_reason.items()]
 
 
 def check_model_groups(protocol: Protocol, data: Dataset) -> None:

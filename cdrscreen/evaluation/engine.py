@@ -15,13 +15,13 @@ import numpy as np
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
+from cdrscreen.core.progress import track
 from cdrscreen.evaluation import cv, fast
 from cdrscreen.evaluation.data import Dataset
-from cdrscreen.evaluation.metrics import score
+from cdrscreen.evaluation.metrics import auc_value, score
 from cdrscreen.evaluation.protocol import Protocol
 from cdrscreen.evaluation.stats import permutation_p_value, subject_permutations
 from cdrscreen.models import make_early_fusion
-from cdrscreen.core.progress import track
 
 
 @dataclass
@@ -34,9 +34,13 @@ class ModelRun:
     subjects: np.ndarray  #: subject codes scored
     subject_proba: np.ndarray  #: (n_scored_subjects, K)
     chosen: list[dict[str, Any]]
+    subject_scores: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  #: ranking scores (AUC)
     null: np.ndarray = field(default_factory=lambda: np.empty(0))
     observed: float = float("nan")
     p_value: float | None = None
+    auc_null: np.ndarray = field(default_factory=lambda: np.empty(0))
+    auc_observed: float = float("nan")
+    auc_p_value: float | None = None
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:
@@ -74,12 +78,14 @@ def _perm_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol
         return run(plan, folds, data, protocol, perms, metric, cv.Prepared(data.X, blocks))
 
 
-def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str) -> list[Any]:
+def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str, sizes: list[int] | None = None,
+         unit: str = "") -> list[Any]:
     if n_jobs == 1:
         results = (fn(*args, **kw) for fn, args, kw in tasks)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-    return list(track(results, description=description, total=len(tasks), disable=not progress))
+    return list(track(results, description=description, total=len(tasks), disable=not progress,
+                      sizes=sizes, unit=unit))
 
 
 def run_plans(
@@ -101,7 +107,8 @@ def run_plans(
     perms = subject_permutations(data.subject_y, n_permutations, protocol.seed)
     n_workers = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
     shared = cv.Prepared(data.X) if n_jobs == 1 else None  # in-process: one cache for everything
-    fold_size = max(1, -(-len(folds) // (2 * n_workers)))
+    # enough tasks for a progress bar that moves (>= ~20 steps); results do not depend on it
+    fold_size = max(1, min(-(-len(folds) // (2 * n_workers)), -(-len(folds) // 20)))
     blocks: dict = {}
     if shared is None and any(plan.prep is not None for plan in plans):
         # phase 0: fit each distinct group block once per training set (shared by all plans)
@@ -122,25 +129,28 @@ def run_plans(
         missing = [f for f in range(len(folds))
                    if not all([parent.lookup(bp, k, tr, te) for bp in block_plans for k, tr, te in keys(f)])]
         blocks.update(parent.blocks)
-        tasks = [delayed(_blocks_task)(block_plans, folds, data.X, [missing[i] for i in ids])
-                 for ids in _chunks(len(missing), fold_size)]
-        for blk in _run(tasks, n_jobs, progress, f"{description} (scaling)"):
+        chunks = _chunks(len(missing), fold_size)
+        tasks = [delayed(_blocks_task)(block_plans, folds, data.X, [missing[i] for i in ids]) for ids in chunks]
+        for blk in _run(tasks, n_jobs, progress, f"{description}: scaling features", [len(c) for c in chunks],
+                        "folds"):
             blocks.update(blk)
         memo = cv.Prepared(data.X, blocks)
         for f in missing:
             for bp in block_plans:
                 for k, tr, te in keys(f):
                     memo.remember(bp, k, tr, te)
-    tasks, owners = [], []
+    tasks, owners, sizes = [], [], []
     for p, plan in enumerate(plans):
         mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in _plan_blocks(plan)}
         for ids in _chunks(len(folds), fold_size):
+            sizes.append(len(ids))
             prepared = shared
             if shared is None:
                 prepared = cv.Prepared(data.X, {k: v for k, v in mine.items() if k[2][0] in ids})
             tasks.append(delayed(_fold_task)(plan, folds, data, protocol, ids, prepared))
             owners.append(p)
-    fold_out = _run(tasks, n_jobs, progress, f"{description} (folds)")
+    fold_out = _run(tasks, n_jobs, progress, f"{description}: training and testing", sizes,
+                    "folds (all models)")
     if shared is not None:
         blocks = dict(shared.blocks)
     fold_results: list[list[Any]] = [[] for _ in plans]
@@ -149,29 +159,41 @@ def run_plans(
         if shared is None:
             blocks.update(blk)
 
-    null: list[list[float]] = [[] for _ in plans]
+    null: list[list[tuple[float, float]]] = [[] for _ in plans]
     if n_permutations:
-        tasks, owners = [], []
+        tasks, owners, sizes = [], [], []
         for p, plan in enumerate(plans):
             per_task = n_workers if fast.supports(plan, protocol) else 2 * n_workers
-            perm_size = max(1, -(-n_permutations // per_task))
+            # the batched ridge path solves a whole chunk at once: fewer, larger chunks
+            steps = 10 if fast.supports(plan, protocol) else 50
+            perm_size = max(1, min(-(-n_permutations // per_task), -(-n_permutations // steps)))
             ids_of_plan = _plan_blocks(plan)
             mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in ids_of_plan}
             for ids in _chunks(n_permutations, perm_size):
+                sizes.append(len(ids))
                 tasks.append(delayed(_perm_task)(plan, folds, data, protocol, [perms[i] for i in ids], metric, mine))
                 owners.append(p)
-        for p, scores in zip(owners, _run(tasks, n_jobs, progress, f"{description} (permutations)"), strict=True):
+        done = _run(tasks, n_jobs, progress, f"{description}: label permutations", sizes,
+                    f"permutations ({len(plans)} model{'s' if len(plans) > 1 else ''})")
+        for p, scores in zip(owners, done, strict=True):
             null[p] += scores
 
     runs = []
     k = len(data.classes)
     for p, plan in enumerate(plans):
-        row_proba, fold_of_row = cv.assemble(folds, fold_results[p], len(data.y), k)
+        row_proba, fold_of_row, row_scores = cv.assemble(folds, fold_results[p], len(data.y), k)
         subj, sp = cv.subject_predictions(row_proba, data, protocol.subject_aggregation)
-        run = ModelRun(plan, row_proba, fold_of_row, subj, sp, [r[1] for r in fold_results[p]])
+        _, ss = cv.subject_scores(row_scores, data, protocol.subject_aggregation)
+        run = ModelRun(plan, row_proba, fold_of_row, subj, sp, [r[1] for r in fold_results[p]], ss)
         run.observed = score(metric, data.subject_y[subj], sp)
+        run.auc_observed = auc_value(data.subject_y[subj], ss)
         if null[p]:
-            run.null = np.asarray(null[p])
+            both = np.asarray(null[p], dtype=float)
+            run.null = both[:, 0]
             run.p_value = permutation_p_value(run.observed, run.null)
+            run.auc_null = both[:, 1]
+            finite = run.auc_null[np.isfinite(run.auc_null)]
+            if np.isfinite(run.auc_observed) and finite.size:
+                run.auc_p_value = permutation_p_value(run.auc_observed, finite)
         runs.append(run)
     return runs

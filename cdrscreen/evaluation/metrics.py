@@ -62,17 +62,26 @@ def _auc(y_true: np.ndarray, proba: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.mean(per_class, axis=0)  # macro one-vs-rest; NaN if any class is absent
 
 
+def auc_value(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of subject scores ``(n, K)`` (macro one-vs-rest for K > 2); NaN if undefined."""
+    return float(_auc(y_true, scores, np.ones((1, len(y_true))))[0])
+
+
 def predict_from_proba(proba: np.ndarray) -> np.ndarray:
     """Argmax over classes (first class on ties)."""
     return np.argmax(proba, axis=1)
 
 
-def point_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro-F1, ROC-AUC and per-class recall."""
+def point_metrics(y_true: np.ndarray, proba: np.ndarray, scores: np.ndarray | None = None) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro-F1, ROC-AUC and per-class recall.
+
+    ROC-AUC ranks subjects by ``scores`` when given (ranking scores, see
+    :func:`cdrscreen.evaluation.cv.rank_scores`), else by ``proba``.
+    """
     k = proba.shape[1]
     cm = confusion(y_true, predict_from_proba(proba), k)
     m = _from_confusion(cm)
-    auc = _auc(y_true, proba, np.ones((1, len(y_true))))[0]
+    auc = _auc(y_true, proba if scores is None else scores, np.ones((1, len(y_true))))[0]
     return {
         "accuracy": float(m["accuracy"]),
         "balanced_accuracy": float(m["balanced_accuracy"]),
@@ -97,7 +106,8 @@ def bootstrap_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
-def bootstrap_metrics(y_true: np.ndarray, proba: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+def bootstrap_metrics(y_true: np.ndarray, proba: np.ndarray, w: np.ndarray, scores: np.ndarray | None = None
+                      ) -> dict[str, np.ndarray]:
     """Metric values for each resample (rows of ``w``); resamples lacking a class are NaN."""
     k = proba.shape[1]
     y_pred = predict_from_proba(proba)
@@ -105,7 +115,7 @@ def bootstrap_metrics(y_true: np.ndarray, proba: np.ndarray, w: np.ndarray) -> d
     onehot[np.arange(len(y_true)), y_true * k + y_pred] = 1.0
     cm = (w @ onehot).reshape(-1, k, k)
     out = _from_confusion(cm)
-    out["roc_auc"] = _auc(y_true, proba, w)
+    out["roc_auc"] = _auc(y_true, proba if scores is None else scores, w)
     complete = (cm.sum(-1) > 0).all(-1)  # every class present among the resampled subjects
     for key in out:
         out[key] = np.where(complete if out[key].ndim == 1 else complete[:, None], out[key], np.nan)
@@ -122,11 +132,13 @@ def interval(values: np.ndarray, ci: float) -> tuple[float | None, float | None]
 
 
 def with_cis(
-    y_true: np.ndarray, proba: np.ndarray, classes: list[str], n_boot: int, ci: float, seed: int
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str], n_boot: int, ci: float, seed: int,
+    scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Point metrics with percentile bootstrap CIs over subjects (JSON-ready)."""
-    pm = point_metrics(y_true, proba)
-    boot = bootstrap_metrics(y_true, proba, bootstrap_weights(len(y_true), n_boot, seed)) if n_boot else None
+    pm = point_metrics(y_true, proba, scores)
+    boot = (bootstrap_metrics(y_true, proba, bootstrap_weights(len(y_true), n_boot, seed), scores)
+            if n_boot else None)
 
     def entry(value: float | None, samples: np.ndarray | None) -> dict[str, Any]:
         lo, hi = interval(samples, ci) if samples is not None and value is not None else (None, None)

@@ -12,16 +12,30 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cdrscreen.core.config import FrozenModel, read_yaml, validate
+from cdrscreen.core.errors import ConfigError
 from cdrscreen.resources import list_resources, resource_path
 
-#: Built-in label schemes: CDR value -> class name (unlisted CDR values are dropped).
+#: Built-in label schemes: CDR value -> class name. A CDR value a scheme does not list
+#: leaves its subjects out of the evaluation; they are listed with the reason in the
+#: terminal, ``inputs.json`` and the study report.
 LABEL_SCHEMES: dict[str, dict[float, str]] = {
-    "binary": {0.5: "0.5", 1.0: "1+", 2.0: "1+", 3.0: "1+"},
-    "3class": {0.5: "0.5", 1.0: "1", 2.0: "2"},
+    # controls vs any impairment: what most screening studies ask
+    "cdr0_vs_impaired": {0.0: "0", 0.5: "0.5+", 1.0: "0.5+", 2.0: "0.5+", 3.0: "0.5+"},
+    # the clinical prototype's binary scheme (its cohort had no controls)
+    "cdr05_vs_1plus": {0.5: "0.5", 1.0: "1+", 2.0: "1+", 3.0: "1+"},
+    # the prototype's three classes; CDR 0 and 3 are left out
+    "cdr_3class": {0.5: "0.5", 1.0: "1", 2.0: "2"},
+    # four classes with controls; CDR 2 and 3 merged
+    "cdr_4class": {0.0: "0", 0.5: "0.5", 1.0: "1", 2.0: "2+", 3.0: "2+"},
 }
+
+#: Older scheme names, still accepted (``docs/protocols.md``): old name -> scheme.
+SCHEME_ALIASES: dict[str, str] = {"binary": "cdr05_vs_1plus", "3class": "cdr_3class"}
+
+SchemeName = Literal["cdr0_vs_impaired", "cdr05_vs_1plus", "cdr_3class", "cdr_4class", "custom"]
 
 #: Metrics computed for every model (subject level).
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
@@ -47,8 +61,32 @@ class LabelsSpec(_Strict):
     """How the label column maps to classes."""
 
     column: str = "meta__cdr"
-    scheme: Literal["binary", "3class", "custom"] = "binary"
+    scheme: SchemeName = "cdr05_vs_1plus"
     mapping: dict[float, str] | None = None
+
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _alias(cls, v: Any) -> Any:
+        if isinstance(v, str) and v in SCHEME_ALIASES:
+            return SCHEME_ALIASES[v]
+        if isinstance(v, str) and v not in LABEL_SCHEMES and v != "custom":
+            known = [*LABEL_SCHEMES, "custom"]
+            close = difflib.get_close_matches(v, known + list(SCHEME_ALIASES), n=1, cutoff=0.5)
+            hint = f" (did you mean '{SCHEME_ALIASES.get(close[0], close[0])}'?)" if close else ""
+            raise ValueError(f"unknown label scheme '{v}'{hint}; use one of {', '.join(known)}")
+        return v
+
+    @field_validator("mapping", mode="after")
+    @classmethod
+    def _mapping_values(cls, v: dict[float, str] | None) -> dict[float, str] | None:
+        if v is None:
+            return v
+        bad = [k for k in v if k not in (0.0, 0.5, 1.0, 2.0, 3.0)]
+        if bad:
+            raise ValueError(f"mapping keys must be CDR values 0, 0.5, 1, 2 or 3, got {bad[0]:g}")
+        if len(set(v.values())) < 2:
+            raise ValueError("mapping must name at least 2 classes")
+        return {float(k): str(c) for k, c in v.items()}
 
     @model_validator(mode="after")
     def _mapping_only_for_custom(self) -> LabelsSpec:
@@ -200,8 +238,60 @@ def load_protocol(source: str | os.PathLike[str] | dict[str, Any] | Protocol) ->
     if isinstance(source, Protocol):
         return source
     if isinstance(source, dict):
-        return validate(Protocol, source, "protocol")
+        proto = validate(Protocol, source, "protocol")
+        check_model_params(proto, "protocol")
+        return proto
     path = resolve_protocol_path(source)
     data = read_yaml(path, "protocol file")
     data.setdefault("name", path.stem)
-    return validate(Protocol, data, str(path))
+    proto = validate(Protocol, data, str(path))
+    check_model_params(proto, str(path))
+    return proto
+
+
+def check_model_params(proto: Protocol, source: str) -> None:
+    """Check every model's ``params`` and every ``grid`` value against the estimator's constraints.
+
+    Done when the protocol is loaded, so that a negative ``C`` or an unknown kernel is one
+    line naming the file, the model and the value, before any work starts.
+
+    Raises
+    ------
+    ConfigError
+    """
+    from sklearn.base import BaseEstimator, clone
+    from sklearn.model_selection import ParameterGrid
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from cdrscreen.models import build_model, grid_param_name
+
+    for m in proto.models:
+        where = f"{source}: model '{m.name}'"
+        try:
+            select_k = m.select_k if m.select_k is not None else (
+                int(m.grid["select_k"][0]) if "select_k" in m.grid else None)
+            est, prefix = build_model(m.fusion, {"g": [0]}, m.learner, m.params, select_k, m.weights,
+                                      m.stacking_splits, proto.seed, m.meta_learner)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: params: {err}") from None
+        valid = est.get_params(deep=True)
+        names = {grid_param_name(k, prefix): k for k in m.grid}
+        for pname, key in names.items():
+            if pname not in valid:
+                close = difflib.get_close_matches(key, [k.split("__")[-1] for k in valid if "clf__" in k], n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"{where}: grid key '{key}' is not a parameter of learner '{m.learner}'{hint}")
+        points = list(ParameterGrid({p: m.grid[k] for p, k in names.items()})) if m.grid else [{}]
+        for point in points:
+            if "select__k" in "".join(point):
+                continue  # k is checked against the number of columns at fit time
+            try:
+                cand = clone(est).set_params(**point)
+                parts = [cand] + [v for v in cand.get_params(deep=True).values() if isinstance(v, BaseEstimator)]
+                for part in parts:
+                    if hasattr(part, "_parameter_constraints"):
+                        part._validate_params()
+            except (InvalidParameterError, ValueError, TypeError) as err:
+                shown = ", ".join(f"{names[k]}={v!r}" for k, v in point.items()) or "params"
+                msg = str(err).splitlines()[0]
+                raise ConfigError(f"{where}: {shown}: {msg}") from None

@@ -18,11 +18,16 @@ from cdrscreen.evaluation import cv
 from cdrscreen.evaluation.ablation import ablation_table, variants
 from cdrscreen.evaluation.data import Dataset, check_model_groups, load_dataset
 from cdrscreen.evaluation.engine import ModelRun, run_plans
+from cdrscreen.evaluation.exports import write_exports
 from cdrscreen.evaluation.figures import ablation_figure, confusion_figure, roc_figure, safe_name
 from cdrscreen.evaluation.protocol import Protocol, load_protocol
 from cdrscreen.evaluation.results import compare, model_metrics, prediction_tables, roc_table
+from cdrscreen.evaluation.runfolder import prepare_out_dir
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "pyarrow", "pydantic", "joblib", "matplotlib", "PyYAML")
+#: Libraries the features are computed with (versions recorded in ``environment.json``).
+FEATURE_PACKAGES = ("mediapipe", "opencv-contrib-python", "opensmile", "librosa", "soundfile", "av",
+                    "praat-parselmouth", "onnxruntime", "scikit-image", "torch", "timm")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RunResult:
     row_predictions: pd.DataFrame
     roc: pd.DataFrame
     ablation: pd.DataFrame | None = None
+    inputs: dict[str, Any] | None = None  #: ``inputs.json`` content (excluded subjects, hashes, media)
 
     @property
     def primary(self) -> dict[str, Any]:
@@ -47,20 +53,24 @@ def environment() -> dict[str, Any]:
     """Versions of cdrscreen, Python and the numerical packages."""
     from cdrscreen import __version__
 
-    versions = {}
-    for pkg in PACKAGES:
+    def version(pkg: str) -> str | None:
         try:
-            versions[pkg] = metadata.version(pkg)
+            return metadata.version(pkg)
         except metadata.PackageNotFoundError:
-            versions[pkg] = None
+            return None
+
     return {"cdrscreen": __version__, "python": platform.python_version(),
-            "platform": platform.platform(), "packages": versions}
+            "platform": platform.platform(), "packages": {p: version(p) for p in PACKAGES},
+            "feature_packages": {p: version(p) for p in FEATURE_PACKAGES}}
 
 
-def _prepare(protocol: str | os.PathLike[str] | dict | Protocol, features: Any) -> tuple[Protocol, Dataset]:
+def _prepare(protocol: str | os.PathLike[str] | dict | Protocol, features: Any,
+             out_dir: str | os.PathLike[str] | None = None, overwrite: bool = False) -> tuple[Protocol, Dataset]:
     proto = load_protocol(protocol)
     data = load_dataset(proto, features)
     check_model_groups(proto, data)
+    if out_dir is not None:
+        prepare_out_dir(out_dir, overwrite)
     return proto, data
 
 
@@ -89,7 +99,14 @@ def _write(out: Path, kind: str, proto: Protocol, data: Dataset, result: RunResu
              "row_predictions.parquet", "metrics.json", "roc.parquet"]
     write_text(out / "protocol.yaml", proto.to_yaml())
     write_json(out / "environment.json", environment())
-    write_json(out / "inputs.json", data.inputs)
+    inputs = dict(data.inputs)
+    if data.inputs.get("features", {}).get("path"):
+        from cdrscreen.core.io import file_sha256
+
+        # the table may have been replaced while the run was computing: record what was read
+        inputs["features"] = dict(inputs["features"], sha256_at_end=file_sha256(data.inputs["features"]["path"]))
+    write_json(out / "inputs.json", inputs)
+    files += write_exports(out, proto, data, result, environment())
     write_parquet(out / "predictions.parquet", result.predictions)
     write_parquet(out / "row_predictions.parquet", result.row_predictions)
     write_json(out / "metrics.json", result.metrics)
@@ -126,7 +143,7 @@ def _write(out: Path, kind: str, proto: Protocol, data: Dataset, result: RunResu
 def _result(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: int, out: Path | None) -> RunResult:
     metrics = _metrics_doc(proto, data, runs, n_perm)
     preds, rows = prediction_tables(runs, data, proto.augmentation.column)
-    return RunResult(out, proto, metrics, preds, rows, roc_table(runs, data))
+    return RunResult(out, proto, metrics, preds, rows, roc_table(runs, data), inputs=data.inputs)
 
 
 def evaluate(
@@ -135,6 +152,7 @@ def evaluate(
     out_dir: str | os.PathLike[str] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> RunResult:
     """Evaluate every model of a protocol on a feature table.
 
@@ -150,13 +168,15 @@ def evaluate(
         joblib workers for folds and permutations (results do not depend on it).
     progress : bool
         Show a progress bar on a terminal.
+    overwrite : bool
+        Clear a non-empty ``out_dir`` first (refused otherwise, before any work).
 
     Returns
     -------
     RunResult
     """
     started = time.time()
-    proto, data = _prepare(protocol, features)
+    proto, data = _prepare(protocol, features, out_dir, overwrite)
     with_inner = any(m.grid for m in proto.models)
     folds = cv.make_folds(proto, data, with_inner=with_inner)
     plans = [cv.plan_model(m, data, proto.seed) for m in proto.models]
@@ -176,6 +196,7 @@ def ablate(
     n_jobs: int = 1,
     progress: bool = True,
     all_subsets: bool | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Feature-group ablation of one protocol model (``ablation.model``, default the first).
 
@@ -185,7 +206,7 @@ def ablate(
     is the ranked table; parameters as in :func:`evaluate`.
     """
     started = time.time()
-    proto, data = _prepare(protocol, features)
+    proto, data = _prepare(protocol, features, out_dir, overwrite)
     spec_ab = proto.ablation
     if all_subsets is not None and all_subsets != spec_ab.all_subsets:
         spec_ab = spec_ab.model_copy(update={"all_subsets": all_subsets})

@@ -9,7 +9,8 @@
   :mod:`cdrscreen.tracking`), :mod:`~cdrscreen.features.mfcc`, :mod:`~cdrscreen.features.gemaps`
   (``gemaps`` and ``egemaps``), :mod:`~cdrscreen.features.timing` (speech, on the shared
   audio preparation of :mod:`~cdrscreen.features.audio_input` and the voice-activity
-  detector of :mod:`~cdrscreen.features.vad`);
+  detector of :mod:`~cdrscreen.features.vad`), :mod:`~cdrscreen.features.language`
+  (speech content, from the transcripts read by :mod:`cdrscreen.transcripts`);
 * helpers: :mod:`~cdrscreen.features.segments` (speaker segments),
   :mod:`~cdrscreen.features.quality` (quality columns).
 

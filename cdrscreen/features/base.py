@@ -181,7 +181,8 @@ class Extractor(ABC):
 class TrackedExtractor(Extractor):
     """Base of extractors computed from a :class:`~cdrscreen.tracking.face.FaceTrack` (``pupil``, ``headpose``, ``expr``).
 
-    Subclasses implement :meth:`features_from_track`. ``stride`` and ``max_faces`` select
+    Subclasses implement :meth:`compute` (features and per-frame signals of a track), or only
+    :meth:`features_from_track` when they have no signals. ``stride`` and ``max_faces`` select
     the shared track; ``cache_dir`` is where tracks are cached (not part of the
     configuration: moving the cache does not change results).
     """
@@ -425,7 +426,7 @@ def run_study(
     """
     from joblib import Parallel, delayed
 
-    from cdrscreen.core.progress import track
+    from cdrscreen.core.progress import media_seconds, track
 
     if n_jobs < 1:
         raise CdrscreenError(f"jobs must be >= 1, got {n_jobs}")
@@ -469,7 +470,9 @@ def run_study(
             # loky replaces a worker whose memory grew (MediaPipe graphs) and says so; every
             # task still runs exactly once, so the note is noise for the user
             warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
-            results = list(track(gen, description="extracting", total=len(recs), disable=not progress))
+            sizes = media_seconds([r.media for r in recs]) if progress else None
+            results = list(track(gen, description="extracting", total=len(recs), disable=not progress,
+                                 sizes=sizes, unit="s of media"))
 
     errors = [f"{r.media}: {e.removeprefix(str(r.media) + ': ')}" for r, (_, _, e) in
               zip(recs, results, strict=True) if e is not None]

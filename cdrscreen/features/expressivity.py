@@ -11,11 +11,14 @@ expressivity). Per tracked frame of the shared MediaPipe face track
    thereby removed; what remains is non-rigid motion.
 2. **Reference.** The per-landmark median of the aligned shapes over the video (or over
    the first ``baseline_s`` seconds, a neutral stretch as in OpenWillis, when given).
-3. **Region displacement.** For each region of :data:`REGIONS` (mouth, brows, jaw, cheeks),
-   the mean image-plane distance of its landmarks from their reference position; for the
-   eyelids, the mean absolute change of the three lid apertures per eye (:data:`LID_PAIRS`:
-   blinks, widening, squinting) rather than lid positions. Divided by the reference
-   inter-ocular distance (between the eye centres), per frame.
+3. **Region displacement.** For the brows and cheeks (:data:`REGIONS`), the mean image-plane
+   distance of their landmarks from their reference positions. For the mouth, the jaw and the
+   eyelids, the mean absolute change of distances *within* the region
+   (:data:`DISTANCE_REGIONS`: mouth width, openings and corner-to-lip distances; chin and jaw to
+   the nose, with depth; the three lid apertures per eye, i.e. blinks, widening, squinting):
+   such distances barely change when the head turns, while positions keep a non-rigid residue
+   of large head rotations after the alignment. Divided by the reference inter-ocular distance
+   (between the eye centres), per frame.
 4. **Eye-in-head motion out.** MediaPipe's mesh moves with the iris: with the head still and
    only the eyes moving, the landmarks around the eyes follow the iris (measured by
    ``benchmarks/bench_expressivity_iris.py``: on rendered real faces, iris-only motion moves
@@ -66,19 +69,29 @@ ANCHORS: tuple[int, ...] = (10, 151, 9, 8, 108, 337, 67, 297, 109, 338, 127, 356
                             168, 6, 197, 195, 5, 4, 1)
 #: Eyelid pairs (upper, lower) whose distance is the eye aperture, three per eye.
 LID_PAIRS: tuple[tuple[int, int], ...] = ((159, 145), (158, 153), (160, 144), (386, 374), (385, 380), (387, 373))
+#: Mouth shape: width, inner and outer opening, lip heights, corner-to-lip-midpoint distances.
+MOUTH_PAIRS: tuple[tuple[int, int], ...] = ((61, 291), (13, 14), (0, 17), (37, 84), (267, 314), (81, 178),
+                                           (311, 402), (61, 0), (291, 0), (61, 17), (291, 17))
+#: Jaw: chin and lower jaw to the nose tip and bridge.
+JAW_PAIRS: tuple[tuple[int, int], ...] = ((152, 1), (152, 6), (148, 1), (377, 1), (176, 6), (400, 6))
+#: Regions measured by distances between their landmarks (pairs, and 2 = image plane or 3 = with
+#: depth), not by positions: such distances do not change when the head turns, so they resist the
+#: non-rigid residue that large head rotations leave after the alignment.
+DISTANCE_REGIONS: dict[str, tuple[tuple[tuple[int, int], ...], int]] = {
+    "mouth": (MOUTH_PAIRS, 2), "jaw": (JAW_PAIRS, 3), "eyelids": (LID_PAIRS, 2)}
 #: Regions near the eyes, whose landmarks follow the iris most (gaze regression applies to these).
 EYE_REGIONS = ("brows", "eyelids")
 
 #: Face regions (MediaPipe face-mesh indices).
 REGIONS: dict[str, tuple[int, ...]] = {
-    # outer and inner lip contours, corners 61 / 291
-    "mouth": (61, 291, 0, 17, 37, 267, 84, 314, 40, 270, 91, 321, 13, 14, 81, 311, 178, 402, 78, 308),
+    # lip contours (measured as MOUTH_PAIRS distances)
+    "mouth": tuple(dict.fromkeys(i for pair in MOUTH_PAIRS for i in pair)),
     # both eyebrows (upper and lower edges)
     "brows": (70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 300, 293, 334, 296, 336, 276, 283, 282, 295, 285),
     # upper and lower eyelid edges of both eyes (measured as apertures, see LID_PAIRS)
     "eyelids": tuple(i for pair in LID_PAIRS for i in pair),
-    # chin and lower face oval
-    "jaw": (152, 148, 176, 149, 150, 377, 400, 378, 379, 136, 365, 172, 397),
+    # chin and lower jaw (measured as JAW_PAIRS distances)
+    "jaw": tuple(dict.fromkeys(i for pair in JAW_PAIRS for i in pair)),
     # cheeks (zygomatic area and nasolabial region)
     "cheeks": (50, 280, 101, 330, 205, 425, 187, 411, 117, 346, 123, 352, 147, 376),
 }
@@ -183,17 +196,18 @@ def region_displacements(aligned: np.ndarray, valid: np.ndarray, reference: np.n
     if base.size == 0:
         base = idx
     ref_rows = np.searchsorted(idx, base)
+    a = aligned[idx]
     for name, pts in regions.items():
-        if name == "eyelids":  # apertures (upper-lower lid distances), not lid positions
-            a = aligned[idx]
-            val = np.stack([np.linalg.norm(a[:, u, :2] - a[:, lo, :2], axis=1) for u, lo in LID_PAIRS], axis=1)
+        if name in DISTANCE_REGIONS:  # distances within the region (lid apertures, mouth shape, jaw drop)
+            pairs, dims = DISTANCE_REGIONS[name]
+            val = np.stack([np.linalg.norm(a[:, u, :dims] - a[:, v, :dims], axis=1) for u, v in pairs], axis=1)
         else:
             val = aligned[idx][:, list(pts), :2].reshape(len(idx), -1)  # (n_valid, 2 * n_pts)
         if design is not None and name in EYE_REGIONS and len(idx) > 3:
             coef, *_ = np.linalg.lstsq(design, val, rcond=None)
             val = val - design[:, :2] @ coef[:2]  # remove the gaze-coupled part, keep the level
         dev = val - np.median(val[ref_rows], axis=0)
-        if name == "eyelids":
+        if name in DISTANCE_REGIONS:
             out[name][idx] = np.abs(dev).mean(1) / iod
         else:
             out[name][idx] = np.linalg.norm(dev.reshape(len(idx), len(pts), 2), axis=2).mean(1) / iod

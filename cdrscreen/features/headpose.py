@@ -17,6 +17,7 @@ from pydantic import Field
 
 from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.features.recording_warnings import video_seconds, visual_quality
 
 
 def smooth(x: np.ndarray, window: int) -> np.ndarray:
@@ -54,15 +55,41 @@ def correlate(a: list[np.ndarray], b: list[np.ndarray]) -> dict[str, float]:
     return out
 
 
+def co_movement(
+    pieces: list[dict[str, np.ndarray]], eye: str, head: str, *, min_head_sd: float
+) -> dict[str, dict[str, float]]:
+    """Position and velocity correlations of an eye signal with a head signal.
+
+    Returns ``{"pos": correlate(...), "vel": correlate(...)}``. When the head signal's SD over
+    all pieces is below ``min_head_sd`` the head did not move measurably: the coefficients
+    are NaN (n is kept), since a correlation with tracking noise says nothing about
+    co-movement.
+    """
+    out = {}
+    h = np.concatenate([p[head] for p in pieces]) if pieces else np.array([])
+    still = h.size == 0 or float(h.std()) < min_head_sd
+    for kind in ("pos", "vel"):
+        tf = (lambda x: x) if kind == "pos" else np.diff
+        c = correlate([tf(p[eye]) for p in pieces], [tf(p[head]) for p in pieces])
+        if still:
+            c.update(r=np.nan, p=np.nan, rho=np.nan, rho_p=np.nan)
+        out[kind] = c
+    return out
+
+
 class HeadPoseParams(StrictModel):
     """Settings of the ``headpose`` group (spec section ``groups.headpose``)."""
 
     smooth_s: float = Field(0.15, ge=0, description="Width of the moving average on the pose angles, seconds.")
     max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
+    min_rotation_deg: float = Field(
+        0.1, ge=0, description="Rotation-based co-movement is NaN when the head angle's SD is below this, degrees.")
+    min_translation_px: float = Field(
+        0.2, ge=0, description="Image-space co-movement is NaN when the face position's SD is below this, pixels.")
 
 
 class HeadPoseExtractor(TrackedExtractor):
-    """Head-pose and pupil–head correlation features (columns ``headpose__*``).
+    """Head-pose and face-eye co-movement features (columns ``headpose__*``).
 
     Parameters
     ----------
@@ -72,6 +99,12 @@ class HeadPoseExtractor(TrackedExtractor):
         Width of the centred moving average applied to the pose angles, seconds.
     max_gap_s : float, default 0.25
         Longest gap (lost face, blink) bridged by linear interpolation, seconds.
+    min_rotation_deg : float, default 0.1
+        Rotation-based co-movement is reported (not NaN) only when the head angle's SD
+        reaches this (degrees); measured tracking noise of a still head is 0.003-0.02.
+    min_translation_px : float, default 0.2
+        Image-space co-movement is reported only when the face position's SD reaches this
+        (pixels); measured noise of a still head is 0.001-0.01 px.
     max_faces : int, default 2
         Faces tracked at once.
     cache_dir : path, optional
@@ -79,23 +112,38 @@ class HeadPoseExtractor(TrackedExtractor):
 
     Notes
     -----
+    The head pose is the skin-point optical-flow pose of the track
+    (:mod:`cdrscreen.tracking.flow`), which the iris cannot move. Two co-movement
+    definitions pair eye and head on frames where both exist (blinks excluded); ``pos``
+    uses the trajectories, ``vel`` their frame-to-frame differences; same signs mean
+    co-movement in the same direction (right / up):
+
+    * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
+      (track columns ``gaze_yaw``, ``gaze_pitch``: the iris relative to where the head pose
+      puts a head-fixed iris) vs head ``yaw`` / ``pitch``. Near 0 when eye and head move
+      independently. (Before version 4 the eye-in-head signal was ``gaze_h``/``gaze_v``,
+      relative to the eye corners; head pitch moves the iris relative to them.)
+    * ``img_corr_*`` (image-space, Nam et al. 2020): the pupil's position in the image (mean
+      of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
+      centre of the rigid skin points). Head motion moves both, so this is high whenever
+      the head moves and the eyes do not counter-rotate.
+
     Signals: ``frames``, the (evenly resampled) per-frame pose ``yaw``, ``pitch``, ``roll``
     with ``success``, and the exact series the correlations use: ``piece`` (number of the
-    gap-free piece, -1 outside) and ``gaze_h``, ``gaze_v``, ``yaw_s``, ``pitch_s`` (gaps
-    interpolated, head angles smoothed; NaN outside a piece). ``corr_vel_*`` correlate their
-    differences within each piece. ``attrs["fps"]`` is the rate.
-
-    Correlations pair the eye-relative pupil position with head pose on frames where
-    both exist (blinks excluded): horizontal = ``gaze_h`` with ``yaw``, vertical =
-    ``gaze_v`` with ``pitch``; ``pos`` uses the trajectories, ``vel`` their frame-to-frame
-    differences (robust to slow drifts). Same signs mean co-movement in the same direction.
+    gap-free piece, -1 outside), ``gaze_h``, ``gaze_v`` (the eye-in-head ``gaze_yaw``,
+    ``gaze_pitch``, degrees), ``yaw_s``, ``pitch_s`` (head angles smoothed), ``pupil_x``,
+    ``pupil_y``, ``head_x``, ``head_y`` (image px, y up); gaps interpolated, NaN outside a
+    piece. ``corr_vel_*`` correlate their differences within each piece. ``attrs["fps"]``
+    is the rate.
     """
 
     name: ClassVar[str] = "headpose"
     prefix: ClassVar[str] = "headpose"
     #: 2: pieces shorter than the smoothing window keep their length (was a length mismatch).
     #: 3: variable-frame-rate tracks resampled onto even time steps.
-    version: ClassVar[int] = 3
+    #: 4: pose from skin-point optical flow (not the mesh); image-space co-movement
+    #:    (img_corr_*), face position x/y; correlations NaN for a still head.
+    version: ClassVar[int] = 4
     Params = HeadPoseParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
     key_features: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -108,12 +156,16 @@ class HeadPoseExtractor(TrackedExtractor):
         stride: int = 1,
         smooth_s: float = 0.15,
         max_gap_s: float = 0.25,
+        min_rotation_deg: float = 0.1,
+        min_translation_px: float = 0.2,
         max_faces: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.stride = stride
         self.smooth_s = smooth_s
         self.max_gap_s = max_gap_s
+        self.min_rotation_deg = min_rotation_deg
+        self.min_translation_px = min_translation_px
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
@@ -127,13 +179,14 @@ class HeadPoseExtractor(TrackedExtractor):
         success = t["success"].to_numpy(bool)
         max_gap = int(np.floor(self.max_gap_s * fs))
         win = max(1, int(round(self.smooth_s * fs)) | 1)
-        names = ("yaw", "pitch", "roll", "tx", "ty", "tz")
+        names = ("yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y")
         pieces = split_signals({k: t[k].to_numpy(float) for k in names}, success, max_gap)
         for p in pieces:
             for k in ("yaw", "pitch", "roll"):
                 p[k] = smooth(p[k], win)
         f: dict[str, Any] = {"tracked_fraction": float(success.mean()) if len(t) else 0.0}
         f["n_segments"] = float(len(pieces))
+        f.update(visual_quality(float(success.mean()) if len(t) else 0.0, len(t), video_seconds(track)))
         for k in names:
             v = np.concatenate([p[k] for p in pieces]) if pieces else np.array([])
             if k in ("yaw", "pitch", "roll"):
@@ -144,30 +197,38 @@ class HeadPoseExtractor(TrackedExtractor):
                 spc = np.concatenate(sp) if sp else np.array([])
                 f[f"{k}_speed_mean"] = float(spc.mean()) if spc.size else np.nan
             else:
-                f[f"{k}_std"] = float(v.std()) if v.size else np.nan
+                key = {"head_x": "x", "head_y": "y"}.get(k, k)
+                f[f"{key}_std"] = float(v.std()) if v.size else np.nan
 
-        # pupil–head correlations on frames with both (no blinks)
+        # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
-        sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
-               "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float)}
+        sig = {"gaze_h": t["gaze_yaw"].to_numpy(float), "gaze_v": t["gaze_pitch"].to_numpy(float),
+               "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
+               "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
+               "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
+               "head_x": t["head_x"].to_numpy(float), "head_y": -t["head_y"].to_numpy(float)}
         bounded = signal_pieces(sig, both, max_gap, min_len=3)
         pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
-        for axis, eye, head in (("h", "gaze_h", "yaw"), ("v", "gaze_v", "pitch")):
-            for kind in ("pos", "vel"):
-                tf = (lambda x: x) if kind == "pos" else np.diff
-                c = correlate([tf(p[eye]) for p in pp], [tf(p[head]) for p in pp])
+        pairs = (("corr", "h", "gaze_h", "yaw", self.min_rotation_deg),
+                 ("corr", "v", "gaze_v", "pitch", self.min_rotation_deg),
+                 ("img_corr", "h", "pupil_x", "head_x", self.min_translation_px),
+                 ("img_corr", "v", "pupil_y", "head_y", self.min_translation_px))
+        for name, axis, eye, head, floor in pairs:
+            for kind, c in co_movement(pp, eye, head, min_head_sd=floor).items():
                 for stat, val in c.items():
-                    f[f"corr_{kind}_{axis}_{stat}"] = val
+                    f[f"{name}_{kind}_{axis}_{stat}"] = val
         f["valid"] = float(bool(pieces) and all(
-            np.isfinite(f[f"corr_{k}_{a}_r"]) for k in ("pos", "vel") for a in ("h", "v")))
-        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "yaw", "pitch"))
+            f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
+        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "yaw", "pitch", "pupil_x",
+                                                   "pupil_y", "head_x", "head_y"))
         frames = pd.DataFrame({
             "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
             "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
             "roll": t["roll"].to_numpy(float), "piece": laid["piece"],
             "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
+            **{k: laid[k] for k in ("pupil_x", "pupil_y", "head_x", "head_y")},
         })
         frames.attrs["fps"] = float(fs)
         return f, {"frames": frames}

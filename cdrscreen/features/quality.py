@@ -18,7 +18,8 @@ from fnmatch import fnmatchcase
 QUALITY_PATTERNS: tuple[str, ...] = (
     # visual groups (pupil, headpose)
     "valid", "tracked_fraction", "usable_fraction", "n_segments", "segment_seconds",
-    "stft_windows", "stft_bin_hz", "corr_*_n", "corr_*_p",
+    "stft_windows", "stft_bin_hz", "corr_*_n", "corr_*_p", "img_corr_*_n", "img_corr_*_p",
+    "band_windows", "iris_radius_eye_widths", "saccade_threshold_*",
     # speech groups (mfcc, gemaps, egemaps, timing)
     "quality_ok", "speech_seconds", "patient_only", "clipped_fraction", "dc_offset", "analysed_s",
     "source_sr", "quality_*",

@@ -27,6 +27,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "timing": ("cdrscreen.features.timing:TimingExtractor", "audio"),
     "expr": ("cdrscreen.features.expression:ExpressionExtractor", "embed"),
     "expressivity": ("cdrscreen.features.expressivity:ExpressivityExtractor", "video"),
+    "language": ("cdrscreen.features.language:LanguageExtractor", "all"),
 }
 
 

@@ -135,13 +135,28 @@ def build_reports(
         If the run folder is incomplete, or ``subject`` has no prediction in the run.
     """
     run = load_run(run_dir, features=features)
-    abl = load_run(ablation, features=run.features) if ablation is not None else None
+    abl = None
+    if ablation is not None:
+        from cdrscreen.evaluation.runfolder import check_same_inputs
+
+        abl = load_run(ablation, features=run.features)
+        check_same_inputs(run.run_dir, run.inputs, abl.run_dir, abl.inputs, "ablation run")
     out = Path(out_dir) if out_dir is not None else run.run_dir / "reports"
+    from cdrscreen.evaluation.runfolder import writable_dir
+
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "report folder is an existing file")
+    writable_dir(out, "report folder")
     if banner is None and is_synthetic(run):
         banner = SYNTHETIC_BANNER
     recs = recordings(run)
     if subject is not None:
         recs = [r for r in recs if r[0] == str(subject)]
+        left_out = {str(e.get("subject")): e for e in run.inputs.get("excluded_subjects") or []}
+        if not recs and str(subject) in left_out:
+            raise InputError(run.run_dir / "inputs.json",
+                             f"subject {subject!r} was left out of this run: {left_out[str(subject)]['reason']} "
+                             "(choose a label scheme that includes it, see docs/protocols.md)")
         if not recs:
             known = sorted({s for s, _, _ in recordings(run)})
             import difflib
@@ -159,7 +174,7 @@ def build_reports(
 
     if not recs:
         write_study()
-        return written
+        return _verified(written, run.run_dir)
 
     key, cohort = cohort_summaries(run, min_class_n)
     sig_root = Path(signals) if signals is not None else _default_signals(run)
@@ -182,6 +197,20 @@ def build_reports(
         write_study()
         done = {p for r in gen for p in r}
         written += [j[2] for j in jobs if j[2] in done]
+    missing = [j[2] for j in jobs if j[2] not in written]
+    if missing:
+        raise InputError(missing[0], f"patient report was not written ({len(missing)} of {len(jobs)} missing)")
+    return _verified(written, run.run_dir)
+
+
+def _verified(written: list[Path], run_dir: Path) -> list[Path]:
+    """Check that every report said to be written is there and the run folder still exists."""
+    if not (run_dir / "metrics.json").is_file():
+        raise InputError(run_dir, "run folder disappeared while the reports were written; nothing reliable "
+                                  "was written")
+    for p in written:
+        if not p.is_file():
+            raise InputError(p, "report was not written (was the folder deleted or made read-only?)")
     return written
 
 

@@ -31,6 +31,23 @@ from cdrscreen.reports.signals import (
 
 MAX_KEY_FEATURES = 10
 
+#: The predicted class's probability must exceed chance (1 / number of classes) by this
+#: much before a card says the prediction agrees or differs; otherwise it says "uncertain".
+AGREE_MARGIN = 0.15
+#: Above this fraction of imputed model inputs a card warns that the prediction rests
+#: mostly on imputed values.
+IMPUTED_WARN = 0.30
+
+
+def agreement(predicted: str, true: str, probability: float, n_classes: int,
+              margin: float = AGREE_MARGIN) -> str:
+    """Card text: "agrees"/"differs" only when the probability clears chance + ``margin``."""
+    needed = 1.0 / n_classes + margin
+    if not probability == probability or probability < needed:
+        return (f"uncertain: the probability of class {predicted} is below {100 * needed:.0f}% "
+                f"(chance {100 / n_classes:.0f}% + {100 * margin:.0f} points)")
+    return "agrees with the rating" if predicted == true else "differs from the rating"
+
 #: Per-recording quality columns shown when present (regular expression, display name).
 QUALITY_FEATURES: tuple[tuple[str, str], ...] = (
     (r"^pupil__usable_fraction$", "usable-frame fraction (face tracked, eyes open)"),
@@ -216,14 +233,27 @@ def build_patient_report(
         predicted = str(row["y_pred"])
         true = str(row["y_true"])
         cdr = row.get("meta__cdr", own.get("meta__cdr") if own is not None else None)
-        rep.add_metric_cards([
+        p_pred = probs[classes.index(predicted)] if predicted in classes else float("nan")
+        verdict = agreement(predicted, true, p_pred, len(classes))
+        imputed = float(row.get("imputed_fraction", np.nan)) if "imputed_fraction" in row.index else np.nan
+        cards = [
             {"label": "Clinical rating", "value": _cdr_text(cdr), "detail": f"class {true} in this protocol"},
-            {"label": "Model prediction", "value": f"class {predicted}",
-             "detail": "agrees with the rating" if predicted == true else "differs from the rating"},
+            {"label": "Model prediction", "value": "uncertain" if verdict.startswith("uncertain")
+             else f"class {predicted}", "detail": verdict if verdict.startswith("uncertain")
+             else f"class {predicted} {verdict}"},
             {"label": f"Probability of class {predicted}",
-             "value": f"{100 * probs[classes.index(predicted)]:.0f}%" if predicted in classes else "–",
+             "value": f"{100 * p_pred:.0f}%" if p_pred == p_pred else "–",
              "detail": "out-of-fold: the model never saw this person"},
-        ], title="", section="Prediction")
+        ]
+        if imputed == imputed:
+            cards.append({"label": "Imputed inputs", "value": f"{100 * imputed:.0f}%",
+                          "detail": "of this person's model inputs were missing and filled in"})
+        rep.add_metric_cards(cards, title="", section="Prediction")
+        if imputed == imputed and imputed > IMPUTED_WARN:
+            rep.add_text(f"This prediction rests mostly on imputed values: {100 * imputed:.0f}% of the model's "
+                         "inputs for this person were missing (e.g. no usable speech or no tracked face) and "
+                         "were filled in with the training subjects' medians. Do not read it as a measurement "
+                         "of this person.", level="warning", section="Prediction")
         rep.add_figure(F.probability_figure(classes, probs, predicted),
                        "Class probabilities", section="Prediction",
                        caption="Model probabilities for this person, from the model trained on all other "
@@ -239,8 +269,12 @@ def build_patient_report(
         predicted = None
     rep.add_key_values(model_summary(run, model), title="How reliable is the model overall?",
                        section="Prediction",
-                       caption="Whole-cohort figures with 95% bootstrap confidence intervals over subjects. "
+                       caption="Whole-cohort figures with 95% confidence intervals over subjects. "
                                "Wide intervals mean the true accuracy is uncertain.")
+    verdict = ((run.metrics.get("models", {}).get(model) or {}).get("verdicts") or {}).get("summary")
+    if verdict:
+        rep.add_text(verdict, title="The model's results in words", section="Prediction",
+                     level="plain" if "are distinguishable" in verdict else "warning")
 
     # ---- what drove it -----------------------------------------------------------------
     if contrib is not None and predicted is not None:

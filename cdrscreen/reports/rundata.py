@@ -128,6 +128,21 @@ def _find_features(run_dir: Path, inputs: dict[str, Any]) -> Path | None:
     return None
 
 
+def _check_features_hash(path: Path, run_dir: Path, inputs: dict[str, Any]) -> None:
+    """Refuse a feature table that is not the one the run was computed on (``inputs.json`` hash)."""
+    from cdrscreen.core.io import file_sha256
+    from cdrscreen.evaluation.runfolder import check_table_hash
+
+    recorded = (inputs.get("features") or {}).get("sha256")
+    if recorded is None or not path.is_file():
+        return
+    try:
+        sha = file_sha256(path)
+    except OSError as err:
+        raise InputError(path, f"cannot be read ({err.strerror})") from None
+    check_table_hash(path, sha, run_dir, recorded)
+
+
 def load_run(run_dir: str | os.PathLike[str], features: str | os.PathLike[str] | pd.DataFrame | None = None) -> RunData:
     """Load a run folder.
 
@@ -191,6 +206,7 @@ def load_run(run_dir: str | os.PathLike[str], features: str | os.PathLike[str] |
         if features is not None and not fpath.exists():  # type: ignore[union-attr]
             raise InputError(fpath, "feature table not found")  # type: ignore[arg-type]
         if fpath is not None:
+            _check_features_hash(fpath, run_dir, inputs)
             data.features = _read_parquet(fpath, True)
             data.features_path = fpath
     if data.features is not None:

@@ -30,8 +30,19 @@ def _per_recording(features: pd.DataFrame) -> pd.DataFrame:
     return num.groupby(level=keys).mean()
 
 
-def cohort_table(features: pd.DataFrame) -> pd.DataFrame:
-    """Count subjects and recordings per CDR class, with covariate summaries."""
+#: Study-level cells summarising fewer people than this show no summary (only "n < 3").
+MIN_CELL_N = 3
+SMALL_CELL = f"n < {MIN_CELL_N}"
+SMALL_CELL_NOTE = (f"Cells with fewer than {MIN_CELL_N} people are not summarised (shown as '{SMALL_CELL}'): "
+                   "a mean of one or two people gives their values away.")
+
+
+def cohort_table(features: pd.DataFrame, min_n: int = MIN_CELL_N) -> pd.DataFrame:
+    """Count subjects and recordings per CDR class, with covariate summaries.
+
+    A covariate summary over fewer than ``min_n`` subjects is shown as ``"n < 3"``
+    (small-cell suppression).
+    """
     rec = _per_recording(features)
     if "meta__cdr" not in rec:
         return pd.DataFrame()
@@ -42,21 +53,57 @@ def cohort_table(features: pd.DataFrame) -> pd.DataFrame:
                                 "recordings": int((rec["meta__cdr"] == cdr).sum())}
         for col, name in (("meta__age", "age"), ("meta__mmse", "MMSE")):
             if col in g and g[col].notna().any():
-                r[f"{name} mean ± SD"] = f"{g[col].mean():.1f} ± {g[col].std(ddof=1):.1f}" if g[col].notna().sum() > 1 else f"{g[col].mean():.1f}"
+                n = int(g[col].notna().sum())
+                r[f"{name} mean ± SD"] = (f"{g[col].mean():.1f} ± {g[col].std(ddof=1):.1f}" if n >= min_n
+                                          else f"n < {min_n}")
         rows.append(r)
     return pd.DataFrame(rows)
 
 
-def sex_table(features: pd.DataFrame) -> pd.DataFrame | None:
-    """Count sex per CDR class (subject level), when the feature table carries it."""
+def sex_table(features: pd.DataFrame, min_n: int = MIN_CELL_N) -> pd.DataFrame | None:
+    """Count sex per CDR class (subject level), when the feature table carries it.
+
+    Counts of 1 to ``min_n - 1`` are shown as ``"n < 3"`` (small-cell suppression).
+    """
     if "meta__sex" not in features.columns or "meta__cdr" not in features.columns:
         return None
     subj = features.reset_index().groupby("subject")[["meta__cdr", "meta__sex"]].first()
     if subj["meta__sex"].isna().all():
         return None
     tab = pd.crosstab(subj["meta__cdr"].map(lambda v: f"CDR {v:g}"), subj["meta__sex"].fillna("not given"))
+    tab = tab.astype(object).map(lambda v: f"n < {min_n}" if 0 < int(v) < min_n else int(v))
     tab.index.name = "class"
     return tab.reset_index()
+
+
+def verdict_lines(run: RunData, model: str) -> dict[str, str]:
+    """Return the run's verdicts in words for one model (``metrics.json: verdicts``)."""
+    ver = (run.metrics.get("models", {}).get(model, {}) or {}).get("verdicts") or {}
+    out = {}
+    if ver.get("summary"):
+        out["In short"] = ver["summary"]
+    for key, label in (("balanced_accuracy", "Balanced accuracy"), ("roc_auc", "ROC AUC")):
+        if key in ver:
+            out[label] = ver[key]["text"]
+    if "baseline" in ver:
+        out["Accuracy vs majority baseline"] = ver["baseline"]["text"]
+    return out
+
+
+def excluded_table(run: RunData) -> pd.DataFrame:
+    """Subjects the label scheme or the data left out of the evaluation, with the reason."""
+    rows = [{"subject": e.get("subject"), "reason": e.get("reason")}
+            for e in run.inputs.get("excluded_subjects") or []]
+    return pd.DataFrame(rows, columns=["subject", "reason"])
+
+
+def imputed_subjects(run: RunData, model: str, threshold: float) -> list[str]:
+    """Subjects whose prediction rests mostly on imputed values (fraction above ``threshold``)."""
+    preds = run.subject_predictions(model)
+    if "imputed_fraction" not in preds:
+        return []
+    frac = pd.to_numeric(preds["imputed_fraction"], errors="coerce")
+    return [str(s) for s in frac.index[frac > threshold]]
 
 
 def quality_table(features: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
@@ -98,7 +145,9 @@ def results_table(run: RunData) -> pd.DataFrame:
         for k, label in METRIC_NAMES.items():
             r[label] = _ci(met.get(k))
         r["baseline bal. acc."] = base.get("balanced_accuracy")
-        r["p (permutation)"] = perm.get("p_value")
+        r["p (perm.): bal. acc. / AUC"] = (f"{_num(perm.get('p_value'))} / {_num(perm.get('auc_p_value'))}"
+                                           if perm else "not run")
+        r["verdict"] = (m.get("verdicts") or {}).get("overall", "–")
         r["n per class"] = ", ".join(f"{k}: {v}" for k, v in (m.get("n_per_class") or {}).items())
         rows.append(r)
     return pd.DataFrame(rows)
@@ -152,7 +201,9 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
     rep.add_metric_cards([
         {"label": "Balanced accuracy", "value": _val(met.get("balanced_accuracy")),
          "detail": _ci_only(met.get("balanced_accuracy"))},
-        {"label": "ROC AUC", "value": _val(met.get("roc_auc")), "detail": _ci_only(met.get("roc_auc"))},
+        {"label": "ROC AUC", "value": _val(met.get("roc_auc")),
+         "detail": _ci_only(met.get("roc_auc"))
+         + (f" · permutation p {_num(perm.get('auc_p_value'))}" if perm.get("auc_p_value") is not None else "")},
         {"label": "Majority baseline", "value": _num(base.get("balanced_accuracy")),
          "detail": f"balanced accuracy; accuracy {_num(base.get('accuracy'))}"},
         {"label": "Permutation p-value", "value": _num(perm.get("p_value")),
@@ -160,19 +211,39 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
         {"label": "Subjects", "value": str(pm.get("n_subjects", "–")),
          "detail": ", ".join(f"{k}: {v}" for k, v in (pm.get("n_per_class") or {}).items())},
     ], title=f"Primary model: {primary}", section="Summary",
-        caption="95% bootstrap confidence intervals over subjects; the p-value repeats the whole nested "
-                "procedure with labels permuted across subjects.")
+        caption="95% confidence intervals over subjects (bootstrap, widened to the spread of the permutation "
+                "null when a permutation test was run); the p-value repeats the whole nested procedure with "
+                "labels permuted across subjects.")
+    verdicts = verdict_lines(run, primary)
+    if verdicts:
+        rep.add_table(pd.DataFrame({"figure": list(verdicts), "what it says": list(verdicts.values())}),
+                      "What the figures say", section="Summary",
+                      caption="Chance is 0.5 for ROC AUC and 1/(number of classes) for balanced accuracy; "
+                                   "a result is called distinguishable from chance only when its CI excludes "
+                                   "chance and its permutation p is below 0.05.")
+    excl = excluded_table(run)
+    scheme = (run.inputs.get("label_scheme") or {})
+    if scheme:
+        mapping = ", ".join(f"CDR {k} → {v}" for k, v in (scheme.get("mapping") or {}).items())
+        rep.add_text(f"Label scheme '{scheme.get('name')}': {mapping}. "
+                     + (f"{len(excl)} subject(s) were left out (listed under Cohort)." if len(excl)
+                        else "No subject was left out."),
+                     title="Classes", section="Summary", level="warning" if len(excl) else "plain")
 
     # ---- cohort ---------------------------------------------------------------------
     if run.features is not None:
         ct = cohort_table(run.features)
         if not ct.empty:
-            rep.add_table(ct, "Cohort by CDR class", section="Cohort")
+            rep.add_table(ct, "Cohort by CDR class", section="Cohort", caption=SMALL_CELL_NOTE)
             rep.add_figure(F.class_count_figure({f"CDR {r['CDR']}": int(r["subjects"]) for _, r in ct.iterrows()}),
                            "Subjects per CDR class", section="Cohort")
         st = sex_table(run.features)
         if st is not None:
-            rep.add_table(st, "Sex by CDR class (subjects)", section="Cohort")
+            rep.add_table(st, "Sex by CDR class (subjects)", section="Cohort", caption=SMALL_CELL_NOTE)
+    if len(excl):
+        rep.add_table(excl, "Subjects left out of the evaluation", section="Cohort",
+                      caption="Left out by the protocol's label scheme or for lack of data; they have no "
+                              "prediction and no patient report from this run.")
         groups = run.groups or _groups_from_columns(run.features.columns)
         qt = quality_table(run.features, groups)
         if not qt.empty:
@@ -180,10 +251,17 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
         qc = quality_columns(run.features)
         if not qc.empty:
             rep.add_table(qc, "Recording-quality measures", section="Data quality", float_format="{:.3g}")
-    excl = run.inputs.get("excluded_rows")
-    if excl:
-        rep.add_key_values({k.replace("_", " "): v for k, v in excl.items()},
+    excl_rows = run.inputs.get("excluded_rows")
+    if excl_rows:
+        rep.add_key_values({k.replace("_", " "): v for k, v in excl_rows.items()},
                            "Rows excluded from the evaluation", section="Data quality")
+    from cdrscreen.reports.patient import IMPUTED_WARN
+
+    mostly = imputed_subjects(run, primary, IMPUTED_WARN)
+    if mostly:
+        rep.add_text(f"{len(mostly)} subject(s) have predictions resting mostly on imputed values (more than "
+                     f"{100 * IMPUTED_WARN:.0f}% of the model's inputs missing): {', '.join(mostly)}.",
+                     title="Predictions resting on imputed values", section="Data quality", level="warning")
 
     # ---- results ---------------------------------------------------------------------
     shown = detailed_models(run)
@@ -208,7 +286,8 @@ def build_study_report(run: RunData, banner: str | None = None, ablation: RunDat
                            "fpr": g["fpr"], "tpr": g["tpr"], "auc": float(g["auc"].iloc[0])}
                           for c, g in sub.groupby("class", sort=False)]
                 figs.append(F.roc_figure(curves))
-                labels.append("ROC curve from out-of-fold subject probabilities")
+                ranked = ((m.get("metrics") or {}).get("roc_auc") or {}).get("ranked_by", "probability")
+                labels.append(f"ROC curve from out-of-fold subject scores (ranked by {ranked})")
         if figs:
             rep.add_figure_row(figs, f"Model {name}", labels=labels, section="Results")
         rec = (m.get("metrics") or {}).get("recall")

@@ -34,8 +34,23 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
 ``ear_r, ear_l, ear, blink``
     Eye aspect ratio (six-point, Soukupová & Čech 2016) per eye and mean; ``blink`` is
     ``ear < blink_ratio * median(ear)`` over the video's tracked frames.
-``yaw, pitch, roll, tx, ty, tz, pose_err``
-    Head pose, see :mod:`cdrscreen.tracking.pose` for conventions.
+``yaw, pitch, roll, tx, ty, tz``
+    Head pose from optical flow of rigid skin points (forehead, nose, cheekbones; see
+    :mod:`cdrscreen.tracking.flow`): the iris cannot move it. Conventions as in
+    :mod:`cdrscreen.tracking.pose` (degrees, mm).
+``head_x, head_y``
+    Image position (px) of the centre of those skin points under that pose: the
+    image-space face position used for face-eye co-movement (Nam et al. 2020).
+``flow_points, flow_err``
+    Skin points used for the frame's pose and their RMS residual (px).
+``gaze_yaw, gaze_pitch``
+    Eye-in-head rotation (degrees, > 0 toward image right / up), both eyes averaged: the
+    iris's displacement from where the skin-flow pose puts a head-fixed iris, relative to
+    the gaze when the points were seeded (see :mod:`cdrscreen.tracking.flow`).
+``mesh_yaw, mesh_pitch, mesh_roll, mesh_tx, mesh_ty, mesh_tz, pose_err``
+    Head pose of a rigid fit to the mesh landmarks (:func:`cdrscreen.tracking.pose.solve_pose`)
+    and its scale-free fit error. The mesh moves with the iris, so these angles follow the
+    gaze by up to about 1 degree; kept for comparison and for ``confidence``.
 
 Several faces in view: tracking starts with a one-face mesh (fast: MediaPipe's detector
 then runs only when the face is lost). A face-detector check every ``verify_every``
@@ -66,7 +81,8 @@ from cdrscreen.core.native import quiet_native_stderr
 from cdrscreen.tracking.pose import solve_pose
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
-TRACK_VERSION = 3  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
+TRACK_VERSION = 4  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
+# 4: head pose from optical flow of skin points (mesh pose kept as mesh_*); head_x, head_y
 
 IRIS_R, IRIS_L = 468, 473
 #: Eye corners, image-left then image-right: subject's right eye (33 outer, 133 inner),
@@ -82,7 +98,8 @@ COLUMNS = (
     "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y",
     "iris_r_xn", "iris_r_yn", "iris_l_xn", "iris_l_yn",
     "gaze_h", "gaze_v", "ear_r", "ear_l", "ear", "blink",
-    "yaw", "pitch", "roll", "tx", "ty", "tz", "pose_err",
+    "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y", "flow_points", "flow_err",
+    "gaze_yaw", "gaze_pitch", "mesh_yaw", "mesh_pitch", "mesh_roll", "mesh_tx", "mesh_ty", "mesh_tz", "pose_err",
 )
 
 
@@ -100,6 +117,10 @@ class TrackConfig:
         MediaPipe thresholds.
     blink_ratio : float
         A frame is a blink when its EAR is below this fraction of the video's median EAR.
+    flow_win : int
+        Lucas-Kanade window (px) of the skin-point head pose (:mod:`cdrscreen.tracking.flow`).
+    flow_levels : int
+        Pyramid levels of that optical flow.
     verify_every : int
         The mesh tracker can cling for a few frames to something that is no longer a face
         (a hand or an object in front of it). A tracked face is therefore confirmed by
@@ -114,6 +135,8 @@ class TrackConfig:
     min_tracking_confidence: float = 0.9
     blink_ratio: float = 0.8
     verify_every: int = 10
+    flow_win: int = 15
+    flow_levels: int = 3
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form including the track format version."""
@@ -178,7 +201,11 @@ def _eye_relative(p: np.ndarray, corners: tuple[int, int], iris: int) -> tuple[f
 
 
 def frame_features(p: np.ndarray, width: int, height: int) -> dict[str, float]:
-    """Per-frame columns (all but frame/time/success/n_faces/blink) from 478 landmarks."""
+    """Per-frame columns from 478 landmarks.
+
+    All but frame/time/success/n_faces/blink and the skin-flow pose columns of
+    :mod:`cdrscreen.tracking.flow`.
+    """
     out: dict[str, float] = {}
     lo, hi = p[:, :2].min(axis=0), p[:, :2].max(axis=0)
     out.update(face_x=lo[0], face_y=lo[1], face_w=hi[0] - lo[0], face_h=hi[1] - lo[1])
@@ -195,8 +222,8 @@ def frame_features(p: np.ndarray, width: int, height: int) -> dict[str, float]:
     out["ear_r"], out["ear_l"] = _ear(p, EAR_R), _ear(p, EAR_L)
     out["ear"] = (out["ear_r"] + out["ear_l"]) / 2
     pose = solve_pose(p, width, height)
-    out.update(yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll, tx=pose.tx, ty=pose.ty,
-               tz=pose.tz, pose_err=pose.err)
+    out.update(mesh_yaw=pose.yaw, mesh_pitch=pose.pitch, mesh_roll=pose.roll, mesh_tx=pose.tx,
+               mesh_ty=pose.ty, mesh_tz=pose.tz, pose_err=pose.err)
     out["confidence"] = float(np.exp(-((pose.err / 0.1) ** 2))) if np.isfinite(pose.err) else 0.0
     return {k: float(v) for k, v in out.items()}
 
@@ -282,9 +309,14 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
         import mediapipe as mp
     except ImportError as err:
         raise MissingDependencyError("face tracking", "video", err) from None
+    import cv2
+
     from cdrscreen.media.video import iter_frames, probe_video
+    from cdrscreen.tracking.flow import FlowParams, SkinFlow
 
     info = probe_video(path)
+    flow: SkinFlow | None = None
+    flow_params = FlowParams(win=cfg.flow_win, levels=cfg.flow_levels)
     rows: list[dict[str, float]] = []
     lms: list[np.ndarray] = []
     nan_lm = np.full((478, 3), np.nan, np.float32)
@@ -343,8 +375,11 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                 prev_box = box
                 ok = ok and all(np.isfinite(v) for v in feats.values())  # e.g. a failed PnP solve
             row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
+            if flow is None:
+                flow = SkinFlow(w, h, flow_params)
+            head = flow.update(cv2.cvtColor(fr.rgb, cv2.COLOR_RGB2GRAY), p if ok else None)
             if ok:
-                row.update(feats, success=1.0)
+                row.update(feats, **head, success=1.0)
                 lms.append(p)
             else:
                 row["success"] = 0.0
