@@ -16,13 +16,15 @@
         DEMO01.speech.csv     planted speech and pause segments
 
 Class effects (means per CDR and within-class SD) are in :data:`CLASS_EFFECTS` and
-documented in ``docs/demo-cohort.md``. Everything else (head motion amplitudes, blink
-rate, face photo, voice, lighting, noise) is drawn from the same distribution in every
-class. The same arguments give byte-identical files whatever ``n_jobs`` is.
+documented in ``docs/demo-cohort.md``; smile episodes (rate and intensity falling with
+CDR) are rendered by :mod:`cdrscreen.demo.expressions`. Everything else (head motion
+amplitudes, blink rate, brow raises, face photo, voice, lighting, noise) is drawn from the
+same distribution in every class. The same arguments give byte-identical files whatever ``n_jobs`` is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -44,6 +46,7 @@ from cdrscreen.demo.content import (
     draw_content,
     write_transcripts,
 )
+from cdrscreen.demo.expressions import ExpressionParams, expression_trajectories
 from cdrscreen.demo.faces import FaceSource, load_face
 from cdrscreen.demo.motion import MotionParams, make_trajectories
 from cdrscreen.demo.render import render_face_video
@@ -71,8 +74,15 @@ CLASS_EFFECTS: dict[str, dict[str, Any]] = {
                      "unit": "mean planted pause between phrases, seconds"},
     "pitch_sd": {"means": {0.5: 9.0, 1.0: 6.5, 2.0: 4.0}, "sd": 2.5, "clip": (0.5, 16.0),
                  "unit": "phrase-to-phrase SD of espeak-ng pitch (0-99 scale)"},
+    "smile_rate": {"means": {0.5: 9.0, 1.0: 6.0, 2.0: 3.0}, "sd": 2.0, "clip": (0.0, 16.0),
+                   "unit": "smile episodes per minute (Poisson; 1.2-2.6 s each)"},
+    "smile_intensity": {"means": {0.5: 0.85, 1.0: 0.7, 2.0: 0.55}, "sd": 0.1, "clip": (0.3, 1.0),
+                        "unit": "mean peak smile intensity (0-1, cdrscreen.demo.expressions)"},
     **CONTENT_EFFECTS,  # what is said: cdrscreen.demo.content
 }
+#: Effects drawn from a generator of their own (seeded by the subject's seed), so adding them
+#: left every other planted parameter of a given cohort seed unchanged.
+EXPRESSION_EFFECTS: tuple[str, ...] = ("smile_rate", "smile_intensity")
 
 #: Covariates by class (mean, sd); MMSE is rounded and clipped to 0-30.
 COVARIATES: dict[str, dict[float, tuple[float, float]]] = {
@@ -122,16 +132,18 @@ class SubjectSpec:
     voice: VoiceParams
     seed: int
     content: ContentParams | None = None
+    expression: ExpressionParams = ExpressionParams()
 
     def flat(self) -> dict[str, Any]:
         """One flat dict (for ``subjects.csv``)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("motion", "voice", "content")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("motion", "voice", "content", "expression")}
         d["tint"] = ",".join(f"{t:.3f}" for t in self.tint)
         d["centre"] = ",".join(f"{c:.3f}" for c in self.centre)
         d.update({f"motion_{k}": v for k, v in self.motion.to_dict().items()})
         d.update({f"voice_{k}": v for k, v in asdict(self.voice).items()})
         if self.content is not None:
             d.update({f"content_{k}": v for k, v in self.content.to_dict().items()})
+        d.update({f"expression_{k}": v for k, v in self.expression.to_dict().items()})
         return d
 
 
@@ -197,12 +209,18 @@ def draw_subject(subject: str, cdr: float, rng: np.random.Generator, *, face_slo
         pause_mean_s=_draw(rng, "pause_mean_s", cdr),
         amplitude=float(rng.uniform(0.45, 0.75)),
     )
+    face_height = float(rng.uniform(0.56, 0.68))
+    centre = (float(rng.uniform(0.45, 0.55)), float(rng.uniform(0.44, 0.5)))
+    seed = int(rng.integers(0, 2**31 - 1))
+    erng = np.random.default_rng([seed, 13])
+    expression = ExpressionParams(
+        smile_rate=_draw(erng, "smile_rate", cdr), smile_intensity=_draw(erng, "smile_intensity", cdr),
+        brow_rate=float(np.clip(erng.normal(2.0, 0.8), 0, 5)), brow_intensity=float(erng.uniform(0.4, 0.7)),
+    )
     return SubjectSpec(
         subject=subject, cdr=float(cdr), age=age, sex=sex, mmse=mmse, face=face, mirror=mirror,
-        tint=tint, face_height=float(rng.uniform(0.56, 0.68)),
-        centre=(float(rng.uniform(0.45, 0.55)), float(rng.uniform(0.44, 0.5))),
-        motion=motion, voice=voice, seed=(seed := int(rng.integers(0, 2**31 - 1))),
-        content=draw_content(cdr, seed),
+        tint=tint, face_height=face_height, centre=centre, motion=motion, voice=voice, seed=seed,
+        content=draw_content(cdr, seed), expression=expression,
     )
 
 
@@ -262,6 +280,10 @@ def render_subject(spec: SubjectSpec, video: Path, *, duration_s: float, fps: fl
     env = track.envelope(fps, n_frames) if track is not None else None
     rng = np.random.default_rng([spec.seed, 7])
     traj, realised = make_trajectories(spec.motion, n_frames, fps, rng, envelope=env)
+    controls, planted_expr, episodes = expression_trajectories(spec.expression, n_frames, fps,
+                                                               np.random.default_rng([spec.seed, 17]))
+    traj = dataclasses.replace(traj, **controls)
+    realised.update(planted_expr)
     gt = render_face_video(video, face, traj, fps=fps, audio=None if track is None else track.audio,
                            sr=sr, seed=spec.seed)
     if track is not None:
@@ -269,7 +291,8 @@ def render_subject(spec: SubjectSpec, video: Path, *, duration_s: float, fps: fl
         if spec.content is not None:
             realised.update({f"content_{k}": v for k, v in content_summary(track.segments).items()})
         gt.meta["speech_segments"] = track.segments.to_dict(orient="list")
-    gt.meta.update({"subject": spec.subject, "cdr": spec.cdr, "planted": spec.flat(), "realised": realised})
+    gt.meta.update({"subject": spec.subject, "cdr": spec.cdr, "planted": spec.flat(), "realised": realised,
+                    "expression_episodes": {k: [list(e) for e in v] for k, v in episodes.items()}})
     return gt, track, realised
 
 
@@ -301,7 +324,8 @@ def make_clip(path: str | Path, *, duration_s: float = 3.0, cdr: float = 1.0, se
     rng = np.random.default_rng([seed, 11])
     spec = draw_subject("CLIP", cdr, rng, faces=((face, mirror),))
     spec = SubjectSpec(**{**asdict(spec), "motion": MotionParams(**{**spec.motion.to_dict(), "occlusion_s": occlusion_s}),
-                          "voice": spec.voice, "content": spec.content, "face_height": 0.62, "centre": (0.5, 0.47)})
+                          "voice": spec.voice, "content": spec.content, "expression": spec.expression,
+                          "face_height": 0.62, "centre": (0.5, 0.47)})
     gt, _, _ = render_subject(spec, Path(path), duration_s=duration_s, fps=fps, size=size, speech=speech)
     return gt
 

@@ -134,10 +134,39 @@ def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
     return lm
 
 
+#: Landmarks found by :func:`preload_photos` (name -> landmarks, or None when no face).
+_PRELOADED: dict[str, np.ndarray | None] = {}
+
+
+def preload_photos(names: list[str]) -> dict[str, bool]:
+    """Find the landmarks of many built-in photographs in one FaceMesh session.
+
+    Starting MediaPipe costs about a second per call, so preparing dozens of photographs
+    one by one is slow; afterwards :func:`load_face` uses the stored landmarks. Returns
+    ``{name: whether a face was found}``.
+    """
+    import mediapipe as mp
+
+    from cdrscreen.core.native import quiet_native_stderr
+
+    todo = [n for n in names if n not in _PRELOADED]
+    if todo:
+        with quiet_native_stderr(), mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.5
+        ) as fm:
+            for name in todo:
+                img = _photo(name)
+                h, w = img.shape[:2]
+                res = fm.process(np.ascontiguousarray(img))
+                _PRELOADED[name] = (None if not res.multi_face_landmarks else np.array(
+                    [[p.x * w, p.y * h, p.z * w] for p in res.multi_face_landmarks[0].landmark]))
+    return {n: _PRELOADED[n] is not None for n in names}
+
+
 @functools.lru_cache(maxsize=16)
 def _photo_landmarks(name: str) -> tuple[np.ndarray, np.ndarray]:
     img = _photo(name)
-    lm = detect_landmarks(img)
+    lm = _PRELOADED[name] if name in _PRELOADED else detect_landmarks(img)
     if lm is None:
         raise CdrscreenError(f"face '{name}': MediaPipe finds no face in this photograph; pick another")
     img.setflags(write=False)

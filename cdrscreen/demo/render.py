@@ -8,7 +8,10 @@ How a frame is made (see :class:`FaceAnimator`):
    darker limbus) is drawn at the planted offset, with sub-pixel anti-aliasing and clipped
    to the opening, so the iris really moves relative to the eye corners. Eyelid closure
    fills the opening from the upper lid down with skin colour sampled above the eye.
-2. **Head, as a 3-D warp.** The 468 mesh landmarks (with MediaPipe's relative depth z),
+2. **Expression.** The face-mesh landmarks move by the planted expression controls
+   (smile, brow raise, ...; :mod:`cdrscreen.demo.expressions`) before the head warp, and
+   the texture follows them like it follows the jaw.
+3. **Head, as a 3-D warp.** The 468 mesh landmarks (with MediaPipe's relative depth z),
    a ring of points around the face (hair, ears, neck: they move with the head) and
    fixed points on the frame border (background: it stays still) are triangulated
    once (Delaunay on the still). Per frame the head points are back-projected with a
@@ -17,7 +20,7 @@ How a frame is made (see :class:`FaceAnimator`):
    id map is rasterised in depth order (far first, so the nose hides the far cheek) and
    each pixel's source position follows from its triangle's affine map: one
    ``cv2.remap`` per frame.
-3. **Camera.** Optional occluder (``face_visible`` False), lighting gain, Gaussian noise.
+4. **Camera.** Optional occluder (``face_visible`` False), lighting gain, Gaussian noise.
 
 All randomness (pixel noise) comes from ``numpy.random.default_rng(seed)``.
 """
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import Delaunay
 
+from cdrscreen.demo.expressions import CONTROLS, control_basis
 from cdrscreen.demo.faces import (
     EYE_UPPER_LEN,
     FACE_OVAL,
@@ -220,6 +224,10 @@ class FaceAnimator:
         self._z_pivot = z_pivot
         self._jaw = np.zeros(len(pts), bool)
         self._jaw[list(LOWER_FACE)] = True
+        # Expression controls: per-point pixel offsets at full intensity (the ring around
+        # the face stays put, so the head outline does not move with the expression).
+        self._expr = control_basis(lm, pts[:, :2], face.face_width)
+        self._expr[:, len(mesh):len(head)] = 0.0
         self._face_h = float(np.ptp(mesh[:, 1]))
         self._ys, self._xs = np.mgrid[0:h, 0:w].astype(np.float32)
         self._bank: np.ndarray | None = None
@@ -233,8 +241,11 @@ class FaceAnimator:
         return self._cxy + self.focal * p3[:, :2] / p3[:, 2:3]
 
     def head_points(self, yaw: float, pitch: float, roll: float, tx: float, ty: float,
-                    mouth_open: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Project the head points for one pose.
+                    mouth_open: float = 0.0,
+                    expression: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Project the head points for one pose (and facial expression).
+
+        ``expression`` holds the intensities of :data:`~cdrscreen.demo.expressions.CONTROLS`.
 
         Returns
         -------
@@ -250,6 +261,9 @@ class FaceAnimator:
         p = self._head3d.copy()
         if mouth_open:
             p[self._jaw, 1] += mouth_open * self._face_h
+        if expression is not None and np.any(expression):
+            shift = np.tensordot(np.asarray(expression, float), self._expr, axes=1)
+            p[:, :2] += shift * (p[:, 2:3] / self.focal)  # image offsets at each point's depth
         p = (p - self._pivot) @ rot.T + self._pivot
         p[:, 0] += tx
         p[:, 1] += ty
@@ -294,9 +308,10 @@ class FaceAnimator:
         # Source vertex matrices for the affine maps: (T, 3, 2).
         s_tri = src[tri]
         ids = np.empty((h, w), np.int32)
+        expr = np.stack([getattr(traj, c) for c in CONTROLS], axis=1)
         for i in range(traj.n_frames):
             xy, z, rot = self.head_points(traj.yaw[i], traj.pitch[i], traj.roll[i], traj.tx[i],
-                                          traj.ty[i], traj.mouth_open[i])
+                                          traj.ty[i], traj.mouth_open[i], expr[i])
             dst = np.vstack([xy[:n_head], self._border])
             depth = np.r_[z[:n_head], np.full(nb, 1e9)]
             d_tri = dst[tri]

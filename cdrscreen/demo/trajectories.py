@@ -21,6 +21,8 @@ camera; the subject faces the camera):
 - ``face_visible``: False paints an opaque occluder over the whole head for that frame.
 - ``gain``: multiplicative lighting gain; ``noise_sigma``: Gaussian pixel noise (0-255 scale).
 - ``mouth_open``: jaw drop as a fraction of the face height (0 closed; ~0.03 speaking).
+- ``smile``, ``brow_raise``, ``brow_lower``, ``frown``: facial-expression controls,
+  intensity 0 (neutral) to 1 (full); what each moves is in :mod:`cdrscreen.demo.expressions`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ DEFAULTS: dict[str, float | bool] = {
     "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "tx": 0.0, "ty": 0.0,
     "iris_dx": 0.0, "iris_dy": 0.0, "closure": 0.0, "face_visible": True,
     "gain": 1.0, "noise_sigma": 0.0, "mouth_open": 0.0,
+    "smile": 0.0, "brow_raise": 0.0, "brow_lower": 0.0, "frown": 0.0,
 }
 
 
@@ -62,6 +65,10 @@ class Trajectories:
     gain: np.ndarray
     noise_sigma: np.ndarray
     mouth_open: np.ndarray
+    smile: np.ndarray | float = 0.0
+    brow_raise: np.ndarray | float = 0.0
+    brow_lower: np.ndarray | float = 0.0
+    frown: np.ndarray | float = 0.0
 
     def __post_init__(self) -> None:
         lengths = {f.name: np.size(getattr(self, f.name)) for f in fields(self)}
@@ -81,6 +88,9 @@ class Trajectories:
             raise CdrscreenError("trajectory 'closure' must lie in [0, 1]")
         if np.any(self.gain <= 0) or np.any(self.noise_sigma < 0):
             raise CdrscreenError("trajectory 'gain' must be > 0 and 'noise_sigma' >= 0")
+        for name in ("smile", "brow_raise", "brow_lower", "frown"):
+            if np.any((getattr(self, name) < 0) | (getattr(self, name) > 1)):
+                raise CdrscreenError(f"trajectory '{name}' (expression intensity) must lie in [0, 1]")
 
     @classmethod
     def constant(cls, n_frames: int, **values: Any) -> Trajectories:

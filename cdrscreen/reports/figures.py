@@ -378,10 +378,35 @@ def speech_timing_figure(duration: float, speech: Sequence[tuple[float, float]],
     return fig
 
 
-def expression_figure(t: np.ndarray, values: Mapping[str, np.ndarray], ylabel: str = "probability") -> Figure:
-    """Expression timeline: one line per expression class (or embedding component)."""
-    fig, ax = _fig(WIDE, 2.4, top=0.15)
-    a = ax[0, 0]
+def expression_figure(t: np.ndarray, values: Mapping[str, np.ndarray], ylabel: str = "probability",
+                      labels: np.ndarray | None = None) -> Figure:
+    """Expression timeline: one line per expression class (or embedding component).
+
+    With ``labels`` (one class name per time point, e.g. the smoothed expression; anything
+    not in ``values`` is left blank) a strip above the lines shows which class holds when,
+    in the colour of that class's line.
+    """
+    names = list(values)
+    if labels is None:
+        fig, ax = _fig(WIDE, 2.4, top=0.15)
+        a = ax[0, 0]
+    else:
+        fig, ax = _fig(WIDE, 2.9, nrows=2, height_ratios=[1, 5], sharex=True, top=0.15, hspace=0.08)
+        strip, a = ax[0, 0], ax[1, 0]
+        lab = np.asarray(labels, dtype=object)
+        tt = np.asarray(t, float)
+        step = float(np.median(np.diff(tt))) if tt.size > 1 else 1.0
+        for i, name in enumerate(names):
+            on = lab == name
+            if not on.any():
+                continue
+            starts = np.flatnonzero(on & ~np.r_[False, on[:-1]])
+            ends = np.flatnonzero(on & ~np.r_[on[1:], False])
+            strip.broken_barh([(tt[s0] - step / 2, tt[e0] - tt[s0] + step) for s0, e0 in zip(starts, ends, strict=True)],
+                              (0, 1), color=CLASS_COLOURS[i % len(CLASS_COLOURS)])
+        strip.set_yticks([0.5], ["smoothed"])
+        strip.set_ylim(0, 1)
+        strip.tick_params(axis="x", labelbottom=False)
     for i, (name, v) in enumerate(values.items()):
         a.plot(t, v, lw=1, color=CLASS_COLOURS[i % len(CLASS_COLOURS)], label=name)
     a.set_xlabel("time (s)")

@@ -463,11 +463,15 @@ def _signals(rep: Report, own: pd.Series | None, sig: RecordingSignals | None,
     expr_frames = sig.get("expr", "frames")
     expr = expression_timeline(expr_frames) if expr_frames is not None else None
     if expr is not None:
-        rep.add_figure(F.expression_figure(expr["time"], expr["probs"]), "Expression timeline",
-                       section="Facial expression",
+        rep.add_figure(F.expression_figure(expr["time"], expr["probs"], labels=expr.get("smoothed")),
+                       "Expression timeline", section="Facial expression",
                        caption="Class probabilities of the expression embedder on the embedded tracked frames "
-                               "(aligned face crops, as in the expr features). Expression models are "
-                               "trained on posed and in-the-wild photos, not on older adults.")
+                               "(face crops made as the embedder's metadata says, as in the expr features)"
+                               + ("; the strip above shows the expression after the sliding-window majority "
+                                  "vote, from which the expr episode and transition features are counted"
+                                  if expr.get("smoothed") is not None else "")
+                               + ". Expression models are trained on posed and in-the-wild photos (the demo's "
+                               "on synthetic ones), not on older adults.")
     if frames is None:
         why = problem or ("the feature table has no per-frame signals for this recording (extract with the "
                           "pupil or headpose features and --out, which writes signals/ beside the table)")

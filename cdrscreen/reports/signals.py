@@ -192,11 +192,17 @@ def speech_activity(segments: pd.DataFrame, frames: pd.DataFrame | None) -> Spee
 
 
 def expression_timeline(frames: pd.DataFrame) -> dict[str, Any] | None:
-    """``time`` and one probability array per class from the ``expr`` ``frames`` signal."""
+    """Read the expression timeline from the ``expr`` ``frames`` signal.
+
+    Returns ``time``, one probability array per class (``probs``) and the class name after the
+    majority vote per frame (``smoothed``; None for signals written before the timeline was
+    smoothed), or None without probabilities.
+    """
     probs = {c.removeprefix("prob_"): frames[c].to_numpy(float) for c in frames.columns if c.startswith("prob_")}
     if not probs:
         return None
-    return {"time": frame_time(frames), "probs": probs}
+    smoothed = frames["expression"].astype(str).to_numpy() if "expression" in frames.columns else None
+    return {"time": frame_time(frames), "probs": probs, "smoothed": smoothed}
 
 
 def plottable_columns(df: pd.DataFrame, limit: int = 6) -> list[str]:
