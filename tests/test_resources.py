@@ -18,7 +18,7 @@ def test_shipped_files_live_inside_the_package() -> None:
     assert DEFAULT_PROTOCOL.is_relative_to(pkg) and DEFAULT_PROTOCOL.is_file()
     assert resource_path("extraction", "default.yaml").is_file()
     assert set(shipped_protocols()) == {"cdr_binary_loso", "cdr_3class_loso", "cdr_binary_grouped_kfold",
-                                        "ablation_all_groups", "fusion_compare"}
+                                        "ablation_all_groups", "fusion_compare", "demo_fusion_loso"}
     assert list_resources("extraction") == ["default"]
     globs = (ROOT / "pyproject.toml").read_text()
     assert '"resources/protocols/*.yaml"' in globs and '"resources/extraction/*.yaml"' in globs

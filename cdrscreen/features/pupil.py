@@ -95,7 +95,7 @@ class PupilParams(StrictModel):
     window: str = Field("hann", description="STFT window (scipy.signal.get_window name).")
     max_gap_s: float = Field(0.25, ge=0, description="Longest gap bridged by interpolation, seconds.")
     bands: list[tuple[float, float]] = Field(
-        [list(b) for b in DEFAULT_BANDS], description="Band-power bands [lo, hi) in Hz.")
+        DEFAULT_BANDS, description="Band-power bands [lo, hi) in Hz.")
     band_window_s: float = Field(2.0, gt=0, description="Welch window of the band powers, seconds.")
     saccade_lambda: float = Field(6.0, gt=0, description="Saccade threshold, multiples of the median-based velocity noise.")
     saccade_min_velocity: float = Field(30.0, ge=0, description="Lowest saccade threshold, degrees per second.")
