@@ -234,11 +234,14 @@ def summarise(disp: dict[str, np.ndarray], valid: np.ndarray, rate: float, activ
         out[f"{name}_p90"] = float(np.percentile(v, 90))
         out[f"{name}_speed"] = float(step.mean() * rate) if step.size else nan
         out[f"{name}_active"] = float((v > active_iod).mean())
-    allr = np.nanmean(np.vstack(stack), axis=0) if stack and np.isfinite(np.vstack(stack)).any() else None
-    if allr is None:
+    m = np.vstack(stack) if stack else np.empty((0, 0))
+    seen = np.isfinite(m).any(axis=0) if m.size else np.zeros(0, bool)
+    if not seen.any():
         out["overall_mean"] = out["overall_active"] = nan
     else:
-        a = allr[np.isfinite(allr)]
+        # frame-wise mean over the regions measured in that frame (frames with none are skipped,
+        # so numpy never averages an empty slice)
+        a = np.nanmean(m[:, seen], axis=0)
         out["overall_mean"] = float(a.mean())
         out["overall_active"] = float((a > active_iod).mean())
     return out
