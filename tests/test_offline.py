@@ -150,7 +150,7 @@ def test_demo_pipeline_runs_offline(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(
         [*_netns_prefix(), sys.executable, "-m", "cdrscreen", "demo", "--out", str(out),
-         "--subjects", "6", "--jobs", "2"],
+         "--subjects", "6", "--jobs", "2", "--no-ablation"],
         env=env, capture_output=True, text=True, timeout=840, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
