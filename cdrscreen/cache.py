@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from cdrscreen.core.io import file_sha256, write_json, write_parquet
 from cdrscreen.core.errors import CdrscreenError
+from cdrscreen.core.io import file_sha256, write_json, write_parquet
 
 #: Bump when the on-disk layout of cache entries changes.
 CACHE_FORMAT = 1

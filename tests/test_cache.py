@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cdrscreen.core.io import atomic_path, write_json
 from cdrscreen.cache import FeatureCache
 from cdrscreen.core.errors import CdrscreenError
+from cdrscreen.core.io import atomic_path, write_json
 from cdrscreen.features import get_extractor
 from cdrscreen.features.base import Extractor, run_extractors
 from cdrscreen.study import Study

@@ -272,8 +272,8 @@ def test_class_effects_ordered_but_overlapping():
 
 
 def test_class_counts_and_bad_arguments():
-    from cdrscreen.demo import Trajectories, build_cohort, class_counts, load_face
     from cdrscreen.core.errors import CdrscreenError
+    from cdrscreen.demo import Trajectories, build_cohort, class_counts, load_face
 
     assert class_counts(24) == {0.5: 8, 1.0: 8, 2.0: 8}
     assert class_counts(40, "prototype") == {0.5: 17, 1.0: 19, 2.0: 4}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cdrscreen.core.io import atomic_path
 from cdrscreen.core.errors import CdrscreenError
+from cdrscreen.core.io import atomic_path
 
 SYNTHETIC_TAG = "SYNTHETIC demo recording made by cdrscreen for pipeline checking only; not patient data"
 _AUDIO_CHUNK = 1024  # AAC frame size

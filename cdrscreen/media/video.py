@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cdrscreen.core.io import check_input_file
 from cdrscreen.core.errors import InputError
+from cdrscreen.core.io import check_input_file
 
 #: A video is reported as truncated when fewer than this fraction of the frames its header
 #: declares decode (and more than 2 are missing): a cut-off file must not pass as a short one.

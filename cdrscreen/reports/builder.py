@@ -34,8 +34,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from cdrscreen.core.io import write_text
 from cdrscreen.core.errors import CdrscreenError
+from cdrscreen.core.io import write_text
 
 #: Plain-language caution printed at the top of every report.
 RESEARCH_CAUTION = (
