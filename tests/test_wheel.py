@@ -1,10 +1,11 @@
-"""The built wheel carries its protocols and presets: installed alone, ``cdrscreen evaluate`` runs.
+"""The built wheel carries its protocols and presets: installed alone, ``evaluate`` and ``demo`` run.
 
 ``pip wheel --no-deps .`` on a copy of the source tree, installed with ``--no-deps`` into a
 fresh virtual environment that sees the test environment's third-party packages through a
 plain path entry (no editable hook, so the source tree is not importable there). Then,
 from a folder outside the repository, ``cdrscreen evaluate`` runs the default shipped
-protocol on a small feature table.
+protocol on a small feature table, and ``cdrscreen demo`` runs end to end (cohort, extraction,
+the shipped demo protocol, reports).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> 
 
 
 @pytest.mark.slow
-def test_wheel_installed_alone_evaluates_with_the_shipped_protocol(tmp_path: Path) -> None:
+def test_wheel_installed_alone_runs_evaluate_and_the_demo(tmp_path: Path) -> None:
     src = tmp_path / "src"
     for part in ("cdrscreen", "fer_backbone"):
         shutil.copytree(ROOT / part, src / part, ignore=shutil.ignore_patterns("__pycache__"))
@@ -66,3 +67,12 @@ def test_wheel_installed_alone_evaluates_with_the_shipped_protocol(tmp_path: Pat
           "--jobs", "2"], work, env, timeout=1500)
     metrics = json.loads((work / "run" / "metrics.json").read_text())
     assert metrics["protocol"] == "cdr_binary_loso" and metrics["models"]
+
+    # the demo end to end from the wheel (cohort -> extraction -> evaluation with the shipped demo
+    # protocol -> reports); without `expr`, so no expression model is trained here
+    _run([str(venv / "bin" / "cdrscreen"), "demo", "--out", "demo", "--subjects", "6", "--jobs", "2",
+          "--no-ablation", "--features", "pupil,headpose,timing,language"], work, env, timeout=1500)
+    demo = json.loads((work / "demo" / "run" / "metrics.json").read_text())
+    assert demo["protocol"] == "demo_fusion_loso" and demo["models"]
+    assert (work / "demo" / "run" / "reports" / "study.html").is_file()
+    assert len(list((work / "demo" / "run" / "reports").rglob("*.html"))) >= 7  # study + 6 patients
