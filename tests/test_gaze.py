@@ -91,3 +91,16 @@ def test_frames_without_a_face_or_pose_are_nan_and_split_the_video() -> None:
     assert e.drop(index=[20, 21, 22, 30]).notna().all().all()
     empty = eye_in_head(table.iloc[:0], lm[:0], W, H)
     assert list(empty.columns) == ["eye_yaw", "eye_pitch"] and empty.empty
+
+
+def test_the_eye_signal_is_a_spec_setting_checked_in_one_line() -> None:
+    from cdrscreen.core.errors import CdrscreenError
+    from cdrscreen.extract_spec import load_spec
+    from cdrscreen.features.headpose import HeadPoseExtractor
+
+    spec = load_spec(None, ["groups.headpose.eye_in_head=head"], features="headpose")
+    params = spec.group_params("headpose")
+    assert params["eye_in_head"] == "head"
+    assert HeadPoseExtractor(**params).describe()["config"]["eye_in_head"] == "head"
+    with pytest.raises(CdrscreenError, match="groups.headpose.eye_in_head: Input should be 'corners' or 'head'"):
+        load_spec(None, ["groups.headpose.eye_in_head=eyes"], features="headpose")
