@@ -133,7 +133,8 @@ class ModelPlan:
         """Tune an SVM on its decision function (no Platt calibration needed to rank C)."""
         head = self.head
         clf = head.steps[-1][1] if isinstance(head, Pipeline) else head
-        return self.prep is not None and isinstance(clf, SVC) and bool(clf.probability)
+        svm = isinstance(clf, SVC) or getattr(clf, "tunes_on_decision", False)
+        return self.prep is not None and svm and bool(clf.probability)
 
 
 def plan_model(spec: ModelSpec, data: Dataset, seed: int, groups: list[str] | None = None) -> ModelPlan:
