@@ -74,7 +74,7 @@ def _plan_blocks(plan: cv.ModelPlan) -> set[tuple[str, tuple]]:
 
 
 def _permutation_path(plan: cv.ModelPlan, protocol: Protocol) -> Any:
-    """The permutation function of ``plan``: batched ridge, cached-kernel SVM, or the estimator path."""
+    """Return the permutation function of ``plan``: batched ridge, cached-kernel SVM or the estimator path."""
     if fast.supports(plan, protocol):
         return fast.permutation_scores
     if fast_svm.supports(plan, protocol):
