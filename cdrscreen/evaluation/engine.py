@@ -200,8 +200,9 @@ def run_plans(
         tasks, owners, sizes = [], [], []
         for p, plan in enumerate(plans):
             per_task = n_workers if fast.supports(plan, protocol) else 2 * n_workers
-            # the batched ridge path solves a whole chunk at once: fewer, larger chunks
-            steps = 10 if fast.supports(plan, protocol) else 50
+            # the batched ridge path solves a whole chunk at once, the cached-kernel SVM path
+            # computes each fold's kernels once per chunk: fewer, larger chunks
+            steps = 10 if fast.supports(plan, protocol) else 20 if fast_svm.supports(plan, protocol) else 50
             perm_size = max(1, min(-(-n_permutations // per_task), -(-n_permutations // steps)))
             ids_of_plan = _plan_blocks(plan)
             mine = put({k: v for k, v in blocks.items() if (k[0], k[1]) in ids_of_plan})
