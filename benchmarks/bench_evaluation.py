@@ -107,7 +107,7 @@ def _watch(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
             try:
                 rss = p.memory_info().rss / 2**20
                 t = p.cpu_times()
-                cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                cpu[p.pid] = t.user + t.system  # own time only: reaped workers are sampled themselves
             except psutil.Error:
                 continue
             total += rss
