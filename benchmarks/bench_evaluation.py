@@ -72,6 +72,7 @@ LEARNERS = {
     "ridge": {"name": "ridge", "learner": "ridge", "grid": {"alpha": [1.0, 10.0, 100.0]}},
 }
 LEARNER = "svm"
+TARGET = 1000  #: permutations the --study figures are given for (measured, or extrapolated linearly)
 
 
 def protocol(scheme: str, n_perm: int, n_boot: int) -> dict:
@@ -197,7 +198,7 @@ def study(args: argparse.Namespace) -> None:
                         "--permutations", str(n_sk), "--jobs", str(args.jobs)], env)
             out = json.loads(m.pop("output").strip().splitlines()[-1])
             # the observed score is one more run of the same work: n_sk + 1 runs, 1,001 at 1,000
-            runs, target = n_sk + 1, args.permutations + 1
+            runs, target = n_sk + 1, TARGET + 1
             start_wall = m["wall_s"] - out["wall_s_in_call"]
             start_cpu = out["cpu_s_before_call"]
             row = {"tool": "sklearn permutation_test_score", "subjects": n, "permutations": n_sk, **m,
@@ -207,13 +208,29 @@ def study(args: argparse.Namespace) -> None:
                    "load_average_before": load0, "load_average_after": os.getloadavg()}
             print(json.dumps(row), flush=True)
             rows.append(row)
+    if args.permutations < TARGET:  # cdrscreen: slope between two permutation counts, extended to 1,000
+        for n in args.study_subjects:
+            mine = sorted((r for r in rows if r["tool"] == "cdrscreen evaluate" and r["subjects"] == n),
+                          key=lambda r: r["permutations"])
+            if len(mine) >= 2:
+                a, b = mine[0], mine[-1]
+                for k in ("wall_s", "cpu_s"):
+                    slope = (b[k] - a[k]) / (b["permutations"] - a["permutations"])
+                    b[f"extrapolated_{k}_at_1000"] = round(b[k] + slope * (TARGET - b["permutations"]), 1)
+    if args.include_rows:  # rows of an earlier invocation (JSON lines in its log)
+        lines = Path(args.include_rows).read_text().splitlines()
+        rows = [json.loads(x) for x in lines if x.startswith('{"tool"')] + rows
     ratios = {}
-    for n in args.study_subjects:
-        ours = next(r for r in rows if r["tool"] == "cdrscreen evaluate" and r["subjects"] == n
-                    and r["permutations"] == args.permutations)
+    for n in sorted({r["subjects"] for r in rows}):
+        ours = max((r for r in rows if r["tool"] == "cdrscreen evaluate" and r["subjects"] == n),
+                   key=lambda r: r["permutations"])
         sk = next(r for r in rows if r["tool"] != "cdrscreen evaluate" and r["subjects"] == n)
-        ratios[str(n)] = {"wall_sklearn_over_cdrscreen": round(sk["extrapolated_wall_s_at_1000"] / ours["wall_s"], 1),
-                          "cpu_sklearn_over_cdrscreen": round(sk["extrapolated_cpu_s_at_1000"] / ours["cpu_s"], 1)}
+        wall = ours.get("extrapolated_wall_s_at_1000", ours["wall_s"])
+        cpu = ours.get("extrapolated_cpu_s_at_1000", ours["cpu_s"])
+        ratios[str(n)] = {"cdrscreen_wall_s_at_1000": wall, "cdrscreen_cpu_s_at_1000": cpu,
+                          "cdrscreen_measured_permutations": ours["permutations"],
+                          "wall_sklearn_over_cdrscreen": round(sk["extrapolated_wall_s_at_1000"] / wall, 1),
+                          "cpu_sklearn_over_cdrscreen": round(sk["extrapolated_cpu_s_at_1000"] / cpu, 1)}
     out = {
         "benchmark": "permutation test of the shipped cdr_binary_loso SVM model (svm_early), fresh processes",
         "jobs": args.jobs, "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
@@ -222,14 +239,16 @@ def study(args: argparse.Namespace) -> None:
                   "sklearn side: permutation_test_score(GridSearchCV(pipeline), cv=explicit LOSO splits, "
                   "scoring='accuracy' per one-subject fold), run with fewer permutations and extrapolated "
                   "linearly: start-up + (time of the call / (n + 1)) x 1,001; the CPU of its workers' "
-                  "start-up is counted as permutation work (slightly pessimistic for scikit-learn)"),
+                  "start-up is counted as permutation work (slightly pessimistic for scikit-learn); "
+                  "cdrscreen run with fewer than 1,000 permutations: extended linearly from two permutation "
+                  "counts (extrapolated_*_at_1000)"),
         "rows": rows, "ratios": ratios,
         "python": platform.python_version(), "platform": platform.platform(),
     }
     print(json.dumps(out, indent=2))
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / "bench_evaluation_permutations.json").write_text(json.dumps(out, indent=2) + "\n")
+    (res_dir / args.out_name).write_text(json.dumps(out, indent=2) + "\n")
 
 
 def main() -> None:
@@ -246,6 +265,8 @@ def main() -> None:
     ap.add_argument("--flat-check", type=int, nargs="*", default=[100],
                     help="--study: also run these permutation counts at the largest size (memory vs permutations)")
     ap.add_argument("--sklearn-permutations", type=int, default=5)
+    ap.add_argument("--out-name", default="bench_evaluation_permutations.json", help=argparse.SUPPRESS)
+    ap.add_argument("--include-rows", help="--study: also report the rows of an earlier run's log (JSON lines)")
     ap.add_argument("--sklearn-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sklearn_child:
