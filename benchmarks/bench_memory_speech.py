@@ -5,7 +5,7 @@ A real-voice clip (alsa-utils' seven spoken channel names under /usr/share/sound
 at 16 kHz and at 48 kHz, in a temporary folder (never kept). For each file,
 ``cdrscreen extract`` runs in a fresh child process with the speech groups
 (``--features mfcc,gemaps,timing``: the speech groups of ``cdrscreen extract`` that need
-no transcript), a one-row manifest and an empty cache, and the benchmark records its peak
+no transcript; and ``mfcc,timing``, without openSMILE), a one-row manifest and an empty cache, and the benchmark records its peak
 resident memory (``ru_maxrss`` of that child from ``os.wait4``), its CPU seconds (user +
 system) and wall seconds. A 1-minute run first fills the numba cache (not recorded).
 
@@ -72,14 +72,14 @@ def write_looped(path: Path, clip: np.ndarray, sr: int, minutes: float) -> None:
             done += part.size
 
 
-def run_extract(wav: Path, work: Path, src: Path) -> dict:
+def run_extract(wav: Path, work: Path, src: Path, features: str = FEATURES) -> dict:
     """Run ``cdrscreen extract`` on a one-row manifest in a child process; its peak RSS and CPU."""
     manifest = work / "study.csv"
     manifest.write_text(f"subject,session,audio,cdr\nS01,1,{wav},0.5\n", encoding="utf-8")
     cache = Path(tempfile.mkdtemp(dir=work, prefix="cache-"))
     env = dict(os.environ, PYTHONPATH=str(src), CDRSCREEN_NO_PROGRESS="1", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "cdrscreen", "extract", str(manifest), "--features", FEATURES,
+    cmd = [sys.executable, "-m", "cdrscreen", "extract", str(manifest), "--features", features,
            "--out", str(work / "features.parquet"), "--cache", str(cache), "--no-progress"]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -95,39 +95,48 @@ def run_extract(wav: Path, work: Path, src: Path) -> dict:
             "wall_s": round(wall, 2), "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
-def measure(src: Path, minutes: list[float], rates: list[int], work: Path, label: str) -> dict:
+def measure(src: Path, minutes: list[float], rates: list[int], work: Path, label: str,
+            features: list[str]) -> dict:
     out: dict = {}
     for sr in rates:
         clip = voice_clip(sr)
-        rows = {}
         warm = work / f"warm_{sr}.wav"
         write_looped(warm, clip, sr, 1)
         run_extract(warm, work, src)  # numba cache, first imports
         warm.unlink()
+        runs: dict = {fs: {} for fs in features}
         for m in minutes:
             wav = work / f"voice_{sr}_{m:g}min.wav"
             write_looped(wav, clip, sr, m)
-            r = run_extract(wav, work, src)
-            r["audio_min"] = m
-            rows[f"{m:g}"] = r
+            for fs in features:
+                r = run_extract(wav, work, src, fs)
+                r["audio_min"] = m
+                runs[fs][f"{m:g}"] = r
+                print(f"[{label}] {fs} {sr} Hz {m:g} min: peak {r['peak_rss_mb']} MB, {r['cpu_s']} CPU-s, "
+                      f"{r['wall_s']} s wall (load {r['load_before']} -> {r['load_after']})", flush=True)
             wav.unlink()
-            print(f"[{label}] {sr} Hz {m:g} min: peak {r['peak_rss_mb']} MB, {r['cpu_s']} CPU-s, "
-                  f"{r['wall_s']} s wall (load {r['load_before']} -> {r['load_after']})", flush=True)
-        lo, hi = f"{min(minutes):g}", f"{max(minutes):g}"
-        summary = {
-            "peak_rss_ratio_max_over_min": round(rows[hi]["peak_rss_mb"] / rows[lo]["peak_rss_mb"], 3),
-            "rss_growth_mb_per_audio_min": round(
-                (rows[hi]["peak_rss_mb"] - rows[lo]["peak_rss_mb"]) / (max(minutes) - min(minutes)), 3),
-            "cpu_s_per_audio_min": round((rows[hi]["cpu_s"] - rows[lo]["cpu_s"]) / (max(minutes) - min(minutes)), 3),
-        }
-        out[str(sr)] = {"runs": rows, **summary}
+        out[str(sr)] = {fs: summarise(rows, minutes) for fs, rows in runs.items()}
     return out
+
+
+def summarise(rows: dict, minutes: list[float]) -> dict:
+    """Ratio and slopes between the shortest and the longest recording."""
+    lo, hi = f"{min(minutes):g}", f"{max(minutes):g}"
+    return {
+        "peak_rss_ratio_max_over_min": round(rows[hi]["peak_rss_mb"] / rows[lo]["peak_rss_mb"], 3),
+        "rss_growth_mb_per_audio_min": round(
+            (rows[hi]["peak_rss_mb"] - rows[lo]["peak_rss_mb"]) / (max(minutes) - min(minutes)), 3),
+        "cpu_s_per_audio_min": round((rows[hi]["cpu_s"] - rows[lo]["cpu_s"]) / (max(minutes) - min(minutes)), 3),
+        "runs": rows,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     ap.add_argument("--rates", type=int, nargs="+", default=[16000, 48000])
+    ap.add_argument("--features", nargs="+", default=[FEATURES, "mfcc,timing"],
+                    help="feature sets, each measured on every file")
     ap.add_argument("--src", type=Path, default=None, help="another cdrscreen source tree to measure the same way")
     ap.add_argument("--src-minutes", type=float, nargs="+", default=[1, 10])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory_speech.json")
@@ -141,17 +150,17 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench-mem-speech-") as tmp:
         work = Path(tmp)
-        result["this_tree"] = measure(ROOT, args.minutes, args.rates, work, "this tree")
+        result["this_tree"] = measure(ROOT, args.minutes, args.rates, work, "this tree", args.features)
         if args.src is not None:
             result["other_tree"] = {"src": str(args.src),
-                                    **measure(args.src, args.src_minutes, args.rates, work, "other tree")}
+                                    **measure(args.src, args.src_minutes, args.rates, work, "other tree", args.features)}
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".tmp")
     tmp_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     tmp_out.replace(args.out)
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in result["this_tree"].items()},
-                     indent=2))
+    print(json.dumps({sr: {fs: {k: v for k, v in d.items() if k != "runs"} for fs, d in sets.items()}
+                      for sr, sets in result["this_tree"].items()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ _DELTA_HALF = 4  # librosa.feature.delta(width=9) reaches 4 frames either side
 
 def iter_mfcc_blocks(
     x: AudioSignal, n_mfcc: int = 13, n_mels: int = 40, folder: str | os.PathLike[str] | None = None,
-    frames_per_block: int = FRAMES_PER_BLOCK,
+    frames_per_block: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_frame, block)`` of the matrix :func:`mfcc_matrix` returns, block by block.
 
@@ -119,6 +119,7 @@ def iter_mfcc_blocks(
     import librosa
     import scipy.fft
 
+    frames_per_block = FRAMES_PER_BLOCK if frames_per_block is None else int(frames_per_block)
     sr = x.sr
     hop, win, n_fft = _frame_params(sr)
     n_frames = 1 + len(x) // hop
