@@ -137,7 +137,9 @@ class TrackConfig:
     flow_win : int
         Lucas-Kanade window (px) of the skin-point head pose (:mod:`cdrscreen.tracking.flow`).
     flow_levels : int
-        Pyramid levels of that optical flow.
+        Pyramid levels of that optical flow above full resolution (1: half resolution
+        too; 3 tracked a planted pose sweep no better and cost about twice the CPU, see
+        ``docs/features-visual.md``).
     verify_every : int
         The mesh tracker can cling for a few frames to something that is no longer a face
         (a hand or an object in front of it). A tracked face is therefore confirmed by
@@ -153,7 +155,7 @@ class TrackConfig:
     blink_ratio: float = 0.8
     verify_every: int = 10
     flow_win: int = 15
-    flow_levels: int = 3
+    flow_levels: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form including the track format version."""

@@ -93,7 +93,9 @@ class FlowParams:
     win : int
         Lucas-Kanade window side, pixels.
     levels : int
-        Pyramid levels above the full-resolution image.
+        Pyramid levels above the full-resolution image (the search starts from each
+        point's previous position, so one level covers frame-to-frame motion of about
+        ``win`` pixels).
     margin : float
         Extra clearance (px) between a point's window and an eye opening's bounding box.
     fb_max : float
@@ -116,7 +118,7 @@ class FlowParams:
     """
 
     win: int = 15
-    levels: int = 3
+    levels: int = 1
     margin: float = 2.0
     fb_max: float = 1.0
     resid_px: float = 1.0
