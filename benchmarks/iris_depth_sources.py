@@ -13,7 +13,8 @@ midpoints 159/145, 386/374). The extractor takes its depth from
 :func:`cdrscreen.features.gaze.eye_in_head`; the script patches that function with the
 depth fixed to each source in turn. It also reports how the per-frame contour depth at
 the iris moves with the iris (SD over frames and the correlation with the iris's
-vertical position in the head).
+vertical position in the head), and, on ``ind_rot_v``, where a fixed depth swept from 8 mm
+in front of to 2 mm behind the iris landmarks' depth puts the zero of ``corr_pos_v_r``.
 
 Usage: ``python benchmarks/iris_depth_sources.py``; writes
 ``benchmarks/results/iris_depth_sources.json`` and prints a markdown table.
@@ -62,6 +63,23 @@ def stability(tr: object) -> dict[str, float]:
     return {"lids_sd_mm": float(np.std(z)), "r_lids_depth_iris_y": float(np.corrcoef(z, y)[0, 1])}
 
 
+def _r(path: Path, depth: float) -> dict[str, float]:
+    with mock.patch.object(gaze, "eye_in_head", functools.partial(gaze.eye_in_head, depth_mm=depth)):
+        hp = HeadPoseExtractor(eye_in_head="head").process_file(path).iloc[0]
+    return {k: float(hp[f"headpose__{k}"]) for k in STATS}
+
+
+def zero_offset(path: Path, depth: float) -> float:
+    """Offset (mm, < 0: in front) from ``depth`` where ``corr_pos_v_r`` crosses 0 (linear interpolation)."""
+    off = np.arange(-8.0, 2.01, 0.5)
+    r = np.array([_r(path, depth + o)["corr_pos_v_r"] for o in off])
+    k = np.flatnonzero(np.diff(np.sign(r)) != 0)
+    if not k.size:
+        return float("nan")
+    i = k[-1]
+    return float(off[i] - r[i] * (off[i + 1] - off[i]) / (r[i + 1] - r[i]))
+
+
 def run(tmp: Path) -> list[dict]:
     out = []
     for face in VALIDATION_FACES:
@@ -74,9 +92,9 @@ def run(tmp: Path) -> list[dict]:
             tr = track_video(p)
             row = {"face": face, "case": case.name, "depth_mm": depths(tr), **stability(tr)}
             for src, d in row["depth_mm"].items():
-                with mock.patch.object(gaze, "eye_in_head", functools.partial(gaze.eye_in_head, depth_mm=d)):
-                    hp = HeadPoseExtractor(eye_in_head="head").process_file(p).iloc[0]
-                row[src] = {k: float(hp[f"headpose__{k}"]) for k in STATS}
+                row[src] = _r(p, d)
+            if case.name == "ind_rot_v":
+                row["zero_r_offset_mm"] = zero_offset(p, row["depth_mm"]["iris"])
             out.append(row)
     return out
 
@@ -106,6 +124,9 @@ def main() -> None:
     part.write_text(json.dumps(res, indent=1))
     part.replace(out)
     print(table(rows))
+    for e in rows:
+        if "zero_r_offset_mm" in e:
+            print(f"{e['face']} ind_rot_v: r = 0 at {e['zero_r_offset_mm']:+.1f} mm from the iris landmarks' depth")
 
 
 if __name__ == "__main__":

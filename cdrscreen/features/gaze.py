@@ -21,7 +21,10 @@ stored landmarks (nothing per frame is added to tracking):
    are back-projected with MediaPipe's relative depth exactly as the skin points are
    (:meth:`cdrscreen.tracking.flow.SkinFlow.backproject`) and rotated into the head; the
    median over frames and both eyes is the depth (both irises lie at one depth in a
-   symmetric head). It is a property of the face, not fitted to the gaze.
+   symmetric head). It is a property of the face, not fitted to the gaze. With
+   ``depth_from="lids"`` the depth is instead that of the surface of the eye-contour
+   landmarks at the iris (measured against the default in ``docs/features-visual.md``:
+   it lowers the vertical leak but does not remove it, so the default stays ``"iris"``).
 3. **Iris in the head**: the camera ray through each observed iris centre is cut with
    that plane and the cut point is expressed in head coordinates (x toward the
    subject's left, y down). Head rotation and translation change the ray and the plane
