@@ -13,13 +13,24 @@ Measures, in one run on at most 2 CPU cores:
   geometry, no caching (single-face, i.e. the cheaper static variant);
 * the effect of ``--stride`` on every pupil/headpose feature (relative change vs stride 1).
 
+``--bound`` measures only the headline ratio of tracking to its bare loop instead: on one
+real-face clip (default 640x360 at 30 fps, 16 s = 480 frames, rendered from a real face
+photograph with planted head motion), alternating for ``--rounds`` rounds, the *bare
+loop* (PyAV decoding in a background thread + MediaPipe FaceMesh with iris refinement in
+video mode, one face, nothing else) and :func:`cdrscreen.tracking.face.track_video`
+(everything ``cdrscreen extract --features pupil,headpose`` computes per frame), each as
+frames per CPU-second of this process (``time.process_time``: all threads). The result is
+the median over rounds of track / bare (target >= 0.9), written to
+``benchmarks/results/bench_visual_bound.json`` with the load average of every round.
+
 The machine may be shared: besides wall-clock speed, the CPU time this process used is
 recorded (``cpu_fps`` = frames per CPU-second, summed over its threads), and the load
 average before and after is saved with the results. Speeds are reported as frames per second, as a ratio to the video's own frame rate
 (real-time factor), and as a ratio to the naive baseline. Results go to
 ``benchmarks/results/bench_visual.json``.
 
-Usage: ``python benchmarks/bench_visual.py [--seconds 20] [--fps 30] [--size 640x480]``
+Usage: ``python benchmarks/bench_visual.py [--seconds 20] [--fps 30] [--size 640x480]``,
+``python benchmarks/bench_visual.py --bound [--rounds 5]`` (defaults then 16 s, 30 fps, 640x360)
 """
 
 from __future__ import annotations
@@ -75,6 +86,69 @@ def naive_track(path: Path) -> tuple[int, float, float]:
                 frame_features(p, w, h)
             n += 1
     return n, time.perf_counter() - t0, _cpu() - c0
+
+
+def bare_loop(path: Path) -> tuple[int, float]:
+    """The bound: background PyAV decoding + FaceMesh (iris, video mode, one face); (frames, CPU s)."""
+    import mediapipe as mp
+
+    from cdrscreen.core.native import quiet_native_stderr
+    from cdrscreen.media.video import iter_frames
+    from cdrscreen.tracking.face import TrackConfig, _prefetch
+
+    cfg = TrackConfig()
+    c0 = time.process_time()
+    n = 0
+    with quiet_native_stderr():
+        mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=cfg.min_detection_confidence,
+            min_tracking_confidence=cfg.min_tracking_confidence)
+    with mesh:
+        for fr in _prefetch(iter_frames(path)):
+            mesh.process(fr.rgb)
+            n += 1
+    return n, time.process_time() - c0
+
+
+def bound(args: argparse.Namespace) -> None:
+    """Track vs bare loop, frames per CPU-second, alternating rounds (see module docstring)."""
+    from cdrscreen.demo.cohort import make_clip
+    from cdrscreen.tracking import face
+
+    w, h = (int(x) for x in args.size.split("x"))
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "real_face.mp4"
+        make_clip(video, duration_s=args.seconds, fps=args.fps, size=(w, h), speech=False, cdr=1.0, seed=3)
+        bare_loop(video)  # warm-up: model loads, caches
+        timed_track(video, 1)
+        for i in range(args.rounds):
+            load = os.getloadavg()[0]
+            nb, cb = bare_loop(video)
+            tr, _, ct = timed_track(video, 1)
+            nt = len(tr.table)
+            rounds.append({"bare_fps_cpu": nb / cb, "track_fps_cpu": nt / ct, "ratio": (nt / ct) / (nb / cb),
+                           "bare_ms_cpu": cb / nb * 1e3, "track_ms_cpu": ct / nt * 1e3,
+                           "frames": nt, "loadavg_before_after": [load, os.getloadavg()[0]]})
+            r = rounds[-1]
+            print(f"round {i + 1}: bare {r['bare_fps_cpu']:.1f}, track {r['track_fps_cpu']:.1f} frames per "
+                  f"CPU-second, ratio {r['ratio']:.3f} (load {load:.1f})", flush=True)
+        success = float(tr.table["success"].mean())
+        face._MEMO.clear()
+    ratios = [r["ratio"] for r in rounds]
+    res = {"video": {"seconds": args.seconds, "fps": args.fps, "size": [w, h], "frames": rounds[0]["frames"],
+                     "face": "astronaut (make_clip seed 3)", "success_fraction": success},
+           "rounds": rounds, "median_ratio": float(np.median(ratios)), "min_ratio": float(min(ratios)),
+           "max_ratio": float(max(ratios)),
+           "median_overhead_ms_cpu": float(np.median([r["track_ms_cpu"] - r["bare_ms_cpu"] for r in rounds])),
+           "target": "track >= 0.9 x bare frames per CPU-second", "meets_target": float(np.median(ratios)) >= 0.9,
+           "machine": platform.processor() or platform.machine(), "cores": limit_cores(2)}
+    out = args.out if args.out is not None else ROOT / "benchmarks" / "results" / "bench_visual_bound.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    print(f"median track / bare = {res['median_ratio']:.3f} (min {res['min_ratio']:.3f}, max {res['max_ratio']:.3f}); "
+          f"wrote {out}")
 
 
 def timed_track(path: Path, stride: int, max_faces: int = 2):  # noqa: ANN201
@@ -140,12 +214,22 @@ def stride_effect(tracks: dict[int, object]) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--fps", type=float, default=30.0)
-    ap.add_argument("--size", default="640x480")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_visual.json")
+    ap.add_argument("--size", default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--bound", action="store_true", help="only track vs the bare decode + mesh loop")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     cores = limit_cores(2)
+    if args.bound:
+        args.seconds = 16.0 if args.seconds is None else args.seconds
+        args.size = args.size or "640x360"
+        bound(args)
+        return
+    args.seconds = 20.0 if args.seconds is None else args.seconds
+    args.size = args.size or "640x480"
+    args.out = args.out or ROOT / "benchmarks" / "results" / "bench_visual.json"
     w, h = (int(x) for x in args.size.split("x"))
 
     from cdrscreen.demo.cohort import make_clip

@@ -249,17 +249,33 @@ def embed_track(track: FaceTrack, embedder: Embedder, every: int = 5,
     rows = np.arange(0, len(table), max(int(every), 1))
     want = {int(table["frame"].iloc[r]): r for r in rows if bool(table["success"].iloc[r])}
     size = embedder.input_size
-    crops, got = [], []
+    crops: list[np.ndarray] = []
+    got: list[int] = []
+    embs, probs_parts = [], []
+
+    def run_batch() -> None:  # crops are embedded a batch at a time: memory stays one batch
+        e, p = embedder(np.stack(crops), batch_size)
+        embs.append(e)
+        probs_parts.append(p)
+        crops.clear()
+
     if want:
         last = max(want)
         for fr in iter_frames(track.path, stride=track.config.stride):
             if fr.index in want:
                 r = want[fr.index]
-                crops.append(embedder.crop(fr.rgb, track.landmarks[r]))
+                crops.append(embedder.crop(fr.rgb, np.asarray(track.landmarks[r])))
                 got.append(r)
+                if len(crops) == batch_size:
+                    run_batch()
             if fr.index >= last:
                 break
-    emb, probs = embedder(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), batch_size)
+    if crops:
+        run_batch()
+    if embs:
+        emb, probs = np.concatenate(embs), np.concatenate(probs_parts)
+    else:
+        emb, probs = embedder(np.zeros((0, size, size, 3), np.uint8), batch_size)
     d, k = emb.shape[1], probs.shape[1]
     e_all = np.full((len(rows), d), np.nan, np.float32)
     p_all = np.full((len(rows), k), np.nan, np.float32)

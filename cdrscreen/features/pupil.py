@@ -150,7 +150,8 @@ class PupilExtractor(TrackedExtractor):
     prefix: ClassVar[str] = "pupil"
     #: 2: variable-frame-rate tracks resampled onto even time steps.
     #: 3: saccades by a median-based velocity threshold in degrees; band powers in Hz.
-    version: ClassVar[int] = 3
+    #: 4: eye widths and iris radii from the track's columns (float32 track table).
+    version: ClassVar[int] = 4
     Params = PupilParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
     key_features: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -321,21 +322,29 @@ class PupilExtractor(TrackedExtractor):
 
 
 def eye_widths_per_iris_radius(track: FaceTrack) -> float:
-    """Median eye width (corner to corner) over median iris radius, from the track's landmarks.
+    """Median eye width (corner to corner) over median iris radius, from the track.
 
-    Converts the track's eye-relative pupil position (eye widths) to iris radii. NaN when
-    no frame was tracked.
+    Converts the track's eye-relative pupil position (eye widths) to iris radii. Uses the
+    track's per-frame ``eye_w_*`` and ``iris_rad_*`` columns (no landmarks are read), or
+    the landmarks of a table without them. NaN when no frame was tracked.
     """
     from cdrscreen.tracking.face import EYE_L_CORNERS, EYE_R_CORNERS, IRIS_L, IRIS_R
 
-    lm = np.asarray(track.landmarks, float)
-    ok = track.table["success"].to_numpy(bool) & ~track.table["blink"].to_numpy(bool)
-    if lm.ndim != 3 or lm.shape[0] != ok.size or not ok.any():
+    table = track.table
+    ok = table["success"].to_numpy(bool) & ~table["blink"].to_numpy(bool)
+    if not ok.any():
         return float("nan")
-    lm = lm[ok][:, :, :2]
-    widths, radii = [], []
-    for (a, b), c in ((EYE_R_CORNERS, IRIS_R), (EYE_L_CORNERS, IRIS_L)):
-        widths.append(np.linalg.norm(lm[:, a] - lm[:, b], axis=1))
-        radii.append(np.linalg.norm(lm[:, c + 1:c + 5] - lm[:, c:c + 1], axis=2).mean(axis=1))
+    if {"eye_w_r", "eye_w_l", "iris_rad_r", "iris_rad_l"} <= set(table.columns):
+        widths = [table[c].to_numpy(np.float64)[ok] for c in ("eye_w_r", "eye_w_l")]
+        radii = [table[c].to_numpy(np.float64)[ok] for c in ("iris_rad_r", "iris_rad_l")]
+    else:
+        lm = np.asarray(track.landmarks)
+        if lm.ndim != 3 or lm.shape[0] != ok.size:
+            return float("nan")
+        lm = lm[ok][:, :, :2].astype(np.float64)
+        widths, radii = [], []
+        for (a, b), c in ((EYE_R_CORNERS, IRIS_R), (EYE_L_CORNERS, IRIS_L)):
+            widths.append(np.linalg.norm(lm[:, a] - lm[:, b], axis=1))
+            radii.append(np.linalg.norm(lm[:, c + 1:c + 5] - lm[:, c:c + 1], axis=2).mean(axis=1))
     w, r = float(np.median(np.concatenate(widths))), float(np.median(np.concatenate(radii)))
     return w / r if r > 0 else float("nan")

@@ -51,6 +51,16 @@ subject's right/left eye, i.e. image left/right for a face looking at the camera
     Head pose of a rigid fit to the mesh landmarks (:func:`cdrscreen.tracking.pose.solve_pose`)
     and its scale-free fit error. The mesh moves with the iris, so these angles follow the
     gaze by up to about 1 degree; kept for comparison and for ``confidence``.
+``eye_w_r, eye_w_l, iris_rad_r, iris_rad_l``
+    Each eye's corner-to-corner width and iris radius (mean distance of the four iris rim
+    landmarks from the iris centre), px: the scale of the pupil features' degrees, so that
+    they never need the landmarks of every frame.
+
+Storage: the table is float32 but for ``frame``, ``n_faces`` (int64), ``time`` (float64)
+and ``success``, ``blink`` (bool), built in preallocated blocks (no per-frame Python
+objects). The landmarks are written to disk as they are produced and read back
+memory-mapped (:attr:`FaceTrack.landmarks`), so memory does not grow with the length of the
+video by more than the table (about 170 bytes per frame).
 
 Several faces in view: tracking starts with a one-face mesh (fast: MediaPipe's detector
 then runs only when the face is lost). A face-detector check every ``verify_every``
@@ -63,6 +73,7 @@ entering the frame therefore does not take over from the tracked subject.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import threading
@@ -78,11 +89,12 @@ import pandas as pd
 from cdrscreen.cache import FeatureCache, default_cache_dir
 from cdrscreen.core.errors import MissingDependencyError
 from cdrscreen.core.native import quiet_native_stderr
-from cdrscreen.tracking.pose import solve_pose
+from cdrscreen.tracking.pose import PoseTracker, solve_pose
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
-TRACK_VERSION = 4  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
+TRACK_VERSION = 5  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
 # 4: head pose from optical flow of skin points (mesh pose kept as mesh_*); head_x, head_y
+# 5: float32 table with eye widths and iris radii, landmarks streamed to disk, mesh pose warm-started
 
 IRIS_R, IRIS_L = 468, 473
 #: Eye corners, image-left then image-right: subject's right eye (33 outer, 133 inner),
@@ -100,7 +112,12 @@ COLUMNS = (
     "gaze_h", "gaze_v", "ear_r", "ear_l", "ear", "blink",
     "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y", "flow_points", "flow_err",
     "gaze_yaw", "gaze_pitch", "mesh_yaw", "mesh_pitch", "mesh_roll", "mesh_tx", "mesh_ty", "mesh_tz", "pose_err",
+    "eye_w_r", "eye_w_l", "iris_rad_r", "iris_rad_l",
 )
+#: Columns stored as float64 (the others are float32, or bool / int64 as below).
+_F64_COLUMNS = ("time",)
+_INT_COLUMNS = ("frame", "n_faces")
+_BOOL_COLUMNS = ("success", "blink")
 
 
 @dataclass(frozen=True)
@@ -120,7 +137,9 @@ class TrackConfig:
     flow_win : int
         Lucas-Kanade window (px) of the skin-point head pose (:mod:`cdrscreen.tracking.flow`).
     flow_levels : int
-        Pyramid levels of that optical flow.
+        Pyramid levels of that optical flow above full resolution (1: half resolution
+        too; 3 tracked a planted pose sweep no better and cost about twice the CPU, see
+        ``docs/features-visual.md``).
     verify_every : int
         The mesh tracker can cling for a few frames to something that is no longer a face
         (a hand or an object in front of it). A tracked face is therefore confirmed by
@@ -136,7 +155,7 @@ class TrackConfig:
     blink_ratio: float = 0.8
     verify_every: int = 10
     flow_win: int = 15
-    flow_levels: int = 3
+    flow_levels: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form including the track format version."""
@@ -159,6 +178,9 @@ class FaceTrack:
         are NaN where ``success`` is False.
     landmarks : numpy.ndarray
         ``(n_rows, 478, 3)`` float32, px (``z`` scaled like ``x``); NaN where not tracked.
+        A tracked video's landmarks are memory-mapped from disk (the cache entry, or an
+        unnamed temporary file), so reading a few frames costs only those; a feature that
+        reads them all (``expressivity``) holds them all.
     """
 
     path: Path
@@ -182,50 +204,88 @@ class FaceTrack:
 
 
 # --- per-frame geometry ---------------------------------------------------------------
-def _ear(p: np.ndarray, idx: tuple[int, ...]) -> float:
-    p1, p2, p3, p4, p5, p6 = (p[i, :2] for i in idx)
-    horiz = np.linalg.norm(p1 - p4)
-    return float((np.linalg.norm(p2 - p6) + np.linalg.norm(p3 - p5)) / (2 * horiz)) if horiz else np.nan
+#: Landmarks read by the per-frame geometry, in this order: eye corners (33, 133, 362, 263),
+#: the two six-point EAR contours, and both irises (centre then four rim points).
+_GEOM_IDX = np.array([*EYE_R_CORNERS, *EYE_L_CORNERS, *EAR_R, *EAR_L,
+                      *range(IRIS_R, IRIS_R + 5), *range(IRIS_L, IRIS_L + 5)])
+#: Columns of :func:`frame_values`, in its order.
+GEOMETRY_COLUMNS: tuple[str, ...] = (
+    "face_x", "face_y", "face_w", "face_h",
+    "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y",
+    "iris_r_xn", "iris_r_yn", "iris_l_xn", "iris_l_yn",
+    "gaze_h", "gaze_v", "ear_r", "ear_l", "ear",
+    "mesh_yaw", "mesh_pitch", "mesh_roll", "mesh_tx", "mesh_ty", "mesh_tz", "pose_err", "confidence",
+    "eye_w_r", "eye_w_l", "iris_rad_r", "iris_rad_l",
+)
 
 
-def _eye_relative(p: np.ndarray, corners: tuple[int, int], iris: int) -> tuple[float, float]:
-    a, b = p[corners[0], :2], p[corners[1], :2]
-    e = b - a
-    w = float(np.hypot(*e))
+def _eye_relative(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> tuple[float, float]:
+    """Iris ``c`` relative to the midpoint of corners ``a``, ``b``: along and up, in eye widths."""
+    ex, ey = b[0] - a[0], b[1] - a[1]
+    w = math.hypot(ex, ey)
     if w == 0:
-        return np.nan, np.nan
-    u = e / w
-    up = np.array([u[1], -u[0]])  # u rotated so that it points up in the image
-    d = p[iris, :2] - (a + b) / 2
-    return float(d @ u / w), float(d @ up / w)
+        return math.nan, math.nan
+    ux, uy = ex / w, ey / w  # (uy, -ux) is u rotated so that it points up in the image
+    dx, dy = c[0] - (a[0] + b[0]) / 2, c[1] - (a[1] + b[1]) / 2
+    return (dx * ux + dy * uy) / w, (dx * uy - dy * ux) / w
+
+
+def _ear6(q: list[list[float]]) -> float:
+    p1, p2, p3, p4, p5, p6 = q
+    horiz = math.hypot(p1[0] - p4[0], p1[1] - p4[1])
+    if not horiz:
+        return math.nan
+    return (math.hypot(p2[0] - p6[0], p2[1] - p6[1]) + math.hypot(p3[0] - p5[0], p3[1] - p5[1])) / (2 * horiz)
+
+
+def _rim_radius(q: list[list[float]]) -> float:
+    """Mean distance of four iris rim points from the iris centre ``q[0]``."""
+    c = q[0]
+    return sum(math.hypot(r[0] - c[0], r[1] - c[1]) for r in q[1:5]) / 4
+
+
+def frame_values(p: np.ndarray, width: int, height: int, pose_solver: Any = None) -> tuple[float, ...]:
+    """Per-frame geometry of 478 landmarks (px), in the order of :data:`GEOMETRY_COLUMNS`.
+
+    Plain floats from a handful of landmarks (no per-frame arrays beyond one index).
+    ``eye_w_*`` is each eye's corner-to-corner width and ``iris_rad_*`` its iris radius (mean
+    distance of the four rim landmarks from the centre), px. ``pose_solver`` (a
+    :class:`cdrscreen.tracking.pose.PoseTracker`) solves the mesh pose from the previous
+    frame's; without it each frame is solved from scratch (:func:`solve_pose`).
+    """
+    xy = p[:, :2]
+    lo, hi = xy.min(axis=0).tolist(), xy.max(axis=0).tolist()
+    k = xy[_GEOM_IDX].tolist()
+    c33, c133, c362, c263 = k[0:4]
+    ir, il = k[16], k[21]
+    cr = ((c33[0] + c133[0]) / 2, (c33[1] + c133[1]) / 2)
+    cl = ((c362[0] + c263[0]) / 2, (c362[1] + c263[1]) / 2)
+    mid = ((cr[0] + cl[0]) / 2, (cr[1] + cl[1]) / 2)
+    iod = math.hypot(cl[0] - cr[0], cl[1] - cr[1]) or math.nan
+    hr, vr = _eye_relative(c33, c133, ir)
+    hl, vl = _eye_relative(c362, c263, il)
+    ear_r, ear_l = _ear6(k[4:10]), _ear6(k[10:16])
+    pose = pose_solver.solve(p) if pose_solver is not None else solve_pose(p, width, height)
+    conf = math.exp(-((pose.err / 0.1) ** 2)) if math.isfinite(pose.err) else 0.0
+    return (
+        lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1],
+        ir[0], ir[1], il[0], il[1],
+        (ir[0] - mid[0]) / iod, (ir[1] - mid[1]) / iod, (il[0] - mid[0]) / iod, (il[1] - mid[1]) / iod,
+        (hr + hl) / 2, (vr + vl) / 2, ear_r, ear_l, (ear_r + ear_l) / 2,
+        pose.yaw, pose.pitch, pose.roll, pose.tx, pose.ty, pose.tz, pose.err, conf,
+        math.hypot(c33[0] - c133[0], c33[1] - c133[1]), math.hypot(c362[0] - c263[0], c362[1] - c263[1]),
+        _rim_radius(k[16:21]), _rim_radius(k[21:26]),
+    )
 
 
 def frame_features(p: np.ndarray, width: int, height: int) -> dict[str, float]:
-    """Per-frame columns from 478 landmarks.
+    """Per-frame columns from 478 landmarks, as a dict (see :func:`frame_values`).
 
     All but frame/time/success/n_faces/blink and the skin-flow pose columns of
     :mod:`cdrscreen.tracking.flow`.
     """
-    out: dict[str, float] = {}
-    lo, hi = p[:, :2].min(axis=0), p[:, :2].max(axis=0)
-    out.update(face_x=lo[0], face_y=lo[1], face_w=hi[0] - lo[0], face_h=hi[1] - lo[1])
-    cr = p[list(EYE_R_CORNERS), :2].mean(axis=0)
-    cl = p[list(EYE_L_CORNERS), :2].mean(axis=0)
-    mid, iod = (cr + cl) / 2, float(np.linalg.norm(cl - cr)) or np.nan
-    for side, idx in (("r", IRIS_R), ("l", IRIS_L)):
-        out[f"iris_{side}_x"], out[f"iris_{side}_y"] = p[idx, 0], p[idx, 1]
-        out[f"iris_{side}_xn"] = (p[idx, 0] - mid[0]) / iod
-        out[f"iris_{side}_yn"] = (p[idx, 1] - mid[1]) / iod
-    hr, vr = _eye_relative(p, EYE_R_CORNERS, IRIS_R)
-    hl, vl = _eye_relative(p, EYE_L_CORNERS, IRIS_L)
-    out.update(gaze_h=(hr + hl) / 2, gaze_v=(vr + vl) / 2)
-    out["ear_r"], out["ear_l"] = _ear(p, EAR_R), _ear(p, EAR_L)
-    out["ear"] = (out["ear_r"] + out["ear_l"]) / 2
-    pose = solve_pose(p, width, height)
-    out.update(mesh_yaw=pose.yaw, mesh_pitch=pose.pitch, mesh_roll=pose.roll, mesh_tx=pose.tx,
-               mesh_ty=pose.ty, mesh_tz=pose.tz, pose_err=pose.err)
-    out["confidence"] = float(np.exp(-((pose.err / 0.1) ** 2))) if np.isfinite(pose.err) else 0.0
-    return {k: float(v) for k, v in out.items()}
+    return dict(zip(GEOMETRY_COLUMNS, map(float, frame_values(np.asarray(p, np.float64), width, height)),
+                    strict=True))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -287,37 +347,199 @@ def _prefetch(it: Any, size: int = 8) -> Any:
         yield item
 
 
+#: Wire layout of one ``NormalizedLandmark`` holding only x, y, z (what the face mesh sets):
+#: a 17-byte length-delimited field whose three floats follow their one-byte tags.
+_PB_SIZE = 17
+_PB_TAG_COLS = np.array([0, 1, 2, 7, 12])
+_PB_TAGS = np.array([0x0A, 15, 0x0D, 0x15, 0x1D], np.uint8)
+_PB_FLOAT_COLS = np.r_[3:7, 8:12, 13:17]
+
+
+def landmark_array(face: Any, width: int, height: int) -> np.ndarray | None:
+    """``(478, 3)`` float32 pixels of one MediaPipe ``NormalizedLandmarkList`` (None if not 478 points).
+
+    Reads the message's serialised bytes as one array when every landmark holds exactly
+    ``x, y, z`` (as the face mesh writes them); otherwise reads the fields one by one.
+    Both give the same values: ``(x * width, y * height, z * width)`` rounded to float32.
+    """
+    buf = face.SerializeToString()
+    if len(buf) == 478 * _PB_SIZE:
+        u = np.frombuffer(buf, np.uint8).reshape(478, _PB_SIZE)
+        if (u[:, _PB_TAG_COLS] == _PB_TAGS).all():
+            xyz = np.ascontiguousarray(u[:, _PB_FLOAT_COLS]).view("<f4")
+            return xyz * np.array([width, height, width], np.float32)
+    if len(face.landmark) != 478:
+        return None
+    return np.array([(q.x * width, q.y * height, q.z * width) for q in face.landmark], np.float32)
+
+
 def _landmarks(res: Any, w: int, h: int) -> list[np.ndarray]:
-    return [
-        np.array([(q.x * w, q.y * h, q.z * w) for q in f.landmark], np.float32)
-        for f in (res.multi_face_landmarks or [])
-        if len(f.landmark) == 478
-    ]
+    faces = (landmark_array(f, w, h) for f in (res.multi_face_landmarks or []))
+    return [p for p in faces if p is not None]
 
 
-def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
+class _TableBuilder:
+    """Per-frame values in preallocated blocks, typed per column when a block fills up.
+
+    Memory per frame: float32 for most columns (see :data:`COLUMNS`), no Python objects.
+    """
+
+    BLOCK = 2048
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._i = 0
+        self._block = np.full((self.BLOCK, len(COLUMNS)), np.nan)
+        self._done: list[dict[str, np.ndarray]] = []
+
+    def next_row(self) -> np.ndarray:
+        """Return the next row (float64, all NaN, :data:`COLUMNS` order) to fill in place."""
+        if self._i == self.BLOCK:
+            self._flush()
+        row = self._block[self._i]
+        self._i += 1
+        self.n += 1
+        return row
+
+    def _flush(self) -> None:
+        b = self._block[: self._i]
+        self._done.append({c: _typed(c, b[:, j]) for j, c in enumerate(COLUMNS)})
+        self._block.fill(np.nan)
+        self._i = 0
+
+    def table(self) -> pd.DataFrame:
+        """Return the rows so far as a DataFrame with :data:`COLUMNS`."""
+        self._flush()
+        cols = {c: np.concatenate([d.pop(c) for d in self._done]) for c in COLUMNS}
+        self._done = []
+        return pd.DataFrame(cols, columns=list(COLUMNS))
+
+
+def _typed(col: str, v: np.ndarray) -> np.ndarray:
+    if col in _INT_COLUMNS:
+        return v.astype(np.int64)
+    if col in _BOOL_COLUMNS:
+        return v == 1.0
+    return v.copy() if col in _F64_COLUMNS else v.astype(np.float32)
+
+
+class _LandmarkSink:
+    """Write ``(478, 3)`` float32 landmarks to an ``.npy`` file as frames are produced.
+
+    The file starts with a 128-byte gap that :meth:`finish` fills with the ``.npy`` header
+    once the number of frames is known, so memory never holds more than one block.
+    """
+
+    HEADER = 128
+    BLOCK = 256
+
+    def __init__(self, path: Path, guard: Any = None) -> None:
+        self.path = path
+        self.n = 0
+        self._guard = guard or contextlib.nullcontext
+        self._buf = np.empty((self.BLOCK, 478, 3), "<f4")
+        self._i = 0
+        with self._guard():
+            self._fh = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
+            self._fh.write(b"\0" * self.HEADER)
+
+    def append(self, lm: np.ndarray | None) -> None:
+        """Add one frame's landmarks (None: not tracked, stored as NaN)."""
+        if lm is None:
+            self._buf[self._i] = np.nan
+        else:
+            self._buf[self._i] = lm
+        self._i += 1
+        self.n += 1
+        if self._i == self.BLOCK:
+            self._write()
+
+    def _write(self) -> None:
+        with self._guard():
+            self._fh.write(self._buf[: self._i].tobytes())
+        self._i = 0
+
+    def finish(self) -> np.ndarray:
+        """Complete the file; return its landmarks, memory-mapped read-only."""
+        import io
+
+        self._write()
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            head, {"descr": "<f4", "fortran_order": False, "shape": (self.n, 478, 3)})
+        with self._guard():
+            if len(head.getvalue()) == self.HEADER:
+                self._fh.seek(0)
+                self._fh.write(head.getvalue())
+                self._fh.close()
+            else:  # a header of another length (not seen with 3-D float32): rewrite the file
+                self._fh.close()
+                self._rewrite(head.getvalue())
+        return np.load(self.path, mmap_mode="r")
+
+    def _rewrite(self, header: bytes) -> None:
+        tmp = self.path.with_name(self.path.name + ".rewrite")
+        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            src.seek(self.HEADER)
+            dst.write(header)
+            while chunk := src.read(1 << 24):
+                dst.write(chunk)
+        os.replace(tmp, self.path)
+
+    def abort(self) -> None:
+        """Close and remove the file (tracking failed)."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+_COL = {c: j for j, c in enumerate(COLUMNS)}
+_GEOM_AT = np.array([_COL[c] for c in GEOMETRY_COLUMNS])
+_CONF, _EAR = GEOMETRY_COLUMNS.index("confidence"), GEOMETRY_COLUMNS.index("ear")
+
+
+def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = None,
+                   guard: Any = None) -> FaceTrack:
     """Track one video (see :func:`track_video`).
+
+    The landmarks are written to ``landmark_file`` (a temporary file, removed once mapped,
+    when None) as frames are produced; ``guard`` wraps those writes (the cache's error
+    reporting).
 
     Speed: with several faces allowed, MediaPipe runs its face detector on every frame in
     which fewer faces than allowed are tracked. So tracking starts with a one-face mesh,
     and the periodic detector check (``verify_every``, suspicious frames, and every
     re-acquisition after a lost face) counts the faces in view; as soon as it sees two or
     more, the rest of the video (from that frame on) is tracked by a ``max_faces`` mesh and
-    the face is chosen by :func:`choose_face`.
+    the face is chosen by :func:`choose_face`. Per frame, after MediaPipe, the work is a
+    handful of landmarks read as plain floats, the mesh pose refined from the previous
+    frame's, the skin-point flow, and one row written into a preallocated block.
     """
     try:
         import mediapipe as mp
     except ImportError as err:
         raise MissingDependencyError("face tracking", "video", err) from None
+    import cv2
+
     from cdrscreen.media.video import iter_frames, probe_video
-    from cdrscreen.tracking.flow import FlowParams, SkinFlow
+    from cdrscreen.tracking.flow import FLOW_COLUMNS, FlowParams, SkinFlow
 
     info = probe_video(path)
     flow: SkinFlow | None = None
+    poser: PoseTracker | None = None
     flow_params = FlowParams(win=cfg.flow_win, levels=cfg.flow_levels)
-    rows: list[dict[str, float]] = []
-    lms: list[np.ndarray] = []
-    nan_lm = np.full((478, 3), np.nan, np.float32)
+    flow_at = [_COL[c] for c in FLOW_COLUMNS]
+    i_frame, i_time, i_n, i_ok = _COL["frame"], _COL["time"], _COL["n_faces"], _COL["success"]
+    rows = _TableBuilder()
+    temporary = landmark_file is None
+    if landmark_file is None:
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="cdrscreen-landmarks-", suffix=".npy")
+        os.close(fd)
+        landmark_file = Path(name)
+    sink = _LandmarkSink(landmark_file, guard)
     prev_box: np.ndarray | None = None
 
     def new_mesh(n: int) -> Any:
@@ -327,6 +549,9 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
                 min_detection_confidence=cfg.min_detection_confidence,
                 min_tracking_confidence=cfg.min_tracking_confidence,
             )
+
+    def choose(faces: list[np.ndarray]) -> np.ndarray:
+        return faces[choose_face(faces, prev_box)] if len(faces) > 1 else faces[0]
 
     with quiet_native_stderr():
         detector = mp.solutions.face_detection.FaceDetection(
@@ -342,62 +567,76 @@ def _compute_track(path: Path, cfg: TrackConfig) -> FaceTrack:
     start_up = contextlib.ExitStack()
     start_up.enter_context(quiet_native_stderr())
     quiet_until = (30, time.monotonic() + 1.0)
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # ~40 points and small images per frame: worker threads cost more than they save
     try:
         for fr in _prefetch(iter_frames(path, stride=cfg.stride)):
             h, w = fr.rgb.shape[:2]
-            if len(rows) >= quiet_until[0] and time.monotonic() >= quiet_until[1]:
+            if rows.n >= quiet_until[0] and time.monotonic() >= quiet_until[1]:
                 start_up.close()
+            if flow is None:
+                flow = SkinFlow(w, h, flow_params)
+                poser = PoseTracker(w, h)
             faces = _landmarks(mesh.process(fr.rgb), w, h)
             ok = False
             if faces:
-                p = faces[choose_face(faces, prev_box)]
-                feats = frame_features(p.astype(np.float64), w, h)
-                box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
-                suspicious = feats["confidence"] < 0.85 or not feats["ear"] >= 0.22
-                if detector is not None and (suspicious or lost or len(lms) % cfg.verify_every == 0):
+                p = choose(faces)
+                q = p.astype(np.float64)
+                g = frame_values(q, w, h, poser)
+                box = np.array(g[:4])
+                suspicious = g[_CONF] < 0.85 or not g[_EAR] >= 0.22
+                if detector is not None and (suspicious or lost or sink.n % cfg.verify_every == 0):
                     centres = _detect(detector, fr.rgb)
                     if not multi and len(centres) >= 2:  # a second person: track several faces
                         multi = True
                         start_up.close()
                         start_up.enter_context(quiet_native_stderr())  # the new graph's start-up
-                        quiet_until = (len(rows) + 30, time.monotonic() + 1.0)
+                        quiet_until = (rows.n + 30, time.monotonic() + 1.0)
                         mesh.close()
                         mesh = new_mesh(cfg.max_faces)
                         faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
-                        p = faces[choose_face(faces, prev_box)]
-                        feats = frame_features(p.astype(np.float64), w, h)
-                        box = np.array([feats["face_x"], feats["face_y"], feats["face_w"], feats["face_h"]])
+                        p = choose(faces)
+                        q = p.astype(np.float64)
+                        poser.reset()
+                        g = frame_values(q, w, h, poser)
+                        box = np.array(g[:4])
                     ok = _inside(centres, box)
                 else:
                     ok = True
                 prev_box = box
-                ok = ok and all(np.isfinite(v) for v in feats.values())  # e.g. a failed PnP solve
-            row: dict[str, float] = {"frame": fr.index, "time": fr.time, "n_faces": len(faces)}
-            if flow is None:
-                flow = SkinFlow(w, h, flow_params)
-            head = flow.update(fr.rgb, p if ok else None)
+                ok = ok and all(map(math.isfinite, g))  # e.g. a failed PnP solve
+            row = rows.next_row()
+            row[i_frame], row[i_time], row[i_n] = fr.index, fr.time, len(faces)
+            head = flow.update(fr.rgb, q if ok else None)
             if ok:
-                row.update(feats, **head, success=1.0)
-                lms.append(p)
+                row[_GEOM_AT] = g
+                row[flow_at] = [head[k] for k in FLOW_COLUMNS]
+                row[i_ok] = 1.0
+                sink.append(p)
             else:
-                row["success"] = 0.0
-                lms.append(nan_lm)
+                row[i_ok] = 0.0
+                sink.append(None)
+                poser.reset()
             lost = not ok
-            rows.append(row)
+        landmarks = sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
     finally:
+        cv2.setNumThreads(cv_threads)
         start_up.close()
         with quiet_native_stderr():
             mesh.close()
             if detector is not None:
                 detector.close()
-    table = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
-    table["frame"] = table["frame"].astype(np.int64)
-    table["n_faces"] = table["n_faces"].astype(np.int64)
-    table["success"] = table["success"].astype(bool)
-    table.loc[~table["success"], "confidence"] = 0.0
-    med = table.loc[table["success"], "ear"].median()
-    table["blink"] = table["success"] & (table["ear"] < cfg.blink_ratio * med)
-    landmarks = np.stack(lms) if lms else np.zeros((0, 478, 3), np.float32)
+    if temporary:  # the mapping keeps the data; the name goes (POSIX)
+        with contextlib.suppress(OSError):
+            landmark_file.unlink()
+    table = rows.table()
+    success = table["success"].to_numpy()
+    table.loc[~success, "confidence"] = np.float32(0.0)
+    med = table.loc[success, "ear"].median()
+    table["blink"] = success & (table["ear"] < cfg.blink_ratio * med).to_numpy()
     return FaceTrack(path, info.fps, info.width, info.height, cfg, table, landmarks)
 
 
@@ -412,14 +651,18 @@ def _memo_key(path: Path, cfg: TrackConfig) -> tuple:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns, tuple(sorted(cfg.as_dict().items())))
 
 
-def _save(cache: FeatureCache, key: str, track: FaceTrack) -> None:
+def _save(cache: FeatureCache, key: str, track: FaceTrack, landmark_file: Path | None = None) -> None:
+    """Store a track; ``landmark_file`` (a complete ``.npy`` beside the entry) is renamed into place."""
     from cdrscreen.core.io import atomic_path, write_json
 
     base = cache.path_for(_CACHE_NAME, key)
     with cache.writing():
-        with atomic_path(base.with_suffix(".npy")) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, track.landmarks)
+        if landmark_file is not None:
+            os.replace(landmark_file, base.with_suffix(".npy"))
+        else:
+            with atomic_path(base.with_suffix(".npy")) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, track.landmarks)
         write_json(base.with_suffix(".json"), {"fps": track.fps, "width": track.width,
                                                "height": track.height})
     cache.save(_CACHE_NAME, key, track.table)  # written last: its presence marks completion
@@ -434,10 +677,10 @@ def _load(cache: FeatureCache, key: str, path: Path, cfg: TrackConfig) -> FaceTr
     base = cache.path_for(_CACHE_NAME, key)
     try:
         meta = json.loads(base.with_suffix(".json").read_text())
-        landmarks = np.load(base.with_suffix(".npy"))
+        landmarks = np.load(base.with_suffix(".npy"), mmap_mode="r")
     except (OSError, ValueError):
         return None
-    if landmarks.shape[0] != len(table):
+    if landmarks.shape[0] != len(table) or list(table.columns) != list(COLUMNS):
         return None
     return FaceTrack(path, float(meta["fps"]), int(meta["width"]), int(meta["height"]), cfg,
                      table, landmarks)
@@ -492,9 +735,23 @@ def track_video(
     if cache is not None and key is not None:
         track = _load(cache, key, path, cfg)
     if track is None:
-        track = _compute_track(path, cfg)
         if cache is not None and key is not None:
-            _save(cache, key, track)
+            import tempfile
+
+            folder = cache.path_for(_CACHE_NAME, key).parent
+            with cache.writing():
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy.tmp", dir=folder)
+                os.close(fd)
+            tmp = Path(name)
+            try:
+                track = _compute_track(path, cfg, tmp, cache.writing)
+                _save(cache, key, track, tmp)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()  # gone already unless something failed
+        else:
+            track = _compute_track(path, cfg)
     _MEMO[mkey] = track
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)

@@ -93,7 +93,9 @@ class FlowParams:
     win : int
         Lucas-Kanade window side, pixels.
     levels : int
-        Pyramid levels above the full-resolution image.
+        Pyramid levels above the full-resolution image (the search starts from each
+        point's previous position, so one level covers frame-to-frame motion of about
+        ``win`` pixels).
     margin : float
         Extra clearance (px) between a point's window and an eye opening's bounding box.
     fb_max : float
@@ -109,16 +111,22 @@ class FlowParams:
         fraction of the seeded points survive.
     min_points : int
         Fewest points for a pose; fewer means no pose for the frame and a new seed.
+    fb_every : int
+        Run the forward-backward check on every ``fb_every``-th frame (1: every frame).
+    fb_levels : int or None
+        Pyramid levels of the backward flow (None: ``levels``).
     """
 
     win: int = 15
-    levels: int = 3
+    levels: int = 1
     margin: float = 2.0
     fb_max: float = 1.0
     resid_px: float = 1.0
     keep_fraction: float = 0.5
     reseed_fraction: float = 0.5
     min_points: int = 8
+    fb_every: int = 1
+    fb_levels: int | None = None
 
 
 def seed_points(mesh: np.ndarray, params: FlowParams) -> np.ndarray:
@@ -168,6 +176,8 @@ class SkinFlow:
         self.cam = camera_matrix(width, height)
         self._lk = dict(winSize=(self.params.win, self.params.win), maxLevel=self.params.levels,
                         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+        back = self.params.levels if self.params.fb_levels is None else self.params.fb_levels
+        self._lk_back = {**self._lk, "maxLevel": back}
         self.reset()
 
     def reset(self) -> None:
@@ -184,6 +194,7 @@ class SkinFlow:
         self.ref: np.ndarray | None = None  # (3,) mm, reference point (head_x/y, tx/ty/tz)
         self.n_seeds = 0
         self.n_rekeys = 0
+        self._since_check = 0
 
     # --- geometry -------------------------------------------------------------------
     def backproject(self, mesh: np.ndarray, idx: list[int]) -> np.ndarray:
@@ -226,11 +237,12 @@ class SkinFlow:
         yaw, pitch, roll = rotation_to_angles(r_abs)
         t = self.tvec.ravel()
         pos = r_rel @ self.ref + t
-        cx, cy = self._project(self.ref[None])[0]
+        proj = self._project(np.vstack([self.ref[None], self.iris]))  # one call: reference, both irises
+        cx, cy = proj[0]
         # iris displacement in the head: observed minus head-fixed prediction, mm, head axes
         obs = np.asarray(mesh, float)[list(IRIS_CENTRES), :2]
         depth = (self.iris @ r_rel.T + t)[:, 2]
-        d_cam = np.c_[(obs - self._project(self.iris)) * (depth / self.cam[0, 0])[:, None], np.zeros(2)]
+        d_cam = np.c_[(obs - proj[1:]) * (depth / self.cam[0, 0])[:, None], np.zeros(2)]
         d_head = (d_cam @ r_abs).mean(axis=0)  # R_abs^T applied to each eye, then averaged
         g = np.degrees(np.arcsin(np.clip(d_head[:2] / EYE_RADIUS_MM, -1, 1)))
         return {"yaw": yaw, "pitch": pitch, "roll": roll, "tx": float(pos[0]), "ty": float(pos[1]),
@@ -238,12 +250,16 @@ class SkinFlow:
                 "flow_points": float(n_points), "flow_err": float(err),
                 "gaze_yaw": float(g[0]), "gaze_pitch": float(-g[1])}
 
-    def _carry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the absolute rotation, reference point and head-fixed irises in camera coordinates."""
+    def _carry(self, rvec: np.ndarray | None = None,
+               tvec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the absolute rotation, reference point and head-fixed irises in camera coordinates.
+
+        Of the current pose, or of the pose ``rvec``, ``tvec`` relative to the seed.
+        """
         import cv2
 
-        r_rel, _ = cv2.Rodrigues(self.rvec)
-        t = self.tvec.ravel()
+        r_rel, _ = cv2.Rodrigues(self.rvec if rvec is None else rvec)
+        t = (self.tvec if tvec is None else tvec).ravel()
         return r_rel @ self.r_seed, r_rel @ self.ref + t, self.iris @ r_rel.T + t
 
     # --- per frame --------------------------------------------------------------------
@@ -305,7 +321,8 @@ class SkinFlow:
         self.key_pyr = self._grey_roi(image)
         self.key_pts = np.asarray(pts, np.float32)
 
-    def _track(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _track(self, image: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Flow of the key frame's points into ``image``; with ``check`` also the backward flow."""
         import cv2
 
         off = np.array(self.roi[:2], np.float32)
@@ -313,16 +330,20 @@ class SkinFlow:
         guess = (self.pts.astype(np.float32) - off).reshape(-1, 1, 2)
         key = (self.key_pts - off).reshape(-1, 1, 2)
         threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # ~40 points: OpenCV's worker threads cost more than they save
+        if threads != 1:
+            cv2.setNumThreads(1)  # ~40 points: OpenCV's worker threads cost more than they save
         try:
-            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key_pyr, cur, key, guess.copy(),
+            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key_pyr, cur, key, guess,
                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
-            back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key_pyr, fwd, key.copy(),
-                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+            good = st1.ravel() == 1
+            if check:
+                back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key_pyr, fwd, key.copy(),
+                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk_back)
+                fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
+                good &= (st2.ravel() == 1) & (fb <= self.params.fb_max)
         finally:
-            cv2.setNumThreads(threads)
-        fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
-        good = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= self.params.fb_max)
+            if threads != 1:
+                cv2.setNumThreads(threads)
         return fwd.reshape(-1, 2).astype(np.float64) + off, good
 
     def update(self, gray: np.ndarray, mesh: np.ndarray | None) -> dict[str, float]:
@@ -341,21 +362,26 @@ class SkinFlow:
         if self.model is None:
             return self._seed(gray, mesh)
         p = self.params
-        pts, good = self._track(gray)
-        carry = self._carry()  # the previous frame's pose, if this frame cannot be solved
+        self._since_check += 1
+        check = p.fb_every <= 1 or self._since_check >= p.fb_every
+        pts, good = self._track(gray, check)
+        if check:
+            self._since_check = 0
+        prev = self.rvec, self.tvec  # the previous frame's pose, carried if this frame cannot be solved
         for _ in range(2):  # one or two passes: drop points the rigid fit cannot explain
             if good.sum() < p.min_points or not self._solve(self.model[good], pts[good]):
-                return self._seed(gray, mesh, carry)
-            resid = np.linalg.norm(self._project(self.model) - pts, axis=1)
+                return self._seed(gray, mesh, self._carry(*prev))
+            proj = self._project(self.model)
+            resid = np.linalg.norm(proj - pts, axis=1)
             limit = max(p.resid_px, 4 * float(np.median(resid[good])))
             bad = good & (resid > limit)
             if not bad.any():
                 break
             good &= ~bad
         if good.sum() < p.min_points:
-            return self._seed(gray, mesh, carry)
+            return self._seed(gray, mesh, self._carry(*prev))
         err = float(np.sqrt(np.mean(resid[good] ** 2)))
-        self.pts = np.where(good[:, None], pts, self._project(self.model))
+        self.pts = np.where(good[:, None], pts, proj)
         row = self._row(int(good.sum()), err, mesh)
         if good.mean() < p.keep_fraction:
             if good.sum() >= max(p.min_points, p.reseed_fraction * self.n_seeded):

@@ -156,3 +156,64 @@ def solve_pose(points_px: np.ndarray, width: int, height: int) -> Pose:
     yaw, pitch, roll = rotation_to_angles(rmat)
     t = tvec.ravel()
     return Pose(yaw, pitch, roll, float(t[0]), float(t[1]), float(t[2]), err)
+
+
+class PoseTracker:
+    """:func:`solve_pose` over the frames of one video, each refined from the previous frame's pose.
+
+    The first frame, a frame after :meth:`reset` (face lost), and a frame whose refined fit
+    is poor (``err`` above ``retry_err``) are solved from scratch (SQPnP), as
+    :func:`solve_pose` does; the others start Levenberg-Marquardt from the previous pose.
+
+    Parameters
+    ----------
+    width, height : int
+        Frame size (the pinhole camera of :func:`camera_matrix`).
+    retry_err : float
+        Fit error above which a warm-started frame is solved again from scratch (a
+        well-tracked face fits to about 0.01).
+    """
+
+    def __init__(self, width: int, height: int, retry_err: float = 0.03) -> None:
+        self.cam = camera_matrix(width, height)
+        self.retry_err = retry_err
+        self._model = np.ascontiguousarray(FACE_MODEL)
+        self._idx = np.array(RIGID_LANDMARKS)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous pose (the next frame is solved from scratch)."""
+        self.rvec: np.ndarray | None = None
+        self.tvec: np.ndarray | None = None
+
+    def solve(self, points_px: np.ndarray) -> Pose:
+        """Pose of the next frame from its 478 landmarks (pixels); see :func:`solve_pose`."""
+        import cv2
+
+        img = np.ascontiguousarray(points_px[self._idx, :2], dtype=np.float64)
+        iod = float(np.hypot(*(points_px[263, :2] - points_px[33, :2]))) or 1.0
+        if self.rvec is not None:
+            pose = self._refine(img, self.rvec.copy(), self.tvec.copy(), iod)
+            if pose is not None and pose.err <= self.retry_err:
+                return pose
+        ok, rvec, tvec = cv2.solvePnP(self._model, img, self.cam, None, flags=cv2.SOLVEPNP_SQPNP)
+        pose = self._refine(img, rvec, tvec, iod) if ok else None
+        if pose is None:
+            self.reset()
+            nan = float("nan")
+            return Pose(nan, nan, nan, nan, nan, nan, nan)
+        return pose
+
+    def _refine(self, img: np.ndarray, rvec: np.ndarray, tvec: np.ndarray, iod: float) -> Pose | None:
+        import cv2
+
+        rvec, tvec = cv2.solvePnPRefineLM(self._model, img, self.cam, None, rvec, tvec)
+        if not (np.all(np.isfinite(rvec)) and np.all(np.isfinite(tvec))):
+            return None
+        self.rvec, self.tvec = rvec, tvec
+        proj, _ = cv2.projectPoints(self._model, rvec, tvec, self.cam, None)
+        err = float(np.sqrt(np.mean(np.sum((proj[:, 0, :] - img) ** 2, axis=1)))) / iod
+        rmat, _ = cv2.Rodrigues(rvec)
+        yaw, pitch, roll = rotation_to_angles(rmat)
+        t = tvec.ravel()
+        return Pose(yaw, pitch, roll, float(t[0]), float(t[1]), float(t[2]), err)
