@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,43 @@ def test_gemaps_of_wav_equals_opensmile_reading_the_file(speech_media):
     ref = smile.process_file(str(speech_media["wav"]))
     ours = EGeMAPSExtractor().process_file(speech_media["wav"])
     np.testing.assert_allclose(ours.iloc[0, :88].to_numpy(float), ref.iloc[0].to_numpy(float), rtol=1e-6)
+
+
+def test_egemaps_reduced_configuration_drops_only_unread_components():
+    from cdrscreen.features import gemaps
+
+    smile, _ = gemaps._smile("egemaps")
+    main = Path(smile.config_path)
+    assert main.name == "eGeMAPSv02.conf" and "cdrscreen-opensmile-config-" in str(main)
+    text = "".join(p.read_text(encoding="utf-8") for p in (main.parents[2] / "gemaps" / "v01b").glob("*.egemaps.conf.inc"))
+    funcconcat = next(line for line in main.read_text(encoding="utf-8").splitlines()
+                      if line.startswith("reader.dmLevel") and "egemapsv02_leq" in line)
+    for names in gemaps.EGEMAPS_UNUSED.values():
+        for name in names:
+            assert f"instance[{name}]" not in text
+    # the two functionals dropped write levels that eGeMAPS' output never reads
+    assert "gemapsv01b_functionalsMeanStddevVoiced" not in funcconcat
+    assert "gemapsv01b_functionalsMeanSpectralUnvoiced" not in funcconcat
+
+
+@pytest.mark.slow
+def test_egemaps_streamed_equals_process_file_exactly_with_ring_wrap(tmp_path, alsa_clips):
+    """45 s at 48 kHz (more than the 2^21-sample input ring): eGeMAPS values equal, bit for bit."""
+    import opensmile
+    import soundfile as sf
+
+    parts = []
+    for p in alsa_clips:
+        y, sr = sf.read(str(p), dtype="float32")
+        parts += [y, np.zeros(int(0.5 * sr), np.float32)]
+    clip = np.concatenate(parts)
+    x = np.tile(clip, int(np.ceil(45 * 48000 / clip.size)))[: 45 * 48000]
+    assert x.size > 2**21
+    wav = tmp_path / "long48k.wav"
+    sf.write(str(wav), x, 48000, subtype="PCM_16")
+    ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_file(str(wav))
+    ours = EGeMAPSExtractor().process_file(wav)
+    np.testing.assert_array_equal(ours.iloc[0, :88].to_numpy(float), ref.iloc[0].to_numpy(float))
 
 
 def test_real_human_speech_in_video_matches_opensmile(tmp_path, alsa_clips):

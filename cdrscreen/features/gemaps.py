@@ -14,7 +14,10 @@ version 3, which moves 48 kHz values by a median 15-17 %).
 
 from __future__ import annotations
 
+import atexit
 import functools
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -36,14 +39,59 @@ N_FEATURES: dict[str, int] = {"gemaps": 62, "egemaps": 88}
 _WRITE_SAMPLES = 1 << 14
 
 
+#: Components of the GeMAPSv01b configuration that eGeMAPSv02 includes but whose output
+#: its ``func`` level never reads: two full-recording functionals and the three smoothers
+#: that feed only them (each smoother's output is a growing level that keeps every frame).
+EGEMAPS_UNUSED: dict[str, tuple[str, ...]] = {
+    "lld": ("gemapsv01b_smoNoF0andLoudnNz", "gemapsv01b_smoSpectralZ", "gemapsv01b_smoSpectralNz"),
+    "func": ("gemapsv01b_functionalsMeanSpectralUV", "gemapsv01b_functionalsMVRVoiced"),
+}
+
+
+def _egemaps_config(root: Path, out: Path) -> Path:
+    """Write eGeMAPSv02 without :data:`EGEMAPS_UNUSED` under ``out``; return its main file.
+
+    Generated from the installed opensmile-python configuration (``root``) at run time:
+    the folders it includes are copied, and the copy of each GeMAPSv01b part has the
+    ``instance[...]`` lines of the unused components commented out. The functionals are
+    unchanged, value for value; openSMILE no longer keeps three levels of every frame.
+    """
+    for sub in ("shared", "gemaps/v01b", "egemaps/v02"):
+        shutil.copytree(root / sub, out / sub)
+    gemaps = out / "gemaps" / "v01b"
+    for part, names in EGEMAPS_UNUSED.items():
+        text = (gemaps / f"GeMAPSv01b_core.{part}.conf.inc").read_text(encoding="utf-8")
+        for name in names:
+            pattern = re.compile(r"^instance\[" + re.escape(name) + r"\]\.type\s*=.*$", re.M)
+            text, n = pattern.subn(f";; not used by eGeMAPSv02: {name}", text)
+            if n != 1:
+                raise RuntimeError(f"openSMILE configuration changed: {n} instances of {name}")
+        (gemaps / f"GeMAPSv01b_core.{part}.egemaps.conf.inc").write_text(text, encoding="utf-8")
+    main = out / "egemaps" / "v02" / "eGeMAPSv02.conf"
+    text = main.read_text(encoding="utf-8")
+    for part in EGEMAPS_UNUSED:
+        include = f"GeMAPSv01b_core.{part}.conf.inc}}"
+        if text.count(include) != 1:
+            raise RuntimeError(f"openSMILE configuration changed: eGeMAPSv02.conf includes {include!r} "
+                               f"{text.count(include)} times")
+        text = text.replace(include, f"GeMAPSv01b_core.{part}.egemaps.conf.inc}}")
+    main.write_text(text, encoding="utf-8")
+    return main
+
+
 @functools.cache
 def _smile(group: str):  # noqa: ANN202 - opensmile.Smile, plus its lock
     import opensmile
 
-    smile = opensmile.Smile(
-        feature_set=getattr(opensmile.FeatureSet, FEATURE_SETS[group]),
-        feature_level=opensmile.FeatureLevel.Functionals,
-    )
+    feature_set: Any = getattr(opensmile.FeatureSet, FEATURE_SETS[group])
+    if group == "egemaps":
+        plain = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)
+        folder = Path(tempfile.mkdtemp(prefix="cdrscreen-opensmile-config-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        feature_set = str(_egemaps_config(Path(plain.default_config_root), folder))
+    smile = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)
+    if group == "egemaps" and list(smile.feature_names) != list(plain.feature_names):
+        raise RuntimeError("the reduced eGeMAPSv02 configuration names different features")
     return smile, threading.Lock()
 
 
