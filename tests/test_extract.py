@@ -52,7 +52,7 @@ def test_table_layout_labels_and_rerun_from_cache(
 ) -> None:
     calls: list[Path] = []
     real = face_mod._compute_track
-    monkeypatch.setattr(face_mod, "_compute_track", lambda p, c: calls.append(p) or real(p, c))
+    monkeypatch.setattr(face_mod, "_compute_track", lambda p, c, *a: calls.append(p) or real(p, c, *a))
     face_mod._MEMO.clear()
     out = tmp_path / "features.parquet"
     df = extract_study(study, ["pupil", "headpose"], out, cache_dir=tmp_path / "cache", progress=False)
