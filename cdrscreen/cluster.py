@@ -1,4 +1,4 @@
-"""Run per-recording extraction tasks on a Dask distributed cluster (``--scheduler``).
+"""Run per-recording extraction tasks (and evaluation tasks) on a Dask distributed cluster (``--scheduler``).
 
 ``cdrscreen extract ... --scheduler local:N`` starts a throw-away cluster of ``N`` worker
 processes (one thread each) on 127.0.0.1; ``--scheduler tcp://HOST:PORT`` connects to a
@@ -13,6 +13,10 @@ scheduler, which reruns the task on another worker (up to the scheduler's
 ``distributed.scheduler.allowed-failures``, default 3). Exceptions raised inside a task are
 retried ``retries`` times. Because each task's cache entries are written atomically and
 keyed by content, a rerun never duplicates or tears a result.
+
+``cdrscreen evaluate`` / ``ablate ... --scheduler`` use the same clients and
+:func:`run_tasks` for their fold, label-permutation and ablation-variant tasks
+(:mod:`cdrscreen.evaluation.engine`); those tasks read and write no files.
 
 Dask is an optional dependency (the ``cluster`` extra) and is imported only here, lazily.
 """
@@ -101,12 +105,15 @@ def parse_scheduler(spec: str) -> SchedulerSpec:
     raise SchedulerError(f"--scheduler {spec!r} is not understood; expected {FORMS}")
 
 
-def require_dask() -> None:
-    """Raise a one-line :class:`MissingDependencyError` unless dask.distributed imports."""
+def require_dask(what: str = "extraction") -> None:
+    """Raise a one-line :class:`MissingDependencyError` unless dask.distributed imports.
+
+    ``what`` names the work that needed the cluster (``"extraction"``, ``"evaluation"``).
+    """
     try:
         import distributed  # noqa: F401
     except ImportError as err:
-        raise MissingDependencyError("extraction on a Dask cluster (--scheduler)", "cluster", err) from None
+        raise MissingDependencyError(f"{what} on a Dask cluster (--scheduler)", "cluster", err) from None
 
 
 def _timeout(timeout: float | None) -> float:
@@ -192,6 +199,23 @@ def _sees_probe(path: str) -> bool:
     return Path(path).is_file()
 
 
+def wait_for_workers(client: Client, *, timeout: float | None = None) -> None:
+    """Wait until the cluster has a worker.
+
+    Raises
+    ------
+    SchedulerError
+        If none joined within ``timeout`` seconds (default as in :func:`open_client`).
+    """
+    wait = _timeout(timeout)
+    try:
+        client.wait_for_workers(1, timeout=wait)
+    except (TimeoutError, OSError):
+        raise SchedulerError(
+            f"the Dask scheduler at {client.scheduler.address} has no workers (none joined within {wait:g} s)"
+        ) from None
+
+
 def check_shared_folder(
     client: Client, folder: str | os.PathLike[str], *, timeout: float | None = None
 ) -> None:
@@ -216,13 +240,7 @@ def check_shared_folder(
         see it.
     """
     address = client.scheduler.address
-    wait = _timeout(timeout)
-    try:
-        client.wait_for_workers(1, timeout=wait)
-    except (TimeoutError, OSError):
-        raise SchedulerError(
-            f"the Dask scheduler at {address} has no workers (none joined within {wait:g} s)"
-        ) from None
+    wait_for_workers(client, timeout=timeout)
     root = Path(folder).resolve()
     root.mkdir(parents=True, exist_ok=True)
     probe = root / f".cdrscreen-probe-{uuid.uuid4().hex}"

@@ -54,11 +54,44 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+#: Rows per Parquet row group; longer tables are converted and written a group at a time.
+PARQUET_ROWS_PER_GROUP = 16384
+
+
 def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> Path:
-    """Atomically write a DataFrame (index included) to Parquet."""
+    """Atomically write a DataFrame (index included) to Parquet.
+
+    A table longer than :data:`PARQUET_ROWS_PER_GROUP` rows (e.g. 10 ms frames of a long recording) is
+    converted to Arrow and written one row group at a time, so writing it costs memory
+    for one group rather than a second copy of the whole table; the file reads back the
+    same (``df.attrs`` included, as ``DataFrame.to_parquet`` stores them).
+    """
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=True)
+        if len(df) <= PARQUET_ROWS_PER_GROUP:
+            df.to_parquet(tmp, index=True)
+        else:
+            _write_parquet_groups(tmp, df)
     return Path(path)
+
+
+def _write_parquet_groups(path: Path, df: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    step = PARQUET_ROWS_PER_GROUP
+    # the schema from the first group (inferring it from the whole table would convert
+    # every object column); a later group that does not fit it (e.g. strings after a
+    # first group of None) falls back to writing the whole table at once
+    schema = pa.Schema.from_pandas(df.iloc[:step], preserve_index=True)
+    if df.attrs:
+        schema = schema.with_metadata({**(schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
+    try:
+        with pq.ParquetWriter(path, schema) as writer:
+            for start in range(0, len(df), step):
+                table = pa.Table.from_pandas(df.iloc[start : start + step], schema=schema, preserve_index=True)
+                writer.write_table(table.replace_schema_metadata(schema.metadata))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+        df.to_parquet(path, index=True)
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

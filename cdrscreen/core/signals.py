@@ -68,7 +68,7 @@ def write_signal(path: str | os.PathLike[str], df: pd.DataFrame, *, group: str, 
                  config_sha: str) -> Path:
     """Write one signal table atomically, with its group, name and ``config_sha`` in ``attrs``."""
     check_signal(df, str(path))
-    df = df.copy(deep=False)  # a new frame for the attrs, not a copy of a long recording's data
+    df = df.copy(deep=False)  # new attrs only: the data are not copied
     df.attrs = {**df.attrs, "group": group, "signal": name, "config_sha": config_sha}
     return write_parquet(path, df)
 

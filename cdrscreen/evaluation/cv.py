@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -133,7 +134,8 @@ class ModelPlan:
         """Tune an SVM on its decision function (no Platt calibration needed to rank C)."""
         head = self.head
         clf = head.steps[-1][1] if isinstance(head, Pipeline) else head
-        return self.prep is not None and isinstance(clf, SVC) and bool(clf.probability)
+        svm = isinstance(clf, SVC) or getattr(clf, "tunes_on_decision", False)
+        return self.prep is not None and svm and bool(clf.probability)
 
 
 def plan_model(spec: ModelSpec, data: Dataset, seed: int, groups: list[str] | None = None) -> ModelPlan:
@@ -230,10 +232,17 @@ class _Memo:
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes, self.nbytes, self.store = max_bytes, 0, OrderedDict()
 
-    @staticmethod
-    def key(trans: Any, X: np.ndarray, cols: Any, train: np.ndarray, test: np.ndarray) -> bytes:
+    #: ``repr`` of each block transformer, computed once per object (scikit-learn's pretty
+    #: printer costs milliseconds; block transformers are never re-parameterised)
+    _reprs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def key(cls, trans: Any, X: np.ndarray, cols: Any, train: np.ndarray, test: np.ndarray) -> bytes:
+        text = cls._reprs.get(trans)
+        if text is None:
+            text = cls._reprs[trans] = repr(trans).encode()
         h = hashlib.blake2b(digest_size=20)
-        for part in (repr(trans).encode(), np.ascontiguousarray(X[:, cols]).tobytes(), np.asarray(cols).tobytes(),
+        for part in (text, np.ascontiguousarray(X[:, cols]).tobytes(), np.asarray(cols).tobytes(),
                      np.asarray(train).tobytes(), b"|", np.asarray(test).tobytes()):
             h.update(part)
         return h.digest()

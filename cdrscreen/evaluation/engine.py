@@ -1,8 +1,10 @@
 """Run model plans over the folds and permutations, in parallel, deterministically.
 
 Work is cut into tasks (a chunk of outer folds, or a chunk of label permutations, of one
-model) and handed to joblib. Every task is a pure function of its inputs, so the result
-does not depend on ``n_jobs`` or on the order tasks finish in.
+model) and handed to joblib, or to a Dask cluster (``client``, see
+:mod:`cdrscreen.cluster`). Every task is a pure function of its inputs and returns only
+small arrays (scores, never fitted models), so the result does not depend on ``n_jobs``,
+on the cluster or on the order tasks finish in.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from cdrscreen.core.progress import track
-from cdrscreen.evaluation import cv, fast
+from cdrscreen.evaluation import cv, fast, fast_svm
 from cdrscreen.evaluation.data import Dataset
 from cdrscreen.evaluation.metrics import auc_value, score
 from cdrscreen.evaluation.protocol import Protocol
@@ -71,15 +73,34 @@ def _plan_blocks(plan: cv.ModelPlan) -> set[tuple[str, tuple]]:
     return {(n, tuple(c)) for n, _, c in plan.prep.transformers} if plan.prep is not None else set()
 
 
+def _permutation_path(plan: cv.ModelPlan, protocol: Protocol) -> Any:
+    """Return the permutation function of ``plan``: batched ridge, cached-kernel SVM or the estimator path."""
+    if fast.supports(plan, protocol):
+        return fast.permutation_scores
+    if fast_svm.supports(plan, protocol):
+        return fast_svm.permutation_scores
+    return cv.permutation_scores
+
+
 def _perm_task(plan: cv.ModelPlan, folds: list[cv.Fold], data: Dataset, protocol: Protocol,
                perms: list[np.ndarray], metric: str, blocks: dict):
     with threadpool_limits(1):
-        run = fast.permutation_scores if fast.supports(plan, protocol) else cv.permutation_scores
+        run = _permutation_path(plan, protocol)
         return run(plan, folds, data, protocol, perms, metric, cv.Prepared(data.X, blocks))
 
 
+def _apply(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``: one task on a Dask worker (arguments scattered earlier arrive resolved)."""
+    return fn(*args)
+
+
 def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str, sizes: list[int] | None = None,
-         unit: str = "") -> list[Any]:
+         unit: str = "", client: Any = None) -> list[Any]:
+    if client is not None:
+        from cdrscreen.cluster import run_tasks
+
+        return run_tasks(client, _apply, [(fn, *args) for fn, args, _ in tasks], progress=progress,
+                         description=description)
     if n_jobs == 1:
         results = (fn(*args, **kw) for fn, args, kw in tasks)
     else:
@@ -97,16 +118,31 @@ def run_plans(
     n_jobs: int = 1,
     progress: bool = True,
     description: str = "evaluating",
+    client: Any = None,
 ) -> list[ModelRun]:
     """Evaluate every plan on ``folds`` and run ``n_permutations`` label permutations each.
 
     Phase 1 runs the folds (fitting and caching the label-independent blocks); phase 2
     repeats the whole nested procedure for each label permutation, reusing those blocks.
+    With a Dask ``client`` (``distributed.Client``) the same tasks run on its cluster
+    (``n_jobs`` is then ignored); the dataset, folds and fitted blocks are sent to the
+    workers once, not with every task.
     """
     metric = protocol.statistics.permutation_metric
     perms = subject_permutations(data.subject_y, n_permutations, protocol.seed)
-    n_workers = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
+    if client is not None:
+        n_jobs = max(1, len(client.scheduler_info().get("workers", {})))
+        n_workers = n_jobs
+        n_jobs = max(n_jobs, 2)  # never the in-process path
+    else:
+        n_workers = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
     shared = cv.Prepared(data.X) if n_jobs == 1 else None  # in-process: one cache for everything
+
+    def put(obj: Any) -> Any:  # on a cluster: ship once, refer to it from every task
+        return client.scatter([obj], broadcast=True, hash=False)[0] if client is not None else obj
+
+    data_ref = put(data)
+    folds_ref = put(folds)
     # enough tasks for a progress bar that moves (>= ~20 steps); results do not depend on it
     fold_size = max(1, min(-(-len(folds) // (2 * n_workers)), -(-len(folds) // 20)))
     blocks: dict = {}
@@ -130,9 +166,9 @@ def run_plans(
                    if not all([parent.lookup(bp, k, tr, te) for bp in block_plans for k, tr, te in keys(f)])]
         blocks.update(parent.blocks)
         chunks = _chunks(len(missing), fold_size)
-        tasks = [delayed(_blocks_task)(block_plans, folds, data.X, [missing[i] for i in ids]) for ids in chunks]
+        tasks = [delayed(_blocks_task)(block_plans, folds_ref, data.X, [missing[i] for i in ids]) for ids in chunks]
         for blk in _run(tasks, n_jobs, progress, f"{description}: scaling features", [len(c) for c in chunks],
-                        "folds"):
+                        "folds", client):
             blocks.update(blk)
         memo = cv.Prepared(data.X, blocks)
         for f in missing:
@@ -147,10 +183,10 @@ def run_plans(
             prepared = shared
             if shared is None:
                 prepared = cv.Prepared(data.X, {k: v for k, v in mine.items() if k[2][0] in ids})
-            tasks.append(delayed(_fold_task)(plan, folds, data, protocol, ids, prepared))
+            tasks.append(delayed(_fold_task)(plan, folds_ref, data_ref, protocol, ids, prepared))
             owners.append(p)
     fold_out = _run(tasks, n_jobs, progress, f"{description}: training and testing", sizes,
-                    "folds (all models)")
+                    "folds (all models)", client)
     if shared is not None:
         blocks = dict(shared.blocks)
     fold_results: list[list[Any]] = [[] for _ in plans]
@@ -164,17 +200,19 @@ def run_plans(
         tasks, owners, sizes = [], [], []
         for p, plan in enumerate(plans):
             per_task = n_workers if fast.supports(plan, protocol) else 2 * n_workers
-            # the batched ridge path solves a whole chunk at once: fewer, larger chunks
-            steps = 10 if fast.supports(plan, protocol) else 50
+            # the batched ridge path solves a whole chunk at once, the cached-kernel SVM path
+            # computes each fold's kernels once per chunk: fewer, larger chunks
+            steps = 10 if fast.supports(plan, protocol) else 20 if fast_svm.supports(plan, protocol) else 50
             perm_size = max(1, min(-(-n_permutations // per_task), -(-n_permutations // steps)))
             ids_of_plan = _plan_blocks(plan)
-            mine = {k: v for k, v in blocks.items() if (k[0], k[1]) in ids_of_plan}
+            mine = put({k: v for k, v in blocks.items() if (k[0], k[1]) in ids_of_plan})
             for ids in _chunks(n_permutations, perm_size):
                 sizes.append(len(ids))
-                tasks.append(delayed(_perm_task)(plan, folds, data, protocol, [perms[i] for i in ids], metric, mine))
+                tasks.append(delayed(_perm_task)(plan, folds_ref, data_ref, protocol, [perms[i] for i in ids], metric,
+                                                 mine))
                 owners.append(p)
         done = _run(tasks, n_jobs, progress, f"{description}: label permutations", sizes,
-                    f"permutations ({len(plans)} model{'s' if len(plans) > 1 else ''})")
+                    f"permutations ({len(plans)} model{'s' if len(plans) > 1 else ''})", client)
         for p, scores in zip(owners, done, strict=True):
             null[p] += scores
 

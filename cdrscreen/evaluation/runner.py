@@ -64,6 +64,32 @@ def environment() -> dict[str, Any]:
             "feature_packages": {p: version(p) for p in FEATURE_PACKAGES}}
 
 
+def _check_scheduler(scheduler: str | None, n_jobs: int) -> None:
+    """Refuse a malformed ``scheduler``, one combined with ``n_jobs``, or Dask missing (before any work)."""
+    if scheduler is None:
+        return
+    from cdrscreen.cluster import parse_scheduler, require_dask
+    from cdrscreen.core.errors import CdrscreenError
+
+    parse_scheduler(scheduler)
+    if n_jobs != 1:
+        raise CdrscreenError(f"jobs={n_jobs} and scheduler={scheduler!r} exclude each other; "
+                             "for N local processes on a cluster use scheduler local:N")
+    require_dask("evaluation")
+
+
+def _run_plans(plans: list[cv.ModelPlan], data: Dataset, proto: Protocol, folds: list[cv.Fold], n_perm: int,
+               n_jobs: int, progress: bool, description: str, scheduler: str | None) -> list[ModelRun]:
+    """:func:`run_plans` here (joblib, ``n_jobs``) or on the Dask cluster ``scheduler``."""
+    if scheduler is None:
+        return run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, description)
+    from cdrscreen.cluster import open_client, wait_for_workers
+
+    with open_client(scheduler) as client:
+        wait_for_workers(client)
+        return run_plans(plans, data, proto, folds, n_perm, 1, progress, description, client=client)
+
+
 def _prepare(protocol: str | os.PathLike[str] | dict | Protocol, features: Any,
              out_dir: str | os.PathLike[str] | None = None, overwrite: bool = False) -> tuple[Protocol, Dataset]:
     proto = load_protocol(protocol)
@@ -153,6 +179,7 @@ def evaluate(
     n_jobs: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    scheduler: str | None = None,
 ) -> RunResult:
     """Evaluate every model of a protocol on a feature table.
 
@@ -170,18 +197,24 @@ def evaluate(
         Show a progress bar on a terminal.
     overwrite : bool
         Clear a non-empty ``out_dir`` first (refused otherwise, before any work).
+    scheduler : str, optional
+        Run the fold, permutation and ablation-variant tasks on a Dask cluster:
+        ``"local:N"`` starts ``N`` worker processes here, ``"tcp://HOST:PORT"`` uses a
+        running scheduler (``docs/scale-out.md``). Same results as a local run; excludes
+        ``n_jobs`` other than 1; needs the ``cluster`` extra.
 
     Returns
     -------
     RunResult
     """
     started = time.time()
+    _check_scheduler(scheduler, n_jobs)
     proto, data = _prepare(protocol, features, out_dir, overwrite)
     with_inner = any(m.grid for m in proto.models)
     folds = cv.make_folds(proto, data, with_inner=with_inner)
     plans = [cv.plan_model(m, data, proto.seed) for m in proto.models]
     n_perm = proto.statistics.n_permutations
-    runs = run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"evaluate {proto.name}")
+    runs = _run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"evaluate {proto.name}", scheduler)
     result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None)
     result.metrics["comparisons"] = [compare(runs[0], r, data, proto) for r in runs[1:]]
     if out_dir is not None:
@@ -197,15 +230,18 @@ def ablate(
     progress: bool = True,
     all_subsets: bool | None = None,
     overwrite: bool = False,
+    scheduler: str | None = None,
 ) -> RunResult:
     """Feature-group ablation of one protocol model (``ablation.model``, default the first).
 
     Evaluates the full group set, each group alone, each leave-one-group-out set and,
     if ``all_subsets`` (default: the protocol's ``ablation.all_subsets``), every other
     non-empty subset, on the same folds. Returns a :class:`RunResult` whose ``ablation``
-    is the ranked table; parameters as in :func:`evaluate`.
+    is the ranked table; parameters as in :func:`evaluate` (with ``scheduler``, every
+    variant's folds and permutations are tasks on the cluster).
     """
     started = time.time()
+    _check_scheduler(scheduler, n_jobs)
     proto, data = _prepare(protocol, features, out_dir, overwrite)
     spec_ab = proto.ablation
     if all_subsets is not None and all_subsets != spec_ab.all_subsets:
@@ -221,7 +257,7 @@ def ablate(
         plans.append(cv.ModelPlan(vname, plan.estimator, plan.grid, plan.groups))
     folds = cv.make_folds(proto, data, with_inner=bool(spec.grid))
     n_perm = spec_ab.n_permutations
-    runs = run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"ablate {proto.name}")
+    runs = _run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"ablate {proto.name}", scheduler)
     result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None)
     rows = []
     for vname, kind, vgroups, dropped in var:

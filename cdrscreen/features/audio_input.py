@@ -35,7 +35,7 @@ modelling.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,7 +55,8 @@ from cdrscreen.features.segments import (
     read_segments,
 )
 from cdrscreen.features.vad import VADParams, VADResult, detect_speech, speech_runs_s
-from cdrscreen.media.audio import DEFAULT_SR, load_audio, resample
+from cdrscreen.media.audio import DEFAULT_SR, resample
+from cdrscreen.media.audio_stream import AudioSignal, decoded
 from cdrscreen.study import Recording
 
 #: Quality columns (without prefix) every speech extractor adds to its row.
@@ -121,34 +122,103 @@ def clipped_fraction(x: np.ndarray) -> float:
     return float(np.mean(near & flat))
 
 
+class SignalStats:
+    """Clipped fraction and mean of a signal fed block by block.
+
+    The clipped fraction equals :func:`clipped_fraction` of the whole signal: a sample's
+    flatness is decided once its right neighbour is seen, and only flat samples within
+    2% of the running peak are kept (the running peak never exceeds the final one, so
+    no sample that counts is dropped); they are counted against the final peak at the
+    end. The mean is a float64 sum of block sums (equal to ``numpy.mean`` of the whole
+    signal up to rounding).
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total = 0.0
+        self.peak = 0.0
+        self._prev: np.ndarray | None = None  # the last sample, its flatness undecided
+        self._prev_left_eq = False
+        self._cand = np.zeros(0, np.float32)
+
+    def _keep(self, values: np.ndarray) -> None:
+        self._cand = np.concatenate([self._cand, values.astype(np.float32)])
+        self._cand = self._cand[self._cand >= 0.98 * self.peak]
+
+    def feed(self, x: np.ndarray) -> None:
+        """Add the next samples."""
+        x = np.asarray(x, dtype=np.float32)
+        if not x.size:
+            return
+        self.total += float(np.sum(x, dtype=np.float64))
+        self.n += x.size
+        self.peak = max(self.peak, float(np.max(np.abs(x))))
+        ext = x if self._prev is None else np.concatenate([self._prev, x])
+        eq = ext[1:] == ext[:-1]
+        left = np.concatenate([[self._prev_left_eq if self._prev is not None else False], eq])
+        right = np.concatenate([eq, [False]])
+        flat = (left | right)[:-1]
+        mag = np.abs(ext[:-1])
+        self._keep(mag[flat & (mag >= 0.98 * self.peak)])
+        self._prev, self._prev_left_eq = ext[-1:].copy(), bool(left[-1])
+
+    def clipped_fraction(self) -> float:
+        """Fraction of clipped samples of everything fed."""
+        if self.n < 2 or self.peak <= 0:
+            return 0.0
+        cand = self._cand
+        if self._prev is not None and self._prev_left_eq:
+            cand = np.concatenate([cand, np.abs(self._prev)])
+        return float(np.count_nonzero(cand >= 0.98 * self.peak)) / self.n
+
+    def mean(self) -> float:
+        """Mean of everything fed (0.0 for nothing)."""
+        return self.total / self.n if self.n else 0.0
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A signal ready for feature computation (see :meth:`SpeechExtractor.prepare`).
 
-    ``x`` is at the extractor's ``sr``; ``native`` is the same audio (same DC correction)
-    at the rate it was given in, ``native_sr``.
+    ``x`` is the signal at the extractor's ``sr``; ``native`` the same audio (same DC
+    correction) at the rate it was given in, ``native_sr``. Both are
+    :class:`~cdrscreen.media.audio_stream.AudioSignal`: in memory for a signal given in
+    memory, on disk (read in blocks) for a decoded file.
     """
 
-    x: np.ndarray
+    x: AudioSignal
     sr: int
     intervals: Intervals | None
     vad: VADResult
     speech_seconds: float
     clipped_fraction: float
     dc_offset: float
-    native: np.ndarray | None = None
+    native: AudioSignal | None = None
     native_sr: int | None = None
 
-    def analysed_signal(self, native: bool = False) -> tuple[np.ndarray, int]:
-        """Return the signal (and its rate) restricted to the analysed intervals, in time order.
+    def signal(self) -> np.ndarray | AudioSignal:
+        """``x`` as an array when it is in memory, else the on-disk signal (read in blocks)."""
+        return self.x.to_array() if self.x.array is not None else self.x
+
+    def analysed_blocks(self, native: bool = False) -> Iterator[np.ndarray]:
+        """Yield the signal restricted to the analysed intervals, in time order, in blocks.
 
         ``native=True`` cuts the signal at its given rate instead of at ``sr``.
         """
-        x, sr = (self.native, int(self.native_sr)) if native and self.native is not None else (self.x, self.sr)
+        x = self.native if native and self.native is not None else self.x
         if self.intervals is None:
-            return x, sr
-        parts = [x[int(round(s * sr)) : int(round(e * sr))] for s, e in self.intervals]
-        return (np.concatenate(parts) if parts else x[:0]), sr
+            for _, block in x.blocks():
+                yield block
+            return
+        for s, e in self.intervals:
+            for _, block in x.blocks(start=int(round(s * x.sr)), stop=int(round(e * x.sr))):
+                yield block
+
+    def analysed_signal(self, native: bool = False) -> tuple[np.ndarray, int]:
+        """Return the signal (and its rate) restricted to the analysed intervals, in memory."""
+        x = self.native if native and self.native is not None else self.x
+        parts = list(self.analysed_blocks(native))
+        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), x.sr
 
 
 class SpeechParams(StrictModel):
@@ -277,11 +347,10 @@ class SpeechExtractor(Extractor):
     def _analyse_file(
         self, path: str | os.PathLike[str], segments: Segments, *, segments_source: str | os.PathLike[str] | None
     ) -> tuple[pd.DataFrame, Prepared]:
-        """Decode ``path`` at its own rate (and, memoised, at :attr:`sr`) and analyse it."""
-        x, native_sr = load_audio(path, None)
-        resampled = load_audio(path, self.sr)[0] if native_sr != self.sr else None
-        return self._analyse(x, native_sr, segments, file=str(path), segments_source=segments_source,
-                             resampled=resampled)
+        """Decode ``path`` to disk once (at its own rate and at :attr:`sr`) and analyse it in blocks."""
+        native, x = decoded(path, self.sr)
+        prep = self.prepare_signals(native, x, segments, source=str(path), segments_source=segments_source)
+        return self._row(prep, file=str(path)), prep
 
     def process_signal(
         self,
@@ -328,6 +397,10 @@ class SpeechExtractor(Extractor):
         """
         prep = self.prepare(signal, sr, segments, source=file or "<signal>", segments_source=segments_source,
                             resampled=resampled)
+        return self._row(prep, file=file), prep
+
+    def _row(self, prep: Prepared, *, file: str) -> pd.DataFrame:
+        """Return the output row (features, then quality columns) of a prepared signal."""
         names = self.feature_names()
         enough = prep.speech_seconds >= self.min_speech_s
         if enough:
@@ -335,7 +408,7 @@ class SpeechExtractor(Extractor):
             feats = {n: float(values.get(n, np.nan)) for n in names}
         else:
             feats = dict.fromkeys(names, float("nan"))
-        source_sr = int(sr)
+        source_sr = int(prep.native_sr)
         ok = enough and prep.clipped_fraction <= self.max_clipped and source_sr >= self.sr
         quality = {
             "quality_ok": float(ok),
@@ -349,7 +422,7 @@ class SpeechExtractor(Extractor):
             "quality_audio_s": len(prep.x) / prep.sr,
         }
         row = {f"{self.prefix}__{k}": v for k, v in (feats | quality).items()}
-        return pd.DataFrame([row], index=pd.Index([file], name="file")), prep
+        return pd.DataFrame([row], index=pd.Index([file], name="file"))
 
     # -- shared preparation -------------------------------------------------------------
     def prepare(
@@ -362,10 +435,9 @@ class SpeechExtractor(Extractor):
         segments_source: str | os.PathLike[str] | None = None,
         resampled: np.ndarray | None = None,
     ) -> Prepared:
-        """Mono/resample, quality measures, DC removal, patient intervals and VAD.
+        """Mono/resample, quality measures, DC removal, patient intervals and VAD of an in-memory signal.
 
-        ``resampled`` may hold ``signal`` already resampled to :attr:`sr` (decoded once
-        and kept in memory by :func:`~cdrscreen.media.audio.load_audio`).
+        ``resampled`` may hold ``signal`` already resampled to :attr:`sr`.
         """
         native = np.asarray(signal, dtype=np.float32)
         if native.ndim == 2:
@@ -375,16 +447,38 @@ class SpeechExtractor(Extractor):
         if not np.all(np.isfinite(native)):
             raise InputError(source, "signal contains NaN or infinite samples")
         x = resampled if resampled is not None else resample(native, int(sr), self.sr)
-        clip = clipped_fraction(x)
-        dc = float(np.mean(x, dtype=np.float64)) if x.size else 0.0
+        return self.prepare_signals(AudioSignal(int(sr), array=native), AudioSignal(self.sr, array=x), segments,
+                                    source=source, segments_source=segments_source)
+
+    def prepare_signals(
+        self,
+        native: AudioSignal,
+        x: AudioSignal,
+        segments: Segments = None,
+        *,
+        source: str = "<signal>",
+        segments_source: str | os.PathLike[str] | None = None,
+    ) -> Prepared:
+        """Quality measures, DC removal, patient intervals and VAD of ``x`` (at :attr:`sr`), in blocks.
+
+        ``native`` is the same audio at its own rate (kept for the openSMILE groups).
+        Nothing here holds more than a block of samples and the 10 ms frame arrays.
+        """
+        if x.array is not None:  # in memory: the whole-signal measures
+            clip = clipped_fraction(x.array)
+            dc = float(np.mean(x.array, dtype=np.float64)) if len(x) else 0.0
+        else:
+            stats = SignalStats()
+            for _, block in x.blocks():
+                stats.feed(block)
+            clip, dc = stats.clipped_fraction(), stats.mean()
         if abs(dc) > self.dc_threshold:
-            x = (x - np.float32(dc)).astype(np.float32)
-            native = (native - np.float32(dc)).astype(np.float32)
+            x, native = x.with_dc(dc), native.with_dc(dc)
         intervals = self._intervals(segments, len(x) / self.sr, segments_source)
         vad = detect_speech(x, self.sr, intervals, self.vad_params())
         speech = float(speech_runs_s(vad).sum())
         keep = native if self.needs_native else None
-        return Prepared(x, self.sr, intervals, vad, speech, clip, dc, keep, int(sr))
+        return Prepared(x, self.sr, intervals, vad, speech, clip, dc, keep, native.sr)
 
     def _intervals(
         self, segments: Segments, duration: float, source: str | os.PathLike[str] | None
@@ -409,6 +503,7 @@ __all__ = [
     "Prepared",
     "Segments",
     "SpeechExtractor",
+    "SignalStats",
     "SpeechParams",
     "clipped_fraction",
     "feature_columns",

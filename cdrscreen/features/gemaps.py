@@ -15,18 +15,25 @@ version 3, which moves 48 kHz values by a median 15-17 %).
 from __future__ import annotations
 
 import functools
+import tempfile
 import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from cdrscreen.features.audio_input import Prepared, SpeechExtractor, SpeechParams
-from cdrscreen.media.audio import resample
+from cdrscreen.media.audio_stream import AudioSignal, as_signal, resample_blocks
+from cdrscreen.resources import resource_path
 
 #: Our feature-group name -> openSMILE feature set.
 FEATURE_SETS: dict[str, str] = {"gemaps": "GeMAPSv01b", "egemaps": "eGeMAPSv02"}
 N_FEATURES: dict[str, int] = {"gemaps": 62, "egemaps": 88}
+#: Samples per write to openSMILE's external source (its ring holds 2^21).
+_WRITE_SAMPLES = 1 << 14
 
 
 @functools.cache
@@ -45,12 +52,77 @@ def feature_names(group: str) -> list[str]:
     return list(_smile(group)[0].feature_names)
 
 
-def gemaps_features(x: np.ndarray, sr: int, group: str) -> dict[str, float]:
-    """Compute openSMILE functionals of the mono signal ``x`` for ``group``."""
+def _int16(block: np.ndarray) -> bytes:
+    """16-bit PCM bytes of a float block, converted as ``Smile.process_signal`` converts."""
+    b = np.array(block, dtype=np.float32)
+    b *= 32768
+    return bytes(b.astype(np.int16))
+
+
+def _run_stream(group: str, blocks: Iterable[np.ndarray], sr: int) -> np.ndarray:
+    """Return the openSMILE functionals of the signal made of ``blocks``, written while openSMILE runs.
+
+    The same openSMILE configuration, options and sample conversion as
+    ``Smile.process_signal`` (opensmile-python 2.6), with one difference: the external
+    source's ``wave`` level is a ring buffer (``resources/opensmile/``) instead of a level
+    holding the whole signal, and the signal is written in blocks from this thread while
+    ``smile_run`` (which releases the GIL) processes it in another.
+    """
+    from opensmile.core.config import config as smile_config
+
+    smile, _ = _smile(group)
+    options = smile._options()
+    options["source"] = str(resource_path("opensmile", "external_wave_input_stream.conf.inc"))
+    options["sampleRate"] = int(sr)
+    options["nBits"] = 16
+    engine = smile._smile(options=options)
+    y: list[np.ndarray] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    engine.external_sink_set_callback_ex(smile_config.EXTERNAL_OUTPUT_COMPONENT, smile._sink_callback(y, starts, ends))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+            failure.append(err)
+
+    worker = threading.Thread(target=run, name="opensmile", daemon=True)
+    worker.start()
+    source = smile_config.EXTERNAL_SOURCE_COMPONENT
+    try:
+        for block in blocks:
+            for i in range(0, len(block), _WRITE_SAMPLES):
+                data = _int16(block[i : i + _WRITE_SAMPLES])
+                while not engine.external_audio_source_write_data(source, data):
+                    if not worker.is_alive():
+                        raise RuntimeError(f"openSMILE stopped before the signal was written: {failure[:1]}")
+                    time.sleep(0.0005)
+    finally:
+        engine.external_audio_source_set_eoi(source)
+        worker.join()
+        engine.free()
+    if failure:
+        raise failure[0]
+    if not y:
+        return np.full(len(smile.feature_names), np.nan)
+    return np.asarray(y[0], dtype=float).reshape(-1)
+
+
+def gemaps_features(x: np.ndarray | AudioSignal, sr: int, group: str) -> dict[str, float]:
+    """Compute openSMILE functionals of the mono signal ``x`` for ``group``.
+
+    The signal is written to openSMILE in blocks (an
+    :class:`~cdrscreen.media.audio_stream.AudioSignal` is read from disk a block at a
+    time), so memory does not grow with its length; the values are those of
+    ``opensmile.Smile(feature_set=..., feature_level=Functionals).process_signal(x, sr)``.
+    """
     smile, lock = _smile(group)
+    sig = as_signal(x, sr)
     with lock:
-        df = smile.process_signal(np.ascontiguousarray(x, dtype=np.float32), sr)
-    return {k: float(v) for k, v in df.iloc[0].items()}
+        values = _run_stream(group, (b for _, b in sig.blocks()), sr)
+    return dict(zip(smile.feature_names, values.tolist(), strict=True))
 
 
 class OpenSmileParams(SpeechParams):
@@ -98,10 +170,22 @@ class _OpenSmileExtractor(SpeechExtractor):
         return feature_names(self.group)
 
     def compute(self, prep: Prepared) -> dict[str, float]:
-        x, sr = prep.analysed_signal(native=True)
-        if self.opensmile_sr is not None and sr != self.opensmile_sr:
-            x, sr = resample(x, sr, self.opensmile_sr), self.opensmile_sr
-        return gemaps_features(x, sr, self.group)
+        native = prep.native if prep.native is not None else prep.x
+        sr = native.sr
+        smile, lock = _smile(self.group)
+        if self.opensmile_sr is None or sr == self.opensmile_sr:
+            with lock:
+                values = _run_stream(self.group, prep.analysed_blocks(native=True), sr)
+        else:  # resample the analysed signal as one signal, as before, but in blocks
+            with tempfile.TemporaryDirectory(prefix="cdrscreen-opensmile-") as folder:
+                cut = Path(folder) / "analysed.f32"
+                with open(cut, "wb") as fh:
+                    for block in prep.analysed_blocks(native=True):
+                        block.astype("<f4", copy=False).tofile(fh)
+                sig = AudioSignal(sr, path=cut)
+                with lock:
+                    values = _run_stream(self.group, resample_blocks(sig, self.opensmile_sr), self.opensmile_sr)
+        return dict(zip(smile.feature_names, values.tolist(), strict=True))
 
 
 class GeMAPSExtractor(_OpenSmileExtractor):

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from cdrscreen.features.audio_input import Prepared, SpeechExtractor, SpeechParams
+from cdrscreen.media.audio_stream import AudioSignal
 
 
 def ensure_numba_cache() -> str:
@@ -70,9 +73,7 @@ def mfcc_matrix(x: np.ndarray, sr: int, n_mfcc: int = 13, n_mels: int = 40) -> n
     """MFCC, delta and delta-delta matrix of shape ``(3 * n_mfcc, 1 + len(x) // hop)``."""
     import librosa
 
-    hop = round(0.010 * sr)
-    win = round(0.025 * sr)
-    n_fft = max(512, 1 << int(np.ceil(np.log2(win))))
+    hop, win, n_fft = _frame_params(sr)
     m = librosa.feature.mfcc(
         y=np.ascontiguousarray(x, dtype=np.float32), sr=sr, n_mfcc=n_mfcc, n_fft=n_fft,
         win_length=win, hop_length=hop, n_mels=n_mels, fmin=0.0, fmax=sr / 2,
@@ -83,6 +84,94 @@ def mfcc_matrix(x: np.ndarray, sr: int, n_mfcc: int = 13, n_mels: int = 40) -> n
     d1 = librosa.feature.delta(m, width=9, order=1)
     d2 = librosa.feature.delta(m, width=9, order=2)
     return np.vstack([m, d1, d2])
+
+
+def _frame_params(sr: int) -> tuple[int, int, int]:
+    hop = round(0.010 * sr)
+    win = round(0.025 * sr)
+    n_fft = max(512, 1 << int(np.ceil(np.log2(win))))
+    return hop, win, n_fft
+
+
+#: Frames of one block of :func:`iter_mfcc_blocks` (about 40 s at a 10 ms hop).
+FRAMES_PER_BLOCK = 4096
+_TOP_DB = 80.0
+_AMIN = 1e-10
+_DELTA_HALF = 4  # librosa.feature.delta(width=9) reaches 4 frames either side
+
+
+def iter_mfcc_blocks(
+    x: AudioSignal, n_mfcc: int = 13, n_mels: int = 40, folder: str | os.PathLike[str] | None = None,
+    frames_per_block: int | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_frame, block)`` of the matrix :func:`mfcc_matrix` returns, block by block.
+
+    Columns ``first_frame : first_frame + block.shape[1]`` of ``mfcc_matrix(x)``, computed
+    from the signal in blocks: the mel power spectrogram of hop-aligned blocks (each with
+    the ``n_fft / 2`` samples either side its centred frames reach, zeros outside the
+    signal as librosa pads) is written to a float32 file in ``folder`` while its
+    maximum is tracked; then librosa's ``power_to_db`` (with the 80 dB floor below the
+    *whole* spectrogram's maximum), the DCT and the deltas (each block with the 4 frames
+    either side ``width=9`` reaches, and librosa's polynomial fit at the signal's two
+    ends) are applied block by block. Signals of fewer than 9 frames use
+    :func:`mfcc_matrix` directly.
+    """
+    import librosa
+    import scipy.fft
+
+    frames_per_block = FRAMES_PER_BLOCK if frames_per_block is None else int(frames_per_block)
+    sr = x.sr
+    hop, win, n_fft = _frame_params(sr)
+    n_frames = 1 + len(x) // hop
+    if n_frames < 2 * frames_per_block or folder is None:
+        m = mfcc_matrix(x.to_array(), sr, n_mfcc=n_mfcc, n_mels=n_mels)
+        for f0 in range(0, m.shape[1], frames_per_block):
+            yield f0, m[:, f0 : f0 + frames_per_block]
+        return
+    half = n_fft // 2
+    path = Path(folder) / "mel.f32"
+    gmax = None
+    with open(path, "wb") as fh:
+        for f0 in range(0, n_frames, frames_per_block):
+            f1 = min(n_frames, f0 + frames_per_block)
+            a, b = f0 * hop - half, (f1 - 1) * hop + half  # samples the frames reach
+            seg = x.read(a, b)
+            lead = max(0, -a)
+            seg = np.concatenate([np.zeros(lead, np.float32), seg, np.zeros((b - a) - lead - seg.size, np.float32)])
+            S = librosa.feature.melspectrogram(
+                y=seg, sr=sr, n_fft=n_fft, hop_length=hop, win_length=win, center=False,
+                n_mels=n_mels, fmin=0.0, fmax=sr / 2,
+            )
+            log_spec = 10.0 * np.log10(np.maximum(_AMIN, S))
+            log_spec -= 10.0 * np.log10(np.maximum(_AMIN, 1.0))
+            bmax = log_spec.max()
+            gmax = bmax if gmax is None else max(gmax, bmax)
+            np.ascontiguousarray(S.T, dtype="<f4").tofile(fh)
+    floor = gmax - _TOP_DB
+
+    def coefficients(g0: int, g1: int) -> np.ndarray:
+        with open(path, "rb") as fh:
+            fh.seek(4 * n_mels * g0)
+            S = np.fromfile(fh, dtype="<f4", count=n_mels * (g1 - g0)).reshape(g1 - g0, n_mels).T
+        log_spec = 10.0 * np.log10(np.maximum(_AMIN, S))
+        log_spec -= 10.0 * np.log10(np.maximum(_AMIN, 1.0))
+        log_spec = np.maximum(log_spec, floor)
+        return scipy.fft.dct(log_spec, axis=-2, type=2, norm="ortho")[..., :n_mfcc, :]
+
+    try:
+        starts = list(range(0, n_frames, frames_per_block))
+        if len(starts) > 1 and n_frames - starts[-1] < 2 * _DELTA_HALF + 1:
+            starts.pop()  # the last block must hold the 9 frames of librosa's end fit
+        bounds = [*starts, n_frames]
+        for f0, f1 in zip(bounds[:-1], bounds[1:], strict=True):
+            g0, g1 = max(0, f0 - _DELTA_HALF), min(n_frames, f1 + _DELTA_HALF)
+            m = coefficients(g0, g1)
+            d1 = librosa.feature.delta(m, width=9, order=1)
+            d2 = librosa.feature.delta(m, width=9, order=2)
+            full = np.vstack([m, d1, d2])
+            yield f0, full[:, f0 - g0 : f1 - g0]
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def column_names(n_mfcc: int = 13) -> list[str]:
@@ -108,15 +197,43 @@ def functionals(mat: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=1).reshape(-1)
 
 
-def mfcc_features(x: np.ndarray, sr: int, frames: np.ndarray | None, n_mfcc: int = 13) -> dict[str, float]:
-    """MFCC functionals over the frames selected by boolean mask ``frames`` (None: all)."""
-    mat = mfcc_matrix(x, sr, n_mfcc=n_mfcc)
-    if frames is not None:
-        sel = np.zeros(mat.shape[1], dtype=bool)
-        k = min(sel.size, len(frames))
-        sel[:k] = np.asarray(frames[:k], dtype=bool)
-        mat = mat[:, sel]
-    return dict(zip(column_names(n_mfcc), functionals(mat).tolist(), strict=True))
+def mfcc_features(
+    x: np.ndarray | AudioSignal, sr: int, frames: np.ndarray | None, n_mfcc: int = 13
+) -> dict[str, float]:
+    """MFCC functionals over the frames selected by boolean mask ``frames`` (None: all).
+
+    An :class:`~cdrscreen.media.audio_stream.AudioSignal` is processed in blocks
+    (:func:`iter_mfcc_blocks`): the selected frames of each coefficient go to a
+    temporary file, and each coefficient's functionals are computed from its file, so
+    memory holds one coefficient's frames at a time.
+    """
+    if not isinstance(x, AudioSignal):
+        mat = mfcc_matrix(x, sr, n_mfcc=n_mfcc)
+        if frames is not None:
+            sel = np.zeros(mat.shape[1], dtype=bool)
+            k = min(sel.size, len(frames))
+            sel[:k] = np.asarray(frames[:k], dtype=bool)
+            mat = mat[:, sel]
+        return dict(zip(column_names(n_mfcc), functionals(mat).tolist(), strict=True))
+    n_rows = 3 * n_mfcc
+    with tempfile.TemporaryDirectory(prefix="cdrscreen-mfcc-") as folder:
+        rows = [Path(folder) / f"row{i:02d}.f32" for i in range(n_rows)]
+        handles = [open(r, "wb") for r in rows]  # noqa: SIM115 - closed below
+        try:
+            for f0, block in iter_mfcc_blocks(x, n_mfcc=n_mfcc, folder=folder):
+                if frames is not None:
+                    sel = np.zeros(block.shape[1], dtype=bool)
+                    part = np.asarray(frames[f0 : f0 + block.shape[1]], dtype=bool)
+                    sel[: part.size] = part
+                    block = block[:, sel]
+                for fh, row in zip(handles, block, strict=True):
+                    np.ascontiguousarray(row, dtype=block.dtype).tofile(fh)
+                dtype = block.dtype
+        finally:
+            for fh in handles:
+                fh.close()
+        out = np.concatenate([functionals(np.fromfile(r, dtype=dtype)[None, :]) for r in rows])
+    return dict(zip(column_names(n_mfcc), out.tolist(), strict=True))
 
 
 class MFCCParams(SpeechParams):
@@ -149,15 +266,17 @@ class MFCCExtractor(SpeechExtractor):
 
     def compute(self, prep: Prepared) -> dict[str, float]:
         """MFCC functionals over the VAD speech frames inside the analysed intervals."""
-        return mfcc_features(prep.x, prep.sr, prep.vad.speech, n_mfcc=self.n_mfcc)
+        return mfcc_features(prep.signal(), prep.sr, prep.vad.speech, n_mfcc=self.n_mfcc)
 
 
 __all__ = [
+    "FRAMES_PER_BLOCK",
     "FUNCTIONALS",
     "MFCCExtractor",
     "column_names",
     "ensure_numba_cache",
     "functionals",
+    "iter_mfcc_blocks",
     "mfcc_features",
     "mfcc_matrix",
 ]

@@ -32,7 +32,10 @@ measurements.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -41,6 +44,7 @@ import pandas as pd
 from cdrscreen.features.audio_input import Prepared, SpeechExtractor
 from cdrscreen.features.segments import Intervals, intervals_to_mask, merge_intervals
 from cdrscreen.features.vad import (
+    FrameEnergy,
     VADParams,
     VADResult,
     detect_speech,
@@ -48,6 +52,7 @@ from cdrscreen.features.vad import (
     speech_runs_s,
 )
 from cdrscreen.features.vad import true_runs as _runs
+from cdrscreen.media.audio_stream import BLOCK, AudioSignal
 
 #: Names (without prefix) of the timing features, in output order.
 TIMING_FEATURES: tuple[str, ...] = (
@@ -98,9 +103,11 @@ def pause_intervals(vad: VADResult, intervals: Intervals | None, min_pause_s: fl
     return np.asarray(out, dtype=float).reshape(-1, 2)
 
 
-def _voiced(x: np.ndarray, sr: int, centre: int, threshold: float = 0.45) -> bool:
+def _voiced(x: np.ndarray | AudioSignal, sr: int, centre: int, threshold: float = 0.45) -> bool:
     half = int(0.02 * sr)
-    seg = np.asarray(x[max(0, centre - half) : centre + half], dtype=np.float64)
+    lo_i = max(0, centre - half)
+    seg = x.read(lo_i, centre + half) if isinstance(x, AudioSignal) else x[lo_i : centre + half]
+    seg = np.asarray(seg, dtype=np.float64)
     lo, hi = int(sr / 400), int(sr / 60)
     if seg.size < 2 * hi:
         return False
@@ -115,6 +122,66 @@ def _voiced(x: np.ndarray, sr: int, centre: int, threshold: float = 0.45) -> boo
     return bool(norm[lo:hi].max() >= threshold)
 
 
+def sosfiltfilt_level_db(x: AudioSignal, sos: np.ndarray, frame: int, hop: int, folder: str | os.PathLike[str]) -> np.ndarray:
+    """:func:`~cdrscreen.features.vad.frame_level_db` of ``sosfiltfilt(sos, x)``, in blocks.
+
+    Exactly :func:`scipy.signal.sosfiltfilt` (odd extension, ``sosfilt_zi`` initial
+    states): the forward pass is run block by block with its state carried and written
+    to a float64 file in ``folder``; the backward pass reads it from the end, block by
+    block, and overwrites each block with its result; the frame energies are then
+    accumulated from the start.
+    """
+    from scipy.signal import sosfilt, sosfilt_zi
+
+    n = len(x)
+    n_sections = sos.shape[0]
+    ntaps = 2 * n_sections + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    edge = 3 * ntaps
+    if n <= edge:
+        raise ValueError(f"The length of the input vector x must be greater than padlen, which is {edge}.")
+    zi0 = sosfilt_zi(sos)
+    head = x.read(0, edge + 1).astype(np.float64)
+    tail = x.read(n - edge - 1, n).astype(np.float64)
+    left = 2 * head[0] - head[edge:0:-1]
+    right = 2 * tail[-1] - tail[-2::-1]
+    path = Path(folder) / "filtfilt.f64"
+    total = n + 2 * edge
+    zi = None
+    with open(path, "wb") as fh:
+        def forward(block: np.ndarray) -> None:
+            nonlocal zi
+            if zi is None:
+                zi = zi0 * block[0]
+            y, zi = sosfilt(sos, block, zi=zi)
+            y.astype("<f8", copy=False).tofile(fh)
+        forward(left)
+        for _, b in x.blocks():
+            forward(b.astype(np.float64))
+        forward(right)
+    step = BLOCK
+    with open(path, "r+b") as fh:
+        zi = None
+        for stop in range(total, 0, -step):
+            start = max(0, stop - step)
+            fh.seek(8 * start)
+            y = np.fromfile(fh, dtype="<f8", count=stop - start)[::-1]
+            if zi is None:
+                zi = zi0 * y[0]
+            z, zi = sosfilt(sos, y, zi=zi)
+            fh.seek(8 * start)
+            z[::-1].astype("<f8").tofile(fh)
+    fe = FrameEnergy(frame, hop, n)
+    with open(path, "rb") as fh:
+        fh.seek(8 * edge)
+        left_n = n
+        while left_n > 0:
+            k = min(step, left_n)
+            fe.feed(np.fromfile(fh, dtype="<f8", count=k))
+            left_n -= k
+    path.unlink()
+    return fe.finish()
+
+
 @dataclass(frozen=True)
 class NucleiParams:
     """Parameters of :func:`syllable_nuclei` (see the module docstring)."""
@@ -126,8 +193,15 @@ class NucleiParams:
     silence_db: float = 25.0
 
 
-def syllable_nuclei(x: np.ndarray, sr: int, vad: VADResult, params: NucleiParams | None = None) -> np.ndarray:
-    """Return the times (s) of syllable nuclei: voiced intensity peaks in speech frames."""
+def syllable_nuclei(
+    x: np.ndarray | AudioSignal, sr: int, vad: VADResult, params: NucleiParams | None = None
+) -> np.ndarray:
+    """Return the times (s) of syllable nuclei: voiced intensity peaks in speech frames.
+
+    ``x`` may be an :class:`~cdrscreen.media.audio_stream.AudioSignal`: it is then
+    band-passed and measured in blocks (a temporary float64 file holds the filter's
+    intermediate output), with the same result.
+    """
     from scipy.signal import butter, find_peaks, sosfiltfilt
 
     p = params or NucleiParams()
@@ -136,10 +210,17 @@ def syllable_nuclei(x: np.ndarray, sr: int, vad: VADResult, params: NucleiParams
     hop = max(1, round(vad.hop_s * sr))
     lo, hi = p.band_hz
     hi = min(hi, 0.45 * sr)
-    y = np.asarray(x, dtype=np.float64)
-    if y.size > 30:
-        y = sosfiltfilt(butter(4, (lo, hi), btype="band", fs=sr, output="sos"), y)
-    level = frame_level_db(y, max(1, round(p.window_s * sr)), hop)[: vad.speech.size]
+    win = max(1, round(p.window_s * sr))
+    sos = butter(4, (lo, hi), btype="band", fs=sr, output="sos")
+    if isinstance(x, AudioSignal) and len(x) > 30:
+        with tempfile.TemporaryDirectory(prefix="cdrscreen-nuclei-") as folder:
+            level = sosfiltfilt_level_db(x, sos, win, hop, folder)
+    else:
+        y = np.asarray(x.to_array() if isinstance(x, AudioSignal) else x, dtype=np.float64)
+        if y.size > 30:
+            y = sosfiltfilt(sos, y)
+        level = frame_level_db(y, win, hop)
+    level = level[: vad.speech.size]
     speech = vad.speech[: level.size]
     peaks, _ = find_peaks(level, prominence=p.prominence_db, distance=max(1, round(p.min_distance_s / vad.hop_s)))
     peaks = peaks[speech[peaks]]
@@ -193,7 +274,7 @@ def timing_tables(
 
 
 def timing_features(
-    x: np.ndarray,
+    x: np.ndarray | AudioSignal,
     sr: int,
     intervals: Intervals | None = None,
     params: VADParams | None = None,
@@ -280,7 +361,7 @@ class TimingExtractor(SpeechExtractor):
 
     def compute(self, prep: Prepared) -> dict[str, float]:
         """Compute timing features from the prepared signal's VAD."""
-        feats, _ = timing_features(prep.x, prep.sr, prep.intervals, self.vad_params(), vad=prep.vad)
+        feats, _ = timing_features(prep.signal(), prep.sr, prep.intervals, self.vad_params(), vad=prep.vad)
         return feats
 
     def signals_from_prepared(self, prep: Prepared, file: str) -> dict[str, pd.DataFrame]:
@@ -295,12 +376,15 @@ class TimingExtractor(SpeechExtractor):
         seg = pd.DataFrame(rows, columns=["kind", "start", "end"])
         seg["duration"] = seg["end"] - seg["start"]
         seg.insert(0, "file", file)
-        inside = (np.ones(vad.times.size, bool) if prep.intervals is None
-                  else intervals_to_mask(prep.intervals, vad.times))
-        frames = pd.DataFrame({"file": file, "frame": np.arange(vad.times.size), "time": vad.times,
-                               "level_db": vad.level_db, "speech": vad.speech, "analysed": inside})
-        return {"segments": seg.set_index(["file", "start", "end"]),
-                "frames": frames.set_index(["file", "frame", "time"])}
+        n = vad.times.size
+        inside = np.ones(n, bool) if prep.intervals is None else intervals_to_mask(prep.intervals, vad.times)
+        # the index built from its levels directly (times are increasing and distinct):
+        # no per-row Python objects and no hashing, which matter for an hour of 10 ms frames
+        index = pd.MultiIndex(levels=[pd.Index([file], dtype=object), np.arange(n), vad.times],
+                              codes=[np.zeros(n, np.int8), np.arange(n), np.arange(n)],
+                              names=["file", "frame", "time"], verify_integrity=False)
+        frames = pd.DataFrame({"level_db": vad.level_db, "speech": vad.speech, "analysed": inside}, index=index)
+        return {"segments": seg.set_index(["file", "start", "end"]), "frames": frames}
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cdrscreen.features.segments import Intervals, intervals_to_mask
+from cdrscreen.media.audio_stream import AudioSignal
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,71 @@ class VADResult:
     low_threshold_db: float = float("nan")
 
 
-def frame_level_db(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
-    """Mean-square energy (dBFS) of centred frames ``i * hop``; ``1 + len(x) // hop`` frames."""
+class FrameEnergy:
+    """Mean-square energy (dBFS) of centred frames ``i * hop``, fed a block at a time.
+
+    Reproduces :func:`frame_level_db` of the whole signal exactly: the running sum is
+    carried from block to block in the same order (``numpy.cumsum`` is sequential), so
+    every frame's energy is the same difference of the same two partial sums.
+
+    Parameters
+    ----------
+    frame, hop : int
+        Frame length and hop in samples.
+    n : int
+        Length of the whole signal (samples), fixing the number of frames, ``1 + n // hop``.
+    """
+
+    def __init__(self, frame: int, hop: int, n: int) -> None:
+        self.frame, self.hop, self.n_frames = int(frame), int(hop), 1 + int(n) // int(hop)
+        self.out = np.empty(self.n_frames)
+        self._cs = np.zeros(0)  # partial sums from index self._base on
+        self._base = 0
+        self._last = 0.0
+        self._done = 0
+        self._fed = 0
+        self._feed_sq(np.zeros(self.frame // 2 + 1))
+
+    def _feed_sq(self, sq: np.ndarray) -> None:
+        cs = np.cumsum(np.concatenate([[self._last], sq]))[1:]
+        self._last = float(cs[-1]) if cs.size else self._last
+        self._cs = np.concatenate([self._cs, cs])
+        self._fed += sq.size
+        # frame i needs partial sums at i*hop and i*hop + frame (whole-signal indices)
+        last = min(self.n_frames, (self._fed - 1 - self.frame) // self.hop + 1) if self._fed > self.frame else 0
+        if last > self._done:
+            starts = np.arange(self._done, last) * self.hop - self._base
+            self.out[self._done:last] = (self._cs[starts + self.frame] - self._cs[starts]) / self.frame
+            self._done = last
+        keep_from = self._done * self.hop
+        if keep_from > self._base:
+            self._cs = self._cs[keep_from - self._base:]
+            self._base = keep_from
+
+    def feed(self, x: np.ndarray) -> None:
+        """Add the next samples of the signal."""
+        x = np.asarray(x, dtype=np.float64)
+        self._feed_sq(x * x)
+
+    def finish(self) -> np.ndarray:
+        """Return the frame levels (dBFS) once the whole signal was fed."""
+        self._feed_sq(np.zeros(self.frame))
+        if self._done != self.n_frames:
+            raise ValueError(f"fed {self._fed} padded samples, expected a signal of {self.n_frames} frames")
+        return 10.0 * np.log10(self.out + 1e-12)
+
+
+def frame_level_db(x: np.ndarray | AudioSignal, frame: int, hop: int) -> np.ndarray:
+    """Mean-square energy (dBFS) of centred frames ``i * hop``; ``1 + len(x) // hop`` frames.
+
+    ``x`` may be an array or an :class:`~cdrscreen.media.audio_stream.AudioSignal`
+    (read in blocks; the result is the same).
+    """
+    if isinstance(x, AudioSignal):
+        fe = FrameEnergy(frame, hop, len(x))
+        for _, b in x.blocks():
+            fe.feed(b)
+        return fe.finish()
     x = np.asarray(x, dtype=np.float64)
     n_frames = 1 + len(x) // hop
     pad = frame // 2
@@ -98,14 +162,14 @@ def true_runs(mask: np.ndarray) -> np.ndarray:
 
 
 def detect_speech(
-    x: np.ndarray, sr: int, intervals: Intervals | None = None, params: VADParams | None = None
+    x: np.ndarray | AudioSignal, sr: int, intervals: Intervals | None = None, params: VADParams | None = None
 ) -> VADResult:
     """Energy-based voice-activity detection (see the module docstring).
 
     Parameters
     ----------
-    x : ndarray
-        Mono signal.
+    x : ndarray or AudioSignal
+        Mono signal (an :class:`~cdrscreen.media.audio_stream.AudioSignal` is read in blocks).
     sr : int
         Sample rate.
     intervals : (n, 2) array, optional
@@ -153,4 +217,4 @@ def speech_runs_s(vad: VADResult) -> np.ndarray:
     return np.clip(d, vad.hop_s, None)
 
 
-__all__ = ["VADParams", "VADResult", "detect_speech", "frame_level_db", "speech_runs_s", "true_runs"]
+__all__ = ["FrameEnergy", "VADParams", "VADResult", "detect_speech", "frame_level_db", "speech_runs_s", "true_runs"]

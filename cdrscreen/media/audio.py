@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -172,8 +173,12 @@ def _riff_missing_fraction(path: Path) -> float:
     return 0.0
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream to a mono float32 signal at its native rate."""
+def iter_decoded(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode the first audio stream frame by frame: yield ``(native_sr, mono float32 chunk)``.
+
+    The checks of :func:`load_audio` are made as the stream goes (a truncated file raises
+    after its last chunk); the chunks are not checked for NaN.
+    """
     import av
 
     container = _open(path)
@@ -191,20 +196,22 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
             )
         declared = _declared_duration(container, st)
         converter = av.AudioResampler(format="fltp", layout=None, rate=native_sr)
-        chunks: list[np.ndarray] = []
         n = 0
         try:
             for frame in container.decode(st):
                 for out in converter.resample(frame):
                     a = out.to_ndarray()  # (channels, samples), float32
                     a = a.mean(axis=0) if a.shape[0] > 1 else a[0]
-                    chunks.append(a)
                     n += a.size
+                    yield native_sr, a
             for out in converter.resample(None):
                 a = out.to_ndarray()
-                chunks.append(a.mean(axis=0) if a.shape[0] > 1 else a[0])
-                n += chunks[-1].size
+                a = a.mean(axis=0) if a.shape[0] > 1 else a[0]
+                n += a.size
+                yield native_sr, a
         except InputError:
+            raise
+        except GeneratorExit:
             raise
         except Exception as err:  # noqa: BLE001 - decoder errors become one line
             if n == 0:
@@ -225,6 +232,15 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         raise InputError(
             path, f"audio is truncated: header declares {declared:.2f} s but only {got:.2f} s decode"
         )
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream to a mono float32 signal at its native rate."""
+    chunks: list[np.ndarray] = []
+    native_sr = 0
+    for rate, a in iter_decoded(path):
+        native_sr = rate
+        chunks.append(a)
     x = np.concatenate(chunks).astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         raise InputError(path, "audio contains NaN or infinite samples")
@@ -293,4 +309,4 @@ def clear_memo() -> None:
         _memo.clear()
 
 
-__all__ = ["DEFAULT_SR", "AudioInfo", "clear_memo", "load_audio", "probe_audio", "resample"]
+__all__ = ["DEFAULT_SR", "AudioInfo", "clear_memo", "iter_decoded", "load_audio", "probe_audio", "resample"]
