@@ -9,7 +9,7 @@ conventions in :mod:`cdrscreen.tracking.pose`); this module summarises it in
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -86,6 +86,10 @@ class HeadPoseParams(StrictModel):
         0.1, ge=0, description="Rotation-based co-movement is NaN when the head angle's SD is below this, degrees.")
     min_translation_px: float = Field(
         0.2, ge=0, description="Image-space co-movement is NaN when the face position's SD is below this, pixels.")
+    eye_in_head: Literal["corners", "head"] = Field(
+        "corners", description="Eye-in-head signal of the rotation-based co-movement: 'corners' (gaze_h/gaze_v, "
+                               "pupil relative to the eye corners) or 'head' (iris in head coordinates, "
+                               "cdrscreen.features.gaze).")
 
 
 class HeadPoseExtractor(TrackedExtractor):
@@ -105,6 +109,12 @@ class HeadPoseExtractor(TrackedExtractor):
     min_translation_px : float, default 0.2
         Image-space co-movement is reported only when the face position's SD reaches this
         (pixels); measured noise of a still head is 0.001-0.01 px.
+    eye_in_head : {"corners", "head"}, default "corners"
+        Eye signal of the rotation-based co-movement: ``"corners"`` uses the track's
+        ``gaze_h``, ``gaze_v`` (pupil relative to the eye corners, eye widths);
+        ``"head"`` the iris in head coordinates (``eye_yaw``, ``eye_pitch``, degrees,
+        :func:`cdrscreen.features.gaze.eye_in_head`), which head rotation cannot move for an
+        exact pose and iris depth but which takes every pose error with it.
     max_faces : int, default 2
         Faces tracked at once.
     cache_dir : path, optional
@@ -119,11 +129,12 @@ class HeadPoseExtractor(TrackedExtractor):
     co-movement in the same direction (right / up):
 
     * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
-      (``gaze_h``, ``gaze_v``: the pupil relative to the eye corners) vs head ``yaw`` /
-      ``pitch``. Near 0 when eye and head move independently, up to the parallax of the
-      iris in front of the eye corners (``docs/validation-visual.md``). The track's
-      pose-compensated ``gaze_yaw``/``gaze_pitch`` recovered the demo cohort's planted
-      coupling less well (r 0.27 vs 0.62) and are not used here.
+      vs head ``yaw`` / ``pitch``. The eye signal is ``gaze_h``, ``gaze_v`` (the pupil
+      relative to the eye corners) by default, or with ``eye_in_head="head"`` the iris in
+      head coordinates (``eye_yaw``, ``eye_pitch``). Near 0 when eye and head move
+      independently, up to the parallax of the iris in front of the eye corners
+      (``"corners"``) or the pose error at the iris (``"head"``); measured in
+      ``docs/validation-visual.md``.
     * ``img_corr_*`` (image-space, Nam et al. 2020): the pupil's position in the image (mean
       of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
       centre of the rigid skin points). Head motion moves both, so this is high whenever
@@ -144,7 +155,9 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 3: variable-frame-rate tracks resampled onto even time steps.
     #: 4: pose from skin-point optical flow (not the mesh); image-space co-movement
     #:    (img_corr_*), face position x/y; correlations NaN for a still head.
-    version: ClassVar[int] = 4
+    #: 5: eye_in_head option (iris in head coordinates, features/gaze.py); eye_yaw,
+    #:    eye_pitch in the frames signal.
+    version: ClassVar[int] = 5
     Params = HeadPoseParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
     key_features: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -159,6 +172,7 @@ class HeadPoseExtractor(TrackedExtractor):
         max_gap_s: float = 0.25,
         min_rotation_deg: float = 0.1,
         min_translation_px: float = 0.2,
+        eye_in_head: Literal["corners", "head"] = "corners",
         max_faces: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -167,16 +181,23 @@ class HeadPoseExtractor(TrackedExtractor):
         self.max_gap_s = max_gap_s
         self.min_rotation_deg = min_rotation_deg
         self.min_translation_px = min_translation_px
+        if eye_in_head not in ("corners", "head"):
+            raise ValueError(f"eye_in_head must be 'corners' or 'head', not {eye_in_head!r}")
+        self.eye_in_head = eye_in_head
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
     def compute(self, track: Any) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
         """Compute every ``headpose__`` feature (without prefix) and the ``frames`` signal of a face track."""
+        from cdrscreen.features.gaze import eye_in_head
         from cdrscreen.tracking.gaps import pieces_to_columns, signal_pieces, split_signals
-        from cdrscreen.tracking.resample import even_table
+        from cdrscreen.tracking.resample import is_regular, regular_grid
 
-        t = even_table(track)  # variable frame rate: resampled to even steps
         fs = track.track_fps
+        eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
+        t = track.table.assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
+        if not is_regular(t["time"].to_numpy(float), 1.0 / fs if fs else np.nan):
+            t = regular_grid(t, 1.0 / fs)  # variable frame rate: resampled to even steps
         success = t["success"].to_numpy(bool)
         max_gap = int(np.floor(self.max_gap_s * fs))
         win = max(1, int(round(self.smooth_s * fs)) | 1)
@@ -204,6 +225,7 @@ class HeadPoseExtractor(TrackedExtractor):
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
         sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
+               "eye_yaw": t["eye_yaw"].to_numpy(float), "eye_pitch": t["eye_pitch"].to_numpy(float),
                "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
                "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
                "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
@@ -212,8 +234,9 @@ class HeadPoseExtractor(TrackedExtractor):
         pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
-        pairs = (("corr", "h", "gaze_h", "yaw", self.min_rotation_deg),
-                 ("corr", "v", "gaze_v", "pitch", self.min_rotation_deg),
+        eye_h, eye_v = ("eye_yaw", "eye_pitch") if self.eye_in_head == "head" else ("gaze_h", "gaze_v")
+        pairs = (("corr", "h", eye_h, "yaw", self.min_rotation_deg),
+                 ("corr", "v", eye_v, "pitch", self.min_rotation_deg),
                  ("img_corr", "h", "pupil_x", "head_x", self.min_translation_px),
                  ("img_corr", "v", "pupil_y", "head_y", self.min_translation_px))
         for name, axis, eye, head, floor in pairs:
@@ -222,13 +245,14 @@ class HeadPoseExtractor(TrackedExtractor):
                     f[f"{name}_{kind}_{axis}_{stat}"] = val
         f["valid"] = float(bool(pieces) and all(
             f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
-        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "yaw", "pitch", "pupil_x",
-                                                   "pupil_y", "head_x", "head_y"))
+        laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "eye_yaw", "eye_pitch", "yaw", "pitch",
+                                                   "pupil_x", "pupil_y", "head_x", "head_y"))
         frames = pd.DataFrame({
             "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
             "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
             "roll": t["roll"].to_numpy(float), "piece": laid["piece"],
-            "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
+            "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "eye_yaw": laid["eye_yaw"],
+            "eye_pitch": laid["eye_pitch"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
             **{k: laid[k] for k in ("pupil_x", "pupil_y", "head_x", "head_y")},
         })
         frames.attrs["fps"] = float(fs)

@@ -1,0 +1,183 @@
+"""Eye-in-head gaze in the head's own coordinates (the iris against a head-fixed plane).
+
+The eye-corner-relative ``gaze_h``, ``gaze_v`` of a face track are measured in the image.
+When the head pitches, the iris, which lies in front of the line through the eye corners,
+moves in the image relative to them (parallax, about 0.12 eye widths per radian on the
+validation faces), and MediaPipe's eye corners follow the iris by 10-20 % of its motion
+and the head's pitch by a face-dependent amount. Vertical eye-in-head motion is small
+(a ±10 degree eye rotation moves the iris ±2 mm), so these errors are of the order of the
+signal and make ``gaze_v`` correlate with head pitch when eye and head move
+independently (``docs/validation-visual.md``).
+
+:func:`eye_in_head` measures the iris in the head instead, from the track's table and
+stored landmarks (nothing per frame is added to tracking):
+
+1. **Head pose** of each frame: the skin-point optical-flow pose of the track
+   (:mod:`cdrscreen.tracking.flow`; ``yaw``, ``pitch``, ``roll`` and the position
+   ``tx``, ``ty``, ``tz`` of its reference point, mm), which the iris cannot move.
+2. **Iris plane**: a plane fixed in the head, perpendicular to the face's forward axis,
+   at the iris depth. The depth (mm behind the reference point, along the head's own
+   z axis) is taken from the face's mesh: each tracked frame's iris landmarks (468, 473)
+   are back-projected with MediaPipe's relative depth exactly as the skin points are
+   (:meth:`cdrscreen.tracking.flow.SkinFlow.backproject`) and rotated into the head; the
+   median over frames and both eyes is the depth (both irises lie at one depth in a
+   symmetric head). It is a property of the face, not fitted to the gaze.
+3. **Iris in the head**: the camera ray through each observed iris centre is cut with
+   that plane and the cut point is expressed in head coordinates (x toward the
+   subject's left, y down). Head rotation and translation change the ray and the plane
+   together, so a head-fixed iris gives the same head coordinates whatever the pose:
+   the parallax of the image-space measure is gone by construction.
+4. **Angles**: each eye's offset from its median position over the video, averaged over
+   both eyes, is turned into degrees with a 12 mm eyeball radius
+   (:data:`cdrscreen.tracking.flow.EYE_RADIUS_MM`): ``eye_yaw`` > 0 toward image right
+   and ``eye_pitch`` > 0 up for a face looking at the camera (the signs of ``yaw`` and
+   ``pitch``).
+
+What remains: the measure is exact for an exact pose and iris depth; an error of
+``d`` mm in the iris depth relative to the pose's rotation (or the equivalent pose error)
+moves the iris by ``d * sin(head angle)`` mm, i.e. a 3 mm error reads 0.4 mm (about
+2 degrees of eye rotation) at 8 degrees of head pitch. On a real head the iris centre
+sits on the cornea side of the eyeball, a few mm in front of the lid margins, which is
+where MediaPipe's iris landmark and the mesh's eye contour place it; monocular depth of
+the face is only known to a few mm, so this is the accuracy limit of any single-camera
+eye-in-head measure (measured in ``docs/validation-visual.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Iris centre landmarks (subject's right, left).
+IRIS_CENTRES: tuple[int, int] = (468, 473)
+
+#: Columns returned by :func:`eye_in_head`.
+EYE_IN_HEAD_COLUMNS: tuple[str, ...] = ("eye_yaw", "eye_pitch")
+
+
+def _rotations(table: pd.DataFrame) -> np.ndarray:
+    """Head rotations (n, 3, 3), face frame to camera, from the table's ``yaw``/``pitch``/``roll``.
+
+    Vectorised :func:`cdrscreen.tracking.flow.angles_to_rotation` (``Rz(roll) Rx(-pitch) Ry(-yaw)``).
+    """
+    y, p, r = (np.deg2rad(table[c].to_numpy(float)) * s for c, s in (("yaw", -1), ("pitch", -1), ("roll", 1)))
+    n = len(table)
+    ry = np.zeros((n, 3, 3))
+    ry[:, 0, 0], ry[:, 0, 2], ry[:, 1, 1], ry[:, 2, 0], ry[:, 2, 2] = np.cos(y), np.sin(y), 1, -np.sin(y), np.cos(y)
+    rx = np.zeros((n, 3, 3))
+    rx[:, 0, 0], rx[:, 1, 1], rx[:, 1, 2], rx[:, 2, 1], rx[:, 2, 2] = 1, np.cos(p), -np.sin(p), np.sin(p), np.cos(p)
+    rz = np.zeros((n, 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = np.cos(r), -np.sin(r), np.sin(r), np.cos(r), 1
+    return rz @ rx @ ry
+
+
+def iris_depth_mm(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int) -> float:
+    """Depth (mm) of the irises behind the pose's reference point, along the head's forward axis.
+
+    Median over tracked frames and both eyes of the back-projected iris landmarks in head
+    coordinates (step 2 of the module notes); NaN when no frame has a pose.
+    """
+    from cdrscreen.tracking.flow import SKIN_LANDMARKS
+    from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
+
+    ok = _posed(table)
+    if not ok.any():
+        return float("nan")
+    lm = np.asarray(landmarks, float)[ok]
+    cam = camera_matrix(width, height)
+    f, c = cam[0, 0], cam[:2, 2]
+    z_ref = np.median(lm[:, list(SKIN_LANDMARKS), 2], axis=1)
+    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 263, :2] - lm[:, 33, :2], axis=1)
+    iris = lm[:, list(IRIS_CENTRES)]  # (n, 2, 3)
+    depth = f + iris[..., 2] - z_ref[:, None]
+    pts = np.concatenate([(iris[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
+    pts = pts * mm[:, None, None]
+    rot = _rotations(table[ok])
+    ref = table.loc[ok, ["tx", "ty", "tz"]].to_numpy(float)
+    head = np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per eye
+    return float(np.nanmedian(head[..., 2]))
+
+
+def _posed(table: pd.DataFrame) -> np.ndarray:
+    cols = ["yaw", "pitch", "roll", "tx", "ty", "tz", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]
+    return table["success"].to_numpy(bool) & np.isfinite(table[cols].to_numpy(float)).all(axis=1)
+
+
+def eye_in_head(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
+                depth_mm: float | None = None, eye_radius_mm: float | None = None) -> pd.DataFrame:
+    """Eye-in-head rotation per frame, computed per stretch of continuously tracked frames.
+
+    The skin-flow pose starts afresh (new reference point, new points) after every frame
+    without a face, so each such stretch gets its own iris depth and median; see
+    :func:`eye_in_head_piece` for the parameters.
+    """
+    n = len(table)
+    out = pd.DataFrame({c: np.full(n, np.nan) for c in EYE_IN_HEAD_COLUMNS}, index=table.index)
+    if n == 0 or len(landmarks) != n:
+        return out
+    ok = _posed(table)
+    edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(int), 0]))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if b - a >= 3:
+            part = eye_in_head_piece(table.iloc[a:b], landmarks[a:b], width, height,
+                                     depth_mm=depth_mm, eye_radius_mm=eye_radius_mm)
+            out.iloc[a:b] = part.to_numpy()
+    return out
+
+
+def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
+                      depth_mm: float | None = None, eye_radius_mm: float | None = None) -> pd.DataFrame:
+    """Eye-in-head rotation per frame from a face track's table and landmarks.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A face track's table (:attr:`cdrscreen.tracking.face.FaceTrack.table`).
+    landmarks : ndarray (n, 478, 3)
+        The track's landmarks (px), one per table row.
+    width, height : int
+        Frame size (the tracker's pinhole camera).
+    depth_mm : float, optional
+        Iris depth behind the pose reference point (default: :func:`iris_depth_mm`).
+    eye_radius_mm : float, optional
+        Eyeball radius for the angles (default 12 mm).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``eye_yaw``, ``eye_pitch`` (degrees, relative to the median over the
+        video; NaN where the face or its pose is missing), index of ``table``.
+    """
+    from cdrscreen.tracking.flow import EYE_RADIUS_MM
+    from cdrscreen.tracking.pose import camera_matrix
+
+    n = len(table)
+    out = pd.DataFrame({c: np.full(n, np.nan) for c in EYE_IN_HEAD_COLUMNS}, index=table.index)
+    if n == 0 or len(landmarks) != n:
+        return out
+    ok = _posed(table)
+    depth = iris_depth_mm(table, landmarks, width, height) if depth_mm is None else float(depth_mm)
+    if not ok.any() or not np.isfinite(depth):
+        return out
+    radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
+    cam = camera_matrix(width, height)
+    f, c = cam[0, 0], cam[:2, 2]
+    t = table[ok]
+    iris = np.stack([t[["iris_r_x", "iris_r_y"]].to_numpy(float),
+                     t[["iris_l_x", "iris_l_y"]].to_numpy(float)], axis=1)  # (m, 2, 2) px
+    ray = np.concatenate([(iris - c) / f, np.ones(iris.shape[:2] + (1,))], axis=-1)
+    rot = _rotations(t)
+    ref = t[["tx", "ty", "tz"]].to_numpy(float)
+    normal = rot[:, :, 2]  # the head's forward axis in camera coordinates
+    on_plane = ref + normal * depth  # a point of the iris plane
+    s = np.einsum("nj,nj->n", normal, on_plane)[:, None] / np.einsum("nj,nej->ne", normal, ray)
+    cut = s[..., None] * ray  # (m, 2, 3) camera mm
+    head = np.einsum("nji,nej->nei", rot, cut - ref[:, None, :])[..., :2]  # (m, 2, 2) head mm
+    offset = (head - np.median(head, axis=0)).mean(axis=1)
+    ang = np.degrees(np.arcsin(np.clip(offset / radius, -1, 1)))
+    out.loc[ok, "eye_yaw"] = ang[:, 0]
+    out.loc[ok, "eye_pitch"] = -ang[:, 1]
+    return out
+
+
+__all__ = ["EYE_IN_HEAD_COLUMNS", "IRIS_CENTRES", "eye_in_head", "iris_depth_mm"]
