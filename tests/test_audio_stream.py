@@ -167,3 +167,29 @@ def test_wav_written_for_the_tests_is_read_exactly(tmp_path, speech_signal):
         np.testing.assert_array_equal(x.to_array(), load_audio(wav, SR, memo=False)[0])
     finally:
         forget_decoded()
+
+
+def test_threads_keep_their_own_decoded_recording(tmp_path, speech_signal):
+    import threading
+
+    a = write_wav(tmp_path / "a.wav", speech_signal)
+    b = write_wav(tmp_path / "b.wav", speech_signal[::-1].copy())
+    seen = {}
+
+    def work(name, path):
+        native, _ = decoded(path, SR)
+        seen[name] = native.path
+        barrier.wait()  # both decoded: neither may have removed the other's files
+        seen[name + "_ok"] = native.path.is_file() and np.array_equal(native.to_array(), load_audio(path, None, memo=False)[0])
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=work, args=(n, p)) for n, p in (("a", a), ("b", b))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen["a"] != seen["b"] and seen["a_ok"] and seen["b_ok"]
+    finally:
+        forget_decoded()
+    assert not seen["a"].exists() and not seen["b"].exists()

@@ -81,6 +81,28 @@ def test_iris_depth_comes_from_the_back_projected_mesh() -> None:
     assert iris_depth_mm(table, lm, W, H) == pytest.approx(12.0, abs=1e-6)
 
 
+def test_iris_depth_from_the_lids_is_the_eye_contour_surface_at_the_iris() -> None:
+    from cdrscreen.features.gaze import EYE_CONTOURS, IRIS_CENTRES
+
+    table, lm = _scene(np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3))
+    mm = OUTER_CANTHAL_MM / 100.0
+    lm[:, list(SKIN_LANDMARKS), 2] = 0.0
+    lm[:, [468, 473], 2] = 12.0 / mm
+    ring = np.c_[np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
+                 np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))] * 6.0
+    for centre, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True):
+        lm[:, list(contour), :2] = lm[:, [centre], :2] + ring
+        lm[:, list(contour), 2] = 9.0 / mm
+    # the outer corners set the mm scale: 100 px apart, still on the contour surface
+    lm[:, 33, :2] = [CAM[0, 2] - 50, CAM[1, 2]]
+    lm[:, 263, :2] = [CAM[0, 2] + 50, CAM[1, 2]]
+    table[["tx", "ty", "tz"]] = [0.0, 0.0, F * mm]
+    assert iris_depth_mm(table, lm, W, H, depth_from="lids") == pytest.approx(9.0, abs=1e-6)
+    assert iris_depth_mm(table, lm, W, H) == pytest.approx(12.0, abs=1e-6)
+    with pytest.raises(ValueError, match="depth_from must be one of"):
+        iris_depth_mm(table, lm, W, H, depth_from="pupil")
+
+
 def test_frames_without_a_face_or_pose_are_nan_and_split_the_video() -> None:
     t = np.linspace(0, 2, 50)
     table, lm = _scene(5 * np.sin(t), 5 * np.cos(t), np.zeros_like(t), np.zeros_like(t))

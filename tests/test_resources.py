@@ -22,6 +22,9 @@ def test_shipped_files_live_inside_the_package() -> None:
     assert list_resources("extraction") == ["default"]
     globs = (ROOT / "pyproject.toml").read_text()
     assert '"resources/protocols/*.yaml"' in globs and '"resources/extraction/*.yaml"' in globs
+    # openSMILE's streamed audio source (GeMAPS/eGeMAPS read long recordings in blocks)
+    assert resource_path("opensmile", "external_wave_input_stream.conf.inc").is_file()
+    assert '"resources/opensmile/*.conf.inc"' in globs
 
 
 def test_protocol_by_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -192,8 +192,9 @@ def run_plans(
     fold_results: list[list[Any]] = [[] for _ in plans]
     for p, (res, blk) in zip(owners, fold_out, strict=True):
         fold_results[p] += res
-        if shared is None:
-            blocks.update(blk)
+        if shared is None:  # keep the arrays already here (phase 0): the returned ones are equal copies
+            for key, value in blk.items():
+                blocks.setdefault(key, value)
 
     null: list[list[tuple[float, float]]] = [[] for _ in plans]
     if n_permutations:

@@ -16,7 +16,7 @@ kernel evaluation moved out of libsvm. Its results are bit-identical to recomput
 every permutation from scratch with :class:`RBFKernelSVC` inside the scikit-learn
 pipeline (tested). libsvm computes RBF values itself in a slightly different floating
 point order (and two different orders for training and prediction), so against
-``SVC(kernel="rbf")`` the decision values agree to about 1e-12, not bit for bit; the
+``SVC(kernel="rbf")`` decision values agree to about 1e-14, not bit for bit; the
 observed (unpermuted) run therefore keeps the ``kernel="rbf"`` estimator, whose
 probabilities equal scikit-learn's ``cross_val_predict``.
 

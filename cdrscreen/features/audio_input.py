@@ -4,9 +4,11 @@
 :mod:`~cdrscreen.features.mfcc`, :mod:`~cdrscreen.features.gemaps`,
 :mod:`~cdrscreen.features.timing`). Every speech extractor follows the same steps (details in ``docs/features-speech.md``):
 
-1. load the recording's audio (:func:`cdrscreen.media.audio.load_audio`: mono, ``sr``
-   = 16 kHz by default for the VAD, MFCC and timing; GeMAPS/eGeMAPS see the file's own
-   sample rate unless ``opensmile_sr`` is set) or take a signal given to
+1. decode the recording's audio to disk once (:func:`cdrscreen.media.audio_stream.decoded`:
+   mono, the same samples as :func:`cdrscreen.media.audio.load_audio`, at ``sr`` = 16 kHz
+   by default for the VAD, MFCC and timing; GeMAPS/eGeMAPS see the file's own sample rate
+   unless ``opensmile_sr`` is set) and read it back in blocks, so memory does not grow
+   with the recording's length; or take a signal given in memory to
    :meth:`SpeechExtractor.process_signal`;
 2. measure quality: the fraction of clipped samples, and the DC offset, which is
    subtracted when larger than ``dc_threshold``;

@@ -21,7 +21,10 @@ stored landmarks (nothing per frame is added to tracking):
    are back-projected with MediaPipe's relative depth exactly as the skin points are
    (:meth:`cdrscreen.tracking.flow.SkinFlow.backproject`) and rotated into the head; the
    median over frames and both eyes is the depth (both irises lie at one depth in a
-   symmetric head). It is a property of the face, not fitted to the gaze.
+   symmetric head). It is a property of the face, not fitted to the gaze. With
+   ``depth_from="lids"`` the depth is instead that of the surface of the eye-contour
+   landmarks at the iris (measured against the default in ``docs/features-visual.md``:
+   it lowers the vertical leak but does not remove it, so the default stays ``"iris"``).
 3. **Iris in the head**: the camera ray through each observed iris centre is cut with
    that plane and the cut point is expressed in head coordinates (x toward the
    subject's left, y down). Head rotation and translation change the ray and the plane
@@ -71,31 +74,67 @@ def _rotations(table: pd.DataFrame) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def iris_depth_mm(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int) -> float:
-    """Depth (mm) of the irises behind the pose's reference point, along the head's forward axis.
+#: Eye-contour landmarks per eye (subject's right, left; 16 each, as in the face mesh).
+EYE_CONTOURS: tuple[tuple[int, ...], tuple[int, ...]] = (
+    (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7),
+    (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249),
+)
 
-    Median over tracked frames and both eyes of the back-projected iris landmarks in head
-    coordinates (step 2 of the module notes); NaN when no frame has a pose.
-    """
+#: Where :func:`iris_depth_mm` takes the iris depth from.
+DEPTH_SOURCES: tuple[str, ...] = ("iris", "lids")
+
+
+def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int,
+                 index: list[int]) -> np.ndarray:
+    """Landmarks ``index`` of the posed frames back-projected into head coordinates (n, k, 3) mm."""
     from cdrscreen.tracking.flow import SKIN_LANDMARKS
     from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
 
     ok = _posed(table)
-    if not ok.any():
-        return float("nan")
     lm = np.asarray(landmarks, float)[ok]
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
     z_ref = np.median(lm[:, list(SKIN_LANDMARKS), 2], axis=1)
     mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 263, :2] - lm[:, 33, :2], axis=1)
-    iris = lm[:, list(IRIS_CENTRES)]  # (n, 2, 3)
-    depth = f + iris[..., 2] - z_ref[:, None]
-    pts = np.concatenate([(iris[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
+    sel = lm[:, index]  # (n, k, 3)
+    depth = f + sel[..., 2] - z_ref[:, None]
+    pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
     pts = pts * mm[:, None, None]
     rot = _rotations(table[ok])
     ref = table.loc[ok, ["tx", "ty", "tz"]].to_numpy(float)
-    head = np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per eye
-    return float(np.nanmedian(head[..., 2]))
+    return np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per point
+
+
+def iris_depth_mm(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
+                  depth_from: str = "iris") -> float:
+    """Depth (mm) of the irises behind the pose's reference point, along the head's forward axis.
+
+    Median over tracked frames and both eyes (step 2 of the module notes); NaN when no
+    frame has a pose.
+
+    Parameters
+    ----------
+    table, landmarks, width, height
+        As for :func:`eye_in_head_piece`.
+    depth_from : {"iris", "lids"}
+        ``"iris"``: the back-projected iris centre landmarks (468, 473). ``"lids"``: the
+        depth of the surface of the eye-contour landmarks at the iris, interpolated with
+        inverse squared distance weights in the head's x, y.
+    """
+    if depth_from not in DEPTH_SOURCES:
+        raise ValueError(f"depth_from must be one of {DEPTH_SOURCES}, not {depth_from!r}")
+    if not _posed(table).any():
+        return float("nan")
+    if depth_from == "iris":
+        head = _head_points(table, landmarks, width, height, list(IRIS_CENTRES))
+        return float(np.nanmedian(head[..., 2]))
+    depths = []
+    for centre, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True):
+        pts = _head_points(table, landmarks, width, height, [centre, *contour])
+        d2 = np.sum((pts[:, 1:, :2] - pts[:, :1, :2]) ** 2, axis=-1)
+        w = 1.0 / np.maximum(d2, 1e-6)
+        depths.append(np.sum(w * pts[:, 1:, 2], axis=1) / np.sum(w, axis=1))
+    return float(np.nanmedian(np.concatenate(depths)))
 
 
 def _posed(table: pd.DataFrame) -> np.ndarray:
@@ -104,7 +143,8 @@ def _posed(table: pd.DataFrame) -> np.ndarray:
 
 
 def eye_in_head(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
-                depth_mm: float | None = None, eye_radius_mm: float | None = None) -> pd.DataFrame:
+                depth_mm: float | None = None, eye_radius_mm: float | None = None,
+                depth_from: str = "iris") -> pd.DataFrame:
     """Eye-in-head rotation per frame, computed per stretch of continuously tracked frames.
 
     The skin-flow pose starts afresh (new reference point, new points) after every frame
@@ -120,13 +160,14 @@ def eye_in_head(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: 
     for a, b in zip(edges[::2], edges[1::2], strict=True):
         if b - a >= 3:
             part = eye_in_head_piece(table.iloc[a:b], landmarks[a:b], width, height,
-                                     depth_mm=depth_mm, eye_radius_mm=eye_radius_mm)
+                                     depth_mm=depth_mm, eye_radius_mm=eye_radius_mm, depth_from=depth_from)
             out.iloc[a:b] = part.to_numpy()
     return out
 
 
 def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
-                      depth_mm: float | None = None, eye_radius_mm: float | None = None) -> pd.DataFrame:
+                      depth_mm: float | None = None, eye_radius_mm: float | None = None,
+                      depth_from: str = "iris") -> pd.DataFrame:
     """Eye-in-head rotation per frame from a face track's table and landmarks.
 
     Parameters
@@ -141,6 +182,8 @@ def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, he
         Iris depth behind the pose reference point (default: :func:`iris_depth_mm`).
     eye_radius_mm : float, optional
         Eyeball radius for the angles (default 12 mm).
+    depth_from : {"iris", "lids"}
+        Source of the default iris depth (:func:`iris_depth_mm`).
 
     Returns
     -------
@@ -156,7 +199,7 @@ def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, he
     if n == 0 or len(landmarks) != n:
         return out
     ok = _posed(table)
-    depth = iris_depth_mm(table, landmarks, width, height) if depth_mm is None else float(depth_mm)
+    depth = iris_depth_mm(table, landmarks, width, height, depth_from=depth_from) if depth_mm is None else float(depth_mm)
     if not ok.any() or not np.isfinite(depth):
         return out
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)

@@ -252,14 +252,15 @@ def _remove_all() -> None:
 
 
 _memo_lock = threading.Lock()
-_memo: dict[tuple, DecodedAudio] = {}
+_memo: dict[int, tuple[tuple, DecodedAudio]] = {}  # per thread: (file key, its decoded audio)
 
 
 def decoded(path: str | os.PathLike[str], sr: int | None = None) -> tuple[AudioSignal, AudioSignal]:
     """Return ``(native, at_sr)`` signals of ``path``, decoded once to disk.
 
-    The last decoded recording is kept (on disk, not in memory), so the speech groups of
-    one recording decode it once; decoding another recording deletes it.
+    Each thread keeps the last recording it decoded (on disk, not in memory), so the
+    speech groups of one recording decode it once; decoding another recording in the same
+    thread deletes it (another thread's recording is never touched).
     """
     p = Path(path)
     from cdrscreen.media.audio import _check_file
@@ -267,25 +268,27 @@ def decoded(path: str | os.PathLike[str], sr: int | None = None) -> tuple[AudioS
     _check_file(p)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    me = threading.get_ident()
     with _memo_lock:
-        d = _memo.get(key)
-        if d is None:
-            for old in _memo.values():
-                old.close()
-            _memo.clear()
-            d = DecodedAudio(p)
-            _memo[key] = d
-        native = d.native
-        x = d.at(sr)
-    return native, x
+        held = _memo.get(me)
+    if held is not None and held[0] == key:
+        d = held[1]
+    else:
+        if held is not None:
+            held[1].close()
+        d = DecodedAudio(p)
+        with _memo_lock:
+            _memo[me] = (key, d)
+    return d.native, d.at(sr)
 
 
 def forget_decoded() -> None:
-    """Delete the kept decoded recording (see :func:`decoded`)."""
+    """Delete the decoded recordings kept by :func:`decoded` (every thread's)."""
     with _memo_lock:
-        for d in _memo.values():
-            d.close()
+        held = list(_memo.values())
         _memo.clear()
+    for _, d in held:
+        d.close()
 
 
 __all__ = ["BLOCK", "AudioSignal", "DecodedAudio", "as_signal", "decode_to_file", "decoded", "forget_decoded",
