@@ -227,10 +227,16 @@ class TrackedExtractor(Extractor):
         """Row and per-frame signals (indexed by ``(file, frame, time)``) of a recording's video."""
         feats, sig = self.compute(self.track(rec.media))
         out = {}
-        for k, v in sig.items():
-            v = v.copy()
-            v.insert(0, "file", str(rec.media))
-            out[k] = v.set_index(["file", "frame", "time"])
+        for k in list(sig):
+            v = sig.pop(k)  # one copy of a long recording's signal alive at a time, not three
+            file = np.empty(len(v), dtype=object)
+            file[:] = str(rec.media)
+            index = pd.MultiIndex.from_arrays([file, v["frame"].to_numpy(), v["time"].to_numpy()],
+                                              names=["file", "frame", "time"])
+            data = v.drop(columns=["frame", "time"])
+            data.index = index
+            out[k] = data
+            del v
         return self._row(rec.media, feats), out
 
 

@@ -112,9 +112,8 @@ class FlowParams:
     min_points : int
         Fewest points for a pose; fewer means no pose for the frame and a new seed.
     fb_every : int
-        Run the forward-backward check on every ``fb_every``-th frame (1: every frame).
-    fb_levels : int or None
-        Pyramid levels of the backward flow (None: ``levels``).
+        Run the forward-backward check on every ``fb_every``-th frame (1, the default:
+        every frame; without it the planted pose sweep's yaw error doubled).
     """
 
     win: int = 15
@@ -126,7 +125,6 @@ class FlowParams:
     reseed_fraction: float = 0.5
     min_points: int = 8
     fb_every: int = 1
-    fb_levels: int | None = None
 
 
 def seed_points(mesh: np.ndarray, params: FlowParams) -> np.ndarray:
@@ -176,8 +174,6 @@ class SkinFlow:
         self.cam = camera_matrix(width, height)
         self._lk = dict(winSize=(self.params.win, self.params.win), maxLevel=self.params.levels,
                         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
-        back = self.params.levels if self.params.fb_levels is None else self.params.fb_levels
-        self._lk_back = {**self._lk, "maxLevel": back}
         self.reset()
 
     def reset(self) -> None:
@@ -338,7 +334,7 @@ class SkinFlow:
             good = st1.ravel() == 1
             if check:
                 back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key_pyr, fwd, key.copy(),
-                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk_back)
+                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
                 fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
                 good &= (st2.ravel() == 1) & (fb <= self.params.fb_max)
         finally:
