@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import re
 import shutil
 import tempfile
@@ -79,6 +80,12 @@ def _egemaps_config(root: Path, out: Path) -> Path:
     return main
 
 
+def _remove_if_owner(folder: Path, pid: int) -> None:
+    """Remove ``folder`` at exit, in the process that made it only (not in forked workers)."""
+    if os.getpid() == pid:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @functools.cache
 def _smile(group: str):  # noqa: ANN202 - opensmile.Smile, plus its lock
     import opensmile
@@ -87,7 +94,7 @@ def _smile(group: str):  # noqa: ANN202 - opensmile.Smile, plus its lock
     if group == "egemaps":
         plain = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)
         folder = Path(tempfile.mkdtemp(prefix="cdrscreen-opensmile-config-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        atexit.register(_remove_if_owner, folder, os.getpid())
         feature_set = str(_egemaps_config(Path(plain.default_config_root), folder))
     smile = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)
     if group == "egemaps" and list(smile.feature_names) != list(plain.feature_names):
