@@ -118,7 +118,7 @@ class FlowParams:
         Each frame's flow runs in the box of the key frame's and the previous frame's points
         grown by ``roi_grow`` of its size and ``roi_wins`` windows on each side (OpenCV's
         Lucas-Kanade computes derivatives of the whole image it is given: cost grows with
-        this area; a fixed box grown by half its size cost 1.5 times as much).
+        this area; a fixed box grown by half its size cost 1.15-1.4 times as much).
     """
 
     win: int = 15
