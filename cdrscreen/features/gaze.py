@@ -48,6 +48,8 @@ eye-in-head measure (measured in ``docs/validation-visual.md``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -84,6 +86,51 @@ EYE_CONTOURS: tuple[tuple[int, ...], tuple[int, ...]] = (
 DEPTH_SOURCES: tuple[str, ...] = ("iris", "lids")
 
 
+#: Frames read at a time by :func:`_gather_landmarks`.
+_GATHER_ROWS = 4096
+
+
+def _gather_landmarks(landmarks: np.ndarray, rows: np.ndarray, index: list[int]) -> np.ndarray:
+    """Landmarks ``index`` of the frames where ``rows`` is True, as float64 ``(n, k, 3)``.
+
+    Reads the frames in blocks, so only the selected points are ever held in float64
+    (not all 478 of every frame). A memory-mapped landmark file's pages are released
+    after each block: reading an hour of landmarks (0.5 GB at 25 fps) does not leave
+    them all resident in this process.
+    """
+    idx = np.asarray(index)
+    out = np.empty((int(np.count_nonzero(rows)), len(idx), 3))
+    mm = getattr(landmarks, "_mmap", None) if isinstance(landmarks, np.memmap) else None
+    done = 0
+    for a in range(0, len(landmarks), _GATHER_ROWS):
+        b = min(len(landmarks), a + _GATHER_ROWS)
+        keep = rows[a:b]
+        k = int(np.count_nonzero(keep))
+        if k:
+            out[done:done + k] = landmarks[a:b][keep][:, idx]
+            done += k
+        if mm is not None:
+            _release(landmarks, mm, a, b)
+    return out
+
+
+def _release(landmarks: np.memmap, mm: Any, a: int, b: int) -> None:
+    """Drop the mapped pages of frames ``a:b`` from this process (the file's cache is kept)."""
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        origin = np.frombuffer(mm, dtype=np.uint8).ctypes.data  # the mapping's first byte
+        first = landmarks.ctypes.data - origin + a * landmarks.strides[0]
+        last = min(len(mm), landmarks.ctypes.data - origin + b * landmarks.strides[0])
+        start = max(0, first // mmap.PAGESIZE * mmap.PAGESIZE)
+        if last > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, last - start)
+    except (OSError, ValueError, TypeError):
+        pass  # not releasable here: the pages stay mapped, the values are the same
+
+
 def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int,
                  index: list[int]) -> np.ndarray:
     """Landmarks ``index`` of the posed frames back-projected into head coordinates (n, k, 3) mm."""
@@ -91,12 +138,14 @@ def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height:
     from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
 
     ok = _posed(table)
-    lm = np.asarray(landmarks, float)[ok]
+    skin, corners = list(SKIN_LANDMARKS), [263, 33]
+    lm = _gather_landmarks(landmarks, ok, [*skin, *corners, *index])  # (n, k, 3) float64, posed rows
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    z_ref = np.median(lm[:, list(SKIN_LANDMARKS), 2], axis=1)
-    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 263, :2] - lm[:, 33, :2], axis=1)
-    sel = lm[:, index]  # (n, k, 3)
+    ns = len(skin)
+    z_ref = np.median(lm[:, :ns, 2], axis=1)
+    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, ns, :2] - lm[:, ns + 1, :2], axis=1)
+    sel = lm[:, ns + 2:]  # (n, k, 3)
     depth = f + sel[..., 2] - z_ref[:, None]
     pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
     pts = pts * mm[:, None, None]
