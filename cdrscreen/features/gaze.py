@@ -90,16 +90,18 @@ DEPTH_SOURCES: tuple[str, ...] = ("iris", "lids")
 _GATHER_ROWS = 4096
 
 
-def _gather_landmarks(landmarks: np.ndarray, rows: np.ndarray, index: list[int]) -> np.ndarray:
-    """Landmarks ``index`` of the frames where ``rows`` is True, as float64 ``(n, k, 3)``.
+def _gather_landmarks(landmarks: np.ndarray, rows: np.ndarray, index: list[int],
+                      median_z: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks ``index`` (float64 ``(n, k, 3)``) and the median ``z`` of ``median_z`` (``(n,)``).
 
-    Reads the frames in blocks, so only the selected points are ever held in float64
-    (not all 478 of every frame). A memory-mapped landmark file's pages are released
-    after each block: reading an hour of landmarks (0.5 GB at 25 fps) does not leave
-    them all resident in this process.
+    Only the frames where ``rows`` is True, read in blocks: only the selected points are
+    ever held in float64 (not all 478 of every frame). A memory-mapped landmark file's
+    pages are released after each block, so reading an hour of landmarks (0.5 GB at
+    25 fps) does not leave them all resident in this process.
     """
-    idx = np.asarray(index)
-    out = np.empty((int(np.count_nonzero(rows)), len(idx), 3))
+    idx, zi = np.asarray(index), np.asarray(median_z)
+    n = int(np.count_nonzero(rows))
+    out, z = np.empty((n, len(idx), 3)), np.empty(n)
     mm = getattr(landmarks, "_mmap", None) if isinstance(landmarks, np.memmap) else None
     done = 0
     for a in range(0, len(landmarks), _GATHER_ROWS):
@@ -107,11 +109,13 @@ def _gather_landmarks(landmarks: np.ndarray, rows: np.ndarray, index: list[int])
         keep = rows[a:b]
         k = int(np.count_nonzero(keep))
         if k:
-            out[done:done + k] = landmarks[a:b][keep][:, idx]
+            at = a + np.flatnonzero(keep)[:, None]
+            out[done:done + k] = landmarks[at, idx[None, :]]
+            z[done:done + k] = np.median(np.asarray(landmarks[at, zi[None, :], 2], float), axis=1)
             done += k
         if mm is not None:
             _release(landmarks, mm, a, b)
-    return out
+    return out, z
 
 
 def _release(landmarks: np.memmap, mm: Any, a: int, b: int) -> None:
@@ -138,14 +142,11 @@ def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height:
     from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
 
     ok = _posed(table)
-    skin, corners = list(SKIN_LANDMARKS), [263, 33]
-    lm = _gather_landmarks(landmarks, ok, [*skin, *corners, *index])  # (n, k, 3) float64, posed rows
+    lm, z_ref = _gather_landmarks(landmarks, ok, [263, 33, *index], list(SKIN_LANDMARKS))  # posed rows
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    ns = len(skin)
-    z_ref = np.median(lm[:, :ns, 2], axis=1)
-    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, ns, :2] - lm[:, ns + 1, :2], axis=1)
-    sel = lm[:, ns + 2:]  # (n, k, 3)
+    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 0, :2] - lm[:, 1, :2], axis=1)
+    sel = lm[:, 2:]  # (n, k, 3)
     depth = f + sel[..., 2] - z_ref[:, None]
     pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
     pts = pts * mm[:, None, None]
