@@ -58,8 +58,8 @@ def tile(tmp: Path, minutes: float) -> tuple[Path, Path]:
     out = t.iloc[idx].reset_index(drop=True)
     out["frame"] = np.arange(n, dtype=out["frame"].dtype)
     out["time"] = np.arange(n) / meta["fps"]
-    tp, lp = tmp / f"table_{minutes:g}.parquet", tmp / f"landmarks_{minutes:g}.npy"
-    out.to_parquet(tp)
+    tp, lp = tmp / f"table_{minutes:g}.npz", tmp / f"landmarks_{minutes:g}.npy"
+    np.savez(tp, **{c: out[c].to_numpy() for c in out.columns})  # read back column by column
     big = np.lib.format.open_memmap(lp, mode="w+", dtype=lm.dtype, shape=(n, *lm.shape[1:]))
     for a in range(0, n, len(t)):
         b = min(n, a + len(t))
@@ -88,8 +88,10 @@ def child(tmp: Path, clip: Path, tp: Path, lp: Path) -> dict:
 
     meta = json.loads((tmp / "meta.json").read_text())
     steps = {"imports": rss()}
+    with np.load(tp) as z:  # the table as tracking builds it (typed columns), without a Parquet reader's copies
+        table = pd.DataFrame({c: z[c] for c in z.files})
     track = FaceTrack(clip, meta["fps"], meta["width"], meta["height"], TrackConfig(),
-                      pd.read_parquet(tp), np.load(lp, mmap_mode="r"))
+                      table, np.load(lp, mmap_mode="r"))
     steps["track_loaded"] = rss()
     cache = FeatureCache(tmp / f"cache_{tp.stem}")
     rec = Recording(subject="S1", session="1", video=clip, cdr=1.0)
@@ -137,7 +139,7 @@ def main() -> None:
         clip = tmp / "clip.mp4"
         for m in (float(x) for x in args.minutes.split(",")):
             subprocess.run([*me, "--tile", str(tmp), str(m)], check=True)
-            tp, lp = tmp / f"table_{m:g}.parquet", tmp / f"landmarks_{m:g}.npy"
+            tp, lp = tmp / f"table_{m:g}.npz", tmp / f"landmarks_{m:g}.npy"
             load = os.getloadavg()[0]
             res = subprocess.run([sys.executable, __file__, "--child", str(tmp), str(clip), str(tp), str(lp)],
                                  capture_output=True, text=True, check=False)

@@ -150,7 +150,7 @@ def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height:
     depth = f + sel[..., 2] - z_ref[:, None]
     pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
     pts = pts * mm[:, None, None]
-    rot = _rotations(table[ok])
+    rot = _rotations(table.loc[ok, ["yaw", "pitch", "roll"]])
     ref = table.loc[ok, ["tx", "ty", "tz"]].to_numpy(float)
     return np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per point
 
@@ -255,7 +255,7 @@ def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, he
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    t = table[ok]
+    t = table.loc[ok, ["iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y", "yaw", "pitch", "roll", "tx", "ty", "tz"]]
     iris = np.stack([t[["iris_r_x", "iris_r_y"]].to_numpy(float),
                      t[["iris_l_x", "iris_l_y"]].to_numpy(float)], axis=1)  # (m, 2, 2) px
     ray = np.concatenate([(iris - c) / f, np.ones(iris.shape[:2] + (1,))], axis=-1)
