@@ -48,6 +48,8 @@ eye-in-head measure (measured in ``docs/validation-visual.md``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -84,6 +86,55 @@ EYE_CONTOURS: tuple[tuple[int, ...], tuple[int, ...]] = (
 DEPTH_SOURCES: tuple[str, ...] = ("iris", "lids")
 
 
+#: Frames read at a time by :func:`_gather_landmarks`.
+_GATHER_ROWS = 4096
+
+
+def _gather_landmarks(landmarks: np.ndarray, rows: np.ndarray, index: list[int],
+                      median_z: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks ``index`` (float64 ``(n, k, 3)``) and the median ``z`` of ``median_z`` (``(n,)``).
+
+    Only the frames where ``rows`` is True, read in blocks: only the selected points are
+    ever held in float64 (not all 478 of every frame). A memory-mapped landmark file's
+    pages are released after each block, so reading an hour of landmarks (0.5 GB at
+    25 fps) does not leave them all resident in this process.
+    """
+    idx, zi = np.asarray(index), np.asarray(median_z)
+    n = int(np.count_nonzero(rows))
+    out, z = np.empty((n, len(idx), 3)), np.empty(n)
+    mm = getattr(landmarks, "_mmap", None) if isinstance(landmarks, np.memmap) else None
+    done = 0
+    for a in range(0, len(landmarks), _GATHER_ROWS):
+        b = min(len(landmarks), a + _GATHER_ROWS)
+        keep = rows[a:b]
+        k = int(np.count_nonzero(keep))
+        if k:
+            at = a + np.flatnonzero(keep)[:, None]
+            out[done:done + k] = landmarks[at, idx[None, :]]
+            z[done:done + k] = np.median(np.asarray(landmarks[at, zi[None, :], 2], float), axis=1)
+            done += k
+        if mm is not None:
+            _release(landmarks, mm, a, b)
+    return out, z
+
+
+def _release(landmarks: np.memmap, mm: Any, a: int, b: int) -> None:
+    """Drop the mapped pages of frames ``a:b`` from this process (the file's cache is kept)."""
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        origin = np.frombuffer(mm, dtype=np.uint8).ctypes.data  # the mapping's first byte
+        first = landmarks.ctypes.data - origin + a * landmarks.strides[0]
+        last = min(len(mm), landmarks.ctypes.data - origin + b * landmarks.strides[0])
+        start = max(0, first // mmap.PAGESIZE * mmap.PAGESIZE)
+        if last > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, last - start)
+    except (OSError, ValueError, TypeError):
+        pass  # not releasable here: the pages stay mapped, the values are the same
+
+
 def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int,
                  index: list[int]) -> np.ndarray:
     """Landmarks ``index`` of the posed frames back-projected into head coordinates (n, k, 3) mm."""
@@ -91,16 +142,15 @@ def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height:
     from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
 
     ok = _posed(table)
-    lm = np.asarray(landmarks, float)[ok]
+    lm, z_ref = _gather_landmarks(landmarks, ok, [263, 33, *index], list(SKIN_LANDMARKS))  # posed rows
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    z_ref = np.median(lm[:, list(SKIN_LANDMARKS), 2], axis=1)
-    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 263, :2] - lm[:, 33, :2], axis=1)
-    sel = lm[:, index]  # (n, k, 3)
+    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 0, :2] - lm[:, 1, :2], axis=1)
+    sel = lm[:, 2:]  # (n, k, 3)
     depth = f + sel[..., 2] - z_ref[:, None]
     pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
     pts = pts * mm[:, None, None]
-    rot = _rotations(table[ok])
+    rot = _rotations(table.loc[ok, ["yaw", "pitch", "roll"]])
     ref = table.loc[ok, ["tx", "ty", "tz"]].to_numpy(float)
     return np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per point
 
@@ -205,7 +255,7 @@ def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, he
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    t = table[ok]
+    t = table.loc[ok, ["iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y", "yaw", "pitch", "roll", "tx", "ty", "tz"]]
     iris = np.stack([t[["iris_r_x", "iris_r_y"]].to_numpy(float),
                      t[["iris_l_x", "iris_l_y"]].to_numpy(float)], axis=1)  # (m, 2, 2) px
     ray = np.concatenate([(iris - c) / f, np.ones(iris.shape[:2] + (1,))], axis=-1)

@@ -195,7 +195,10 @@ class HeadPoseExtractor(TrackedExtractor):
 
         fs = track.track_fps
         eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
-        t = track.table.assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
+        used = ["time", "frame", "success", "blink", "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y",
+                "gaze_h", "gaze_v", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]  # not the whole table
+        t = track.table[used].assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
+        del eih
         if not is_regular(t["time"].to_numpy(float), 1.0 / fs if fs else np.nan):
             t = regular_grid(t, 1.0 / fs)  # variable frame rate: resampled to even steps
         success = t["success"].to_numpy(bool)

@@ -92,9 +92,10 @@ from cdrscreen.core.native import quiet_native_stderr
 from cdrscreen.tracking.pose import PoseTracker, solve_pose
 
 #: Bump when the per-frame computation changes (invalidates cached tracks).
-TRACK_VERSION = 5  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
+TRACK_VERSION = 6  # 3: rotated videos uprighted, truncated videos refused (tracks made before may be wrong)
 # 4: head pose from optical flow of skin points (mesh pose kept as mesh_*); head_x, head_y
 # 5: float32 table with eye widths and iris radii, landmarks streamed to disk, mesh pose warm-started
+# 6: skin-point flow in a tighter per-frame box (key and previous points grown by 0.1 of its size + 2 windows)
 
 IRIS_R, IRIS_L = 468, 473
 #: Eye corners, image-left then image-right: subject's right eye (33 outer, 133 inner),

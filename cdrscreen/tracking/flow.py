@@ -114,6 +114,11 @@ class FlowParams:
     fb_every : int
         Run the forward-backward check on every ``fb_every``-th frame (1, the default:
         every frame; without it the planted pose sweep's yaw error doubled).
+    roi_grow, roi_wins : float
+        Each frame's flow runs in the box of the key frame's and the previous frame's points
+        grown by ``roi_grow`` of its size and ``roi_wins`` windows on each side (OpenCV's
+        Lucas-Kanade computes derivatives of the whole image it is given: cost grows with
+        this area; a fixed box grown by half its size cost 1.15-1.4 times as much).
     """
 
     win: int = 15
@@ -125,6 +130,8 @@ class FlowParams:
     reseed_fraction: float = 0.5
     min_points: int = 8
     fb_every: int = 1
+    roi_grow: float = 0.1
+    roi_wins: float = 2.0
 
 
 def seed_points(mesh: np.ndarray, params: FlowParams) -> np.ndarray:
@@ -181,7 +188,7 @@ class SkinFlow:
         self.model: np.ndarray | None = None  # (n, 3) mm, camera coordinates of the seed frame
         self.iris: np.ndarray | None = None  # (2, 3) mm, head-fixed iris centres of the seed
         self.r_seed: np.ndarray | None = None  # head rotation of the seed frame (mesh fit)
-        self.key_pyr: np.ndarray | None = None  # the key frame's region of interest, grey
+        self.key_pyr: np.ndarray | None = None  # the key frame in grey, in its region of interest
         self.roi: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of that region
         self.key_pts: np.ndarray | None = None  # (n, 2) px in the key frame
         self.pts: np.ndarray | None = None  # (n, 2) px in the last frame
@@ -296,44 +303,64 @@ class SkinFlow:
         self.n_seeded = len(lm)
         return self._row(len(lm), 0.0, mesh)
 
-    def _grey_roi(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (RGB or grey) cropped to the key frame's region of interest, in grey."""
+    def _grey(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """``image`` (RGB or grey) cropped to ``box`` (x0, y0, x1, y1), in grey."""
         import cv2
 
-        x0, y0, x1, y1 = self.roi
+        x0, y0, x1, y1 = box
         crop = image[y0:y1, x0:x1]
         if crop.ndim == 3:
             crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
         return np.ascontiguousarray(crop)
 
     def _set_key(self, image: np.ndarray, pts: np.ndarray) -> None:
-        """Make ``image`` the key frame; flow runs in the points' box grown by half its size and two windows."""
+        """Make ``image`` the key frame, kept in grey in the points' box grown by half its size and two windows."""
         h, w = image.shape[:2]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         grow = 0.5 * (hi - lo) + 2 * self.params.win
         x0, y0 = np.maximum(np.floor(lo - grow), 0).astype(int)
         x1, y1 = np.minimum(np.ceil(hi + grow), [w, h]).astype(int)
         self.roi = (int(x0), int(y0), int(x1), int(y1))
-        self.key_pyr = self._grey_roi(image)
+        self.key_pyr = self._grey(image, self.roi)
         self.key_pts = np.asarray(pts, np.float32)
+
+    def _box(self) -> tuple[int, int, int, int]:
+        """Return this frame's flow region (x0, y0, x1, y1), inside the key frame's.
+
+        The key and previous points' box grown by ``roi_grow`` of its size and ``roi_wins``
+        windows on each side. OpenCV's Lucas-Kanade computes derivatives of the
+        whole image it is given, so its cost grows with this area.
+        """
+        both = np.vstack([self.key_pts, self.pts])
+        lo, hi = both.min(axis=0), both.max(axis=0)
+        grow = self.params.roi_grow * (hi - lo) + self.params.roi_wins * self.params.win
+        rx0, ry0, rx1, ry1 = self.roi
+        x0, y0 = np.maximum(np.floor(lo - grow), [rx0, ry0]).astype(int)
+        x1, y1 = np.minimum(np.ceil(hi + grow), [rx1, ry1]).astype(int)
+        # even offsets into the key region: the half-resolution level then samples the same pixels
+        x0, y0 = rx0 + 2 * ((x0 - rx0) // 2), ry0 + 2 * ((y0 - ry0) // 2)
+        return int(x0), int(y0), int(x1), int(y1)
 
     def _track(self, image: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Flow of the key frame's points into ``image``; with ``check`` also the backward flow."""
         import cv2
 
-        off = np.array(self.roi[:2], np.float32)
-        cur = self._grey_roi(image)
+        box = self._box()
+        off = np.array(box[:2], np.float32)
+        cur = self._grey(image, box)
+        kx, ky = box[0] - self.roi[0], box[1] - self.roi[1]
+        key_img = np.ascontiguousarray(self.key_pyr[ky:ky + cur.shape[0], kx:kx + cur.shape[1]])
         guess = (self.pts.astype(np.float32) - off).reshape(-1, 1, 2)
         key = (self.key_pts - off).reshape(-1, 1, 2)
         threads = cv2.getNumThreads()
         if threads != 1:
             cv2.setNumThreads(1)  # ~40 points: OpenCV's worker threads cost more than they save
         try:
-            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key_pyr, cur, key, guess,
+            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(key_img, cur, key, guess,
                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
             good = st1.ravel() == 1
             if check:
-                back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key_pyr, fwd, key.copy(),
+                back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, key_img, fwd, key.copy(),
                                                         flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
                 fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
                 good &= (st2.ravel() == 1) & (fb <= self.params.fb_max)
