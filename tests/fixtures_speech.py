@@ -191,6 +191,19 @@ def speech_media(tmp_path_factory, speech_signal) -> dict[str, Path]:
     }
 
 
+def looped_voice(clips: list[Path], seconds: float, sr: int = 48000) -> np.ndarray:
+    """The real-voice ``clips``, each followed by 0.5 s of silence, looped to ``seconds`` (float32, ``sr``)."""
+    import soundfile as sf
+
+    parts = []
+    for p in clips:
+        y, clip_sr = sf.read(str(p), dtype="float32")
+        parts += [y, np.zeros(int(0.5 * clip_sr), np.float32)]
+    clip = np.concatenate(parts)
+    n = int(seconds * sr)
+    return np.tile(clip, int(np.ceil(n / clip.size)))[:n]
+
+
 @pytest.fixture(scope="session")
 def alsa_clips() -> list[Path]:
     """Real human speech clips shipped by alsa-utils (48 kHz mono WAV, ~1.4 s each)."""

@@ -17,7 +17,7 @@ from cdrscreen.media.audio_stream import (
     forget_decoded,
     resample_blocks,
 )
-from tests.fixtures_speech import SR, write_wav
+from tests.fixtures_speech import SR, looped_voice, write_wav
 
 
 def _file_signal(tmp_path, x: np.ndarray, sr: int) -> AudioSignal:
@@ -123,12 +123,7 @@ def test_speech_groups_from_disk_equal_the_in_memory_signal(tmp_path, alsa_clips
 
     monkeypatch.setattr(mfcc, "FRAMES_PER_BLOCK", 1000)
 
-    parts = []
-    for p in alsa_clips:
-        y, sr = sf.read(str(p), dtype="float32")
-        parts += [y, np.zeros(int(0.5 * sr), np.float32)]
-    clip = np.concatenate(parts)
-    x = np.tile(clip, int(np.ceil(50 * 48000 / clip.size)))[: 50 * 48000]
+    x = looped_voice(alsa_clips, 50)
     wav = tmp_path / "long48k.wav"
     sf.write(str(wav), x, 48000, subtype="FLOAT")
     try:

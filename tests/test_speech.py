@@ -17,7 +17,7 @@ from cdrscreen.features.gemaps import N_FEATURES, EGeMAPSExtractor, GeMAPSExtrac
 from cdrscreen.features.mfcc import MFCCExtractor, column_names
 from cdrscreen.features.timing import TimingExtractor, detect_speech, timing_features
 from cdrscreen.media.audio import load_audio, resample
-from tests.fixtures_speech import PHRASES, SR, espeak, mux_video, silence
+from tests.fixtures_speech import PHRASES, SR, espeak, looped_voice, mux_video, silence
 
 #: Planted pauses must be recovered to within this many seconds (VAD frames are 10 ms).
 PAUSE_TOLERANCE_S = 0.03
@@ -78,12 +78,7 @@ def test_egemaps_streamed_equals_process_file_exactly_with_ring_wrap(tmp_path, a
     import opensmile
     import soundfile as sf
 
-    parts = []
-    for p in alsa_clips:
-        y, sr = sf.read(str(p), dtype="float32")
-        parts += [y, np.zeros(int(0.5 * sr), np.float32)]
-    clip = np.concatenate(parts)
-    x = np.tile(clip, int(np.ceil(45 * 48000 / clip.size)))[: 45 * 48000]
+    x = looped_voice(alsa_clips, 45)
     assert x.size > 2**21
     wav = tmp_path / "long48k.wav"
     sf.write(str(wav), x, 48000, subtype="PCM_16")

@@ -195,9 +195,16 @@ def rank_scores(est: BaseEstimator, X: np.ndarray, k: int, proba: np.ndarray) ->
 
 def _decision(est: BaseEstimator, X: np.ndarray, k: int) -> np.ndarray:
     """Decision values as a (n, k) score matrix (absent classes: -inf)."""
-    d = est.decision_function(X)
-    cls = np.asarray(est.classes_, dtype=int)
-    out = np.full((X.shape[0], k), -np.inf)
+    return decision_matrix(est.decision_function(X), est.classes_, k)
+
+
+def decision_matrix(d: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
+    """Decision values ``d`` of a model fitted on class codes ``classes`` as a (n, k) score matrix.
+
+    Two classes (``d`` of shape (n,)) give ``[-d, d]``; absent classes get -inf.
+    """
+    cls = np.asarray(classes, dtype=int)
+    out = np.full((d.shape[0], k), -np.inf)
     if d.ndim == 1:
         out[:, cls[0]], out[:, cls[1]] = -d, d
     else:

@@ -257,17 +257,6 @@ class _Kernels:
         return hit
 
 
-def _decision_matrix(d: np.ndarray, cls: np.ndarray, k: int) -> np.ndarray:
-    """As :func:`cdrscreen.evaluation.cv._decision`."""
-    cls = np.asarray(cls, dtype=int)
-    out = np.full((d.shape[0], k), -np.inf)
-    if d.ndim == 1:
-        out[:, cls[0]], out[:, cls[1]] = -d, d
-    else:
-        out[:, cls] = d
-    return out
-
-
 class _ScoreMemo:
     """:func:`cdrscreen.evaluation.metrics.score` remembered by confusion matrix (its only input)."""
 
@@ -298,7 +287,7 @@ def _fold(svm: _Libsvm, Cs: list[float], default_C: float, f: int, fold: cv.Fold
                     continue
                 ktr, kva = kernels.get((f, j), itr, iva)
                 cls, model = svm.fit(ktr, y[itr], c, False)
-                rows = _decision_matrix(svm.decision(model, cls, kva), cls, k)
+                rows = cv.decision_matrix(svm.decision(model, cls, kva), cls, k)
                 if how == "mean":  # cv.aggregate(rows, subjects[iva], "mean", normalize=False)
                     inv, per_subject, pos = kernels.subjects((f, j), subjects[iva])
                     sp = np.zeros((len(per_subject), k))
