@@ -178,9 +178,11 @@ def iris_depth_mm(table: pd.DataFrame, landmarks: np.ndarray, width: int, height
     if depth_from == "iris":
         head = _head_points(table, landmarks, width, height, list(IRIS_CENTRES))
         return float(np.nanmedian(head[..., 2]))
-    depths = []
-    for centre, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True):
-        pts = _head_points(table, landmarks, width, height, [centre, *contour])
+    eyes = [[centre, *contour] for centre, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True)]
+    both = _head_points(table, landmarks, width, height, [i for eye in eyes for i in eye])  # one pass over the file
+    depths, start = [], 0
+    for eye in eyes:
+        pts, start = both[:, start:start + len(eye)], start + len(eye)
         d2 = np.sum((pts[:, 1:, :2] - pts[:, :1, :2]) ** 2, axis=-1)
         w = 1.0 / np.maximum(d2, 1e-6)
         depths.append(np.sum(w * pts[:, 1:, 2], axis=1) / np.sum(w, axis=1))

@@ -191,7 +191,7 @@ class HeadPoseExtractor(TrackedExtractor):
         """Compute every ``headpose__`` feature (without prefix) and the ``frames`` signal of a face track."""
         from cdrscreen.features.gaze import eye_in_head
         from cdrscreen.tracking.gaps import pieces_to_columns, signal_pieces, split_signals
-        from cdrscreen.tracking.resample import is_regular, regular_grid
+        from cdrscreen.tracking.resample import even_table
 
         fs = track.track_fps
         eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
@@ -199,8 +199,7 @@ class HeadPoseExtractor(TrackedExtractor):
                 "gaze_h", "gaze_v", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]  # not the whole table
         t = track.table[used].assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
         del eih
-        if not is_regular(t["time"].to_numpy(float), 1.0 / fs if fs else np.nan):
-            t = regular_grid(t, 1.0 / fs)  # variable frame rate: resampled to even steps
+        t = even_table(track, t)  # variable frame rate: resampled to even steps
         success = t["success"].to_numpy(bool)
         max_gap = int(np.floor(self.max_gap_s * fs))
         win = max(1, int(round(self.smooth_s * fs)) | 1)

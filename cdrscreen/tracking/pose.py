@@ -149,8 +149,16 @@ def solve_pose(points_px: np.ndarray, width: int, height: int) -> Pose:
         nan = float("nan")
         return Pose(nan, nan, nan, nan, nan, nan, nan)
     rvec, tvec = cv2.solvePnPRefineLM(FACE_MODEL, img, cam, None, rvec, tvec)
-    proj, _ = cv2.projectPoints(FACE_MODEL, rvec, tvec, cam, None)
     iod = float(np.linalg.norm(points_px[263, :2] - points_px[33, :2])) or 1.0
+    return _pose_of(FACE_MODEL, img, cam, rvec, tvec, iod)
+
+
+def _pose_of(model: np.ndarray, img: np.ndarray, cam: np.ndarray, rvec: np.ndarray, tvec: np.ndarray,
+             iod: float) -> Pose:
+    """:class:`Pose` of a solved ``rvec``, ``tvec`` with its RMS reprojection error over ``iod`` pixels."""
+    import cv2
+
+    proj, _ = cv2.projectPoints(model, rvec, tvec, cam, None)
     err = float(np.sqrt(np.mean(np.sum((proj[:, 0, :] - img) ** 2, axis=1)))) / iod
     rmat, _ = cv2.Rodrigues(rvec)
     yaw, pitch, roll = rotation_to_angles(rmat)
@@ -211,9 +219,4 @@ class PoseTracker:
         if not (np.all(np.isfinite(rvec)) and np.all(np.isfinite(tvec))):
             return None
         self.rvec, self.tvec = rvec, tvec
-        proj, _ = cv2.projectPoints(self._model, rvec, tvec, self.cam, None)
-        err = float(np.sqrt(np.mean(np.sum((proj[:, 0, :] - img) ** 2, axis=1)))) / iod
-        rmat, _ = cv2.Rodrigues(rvec)
-        yaw, pitch, roll = rotation_to_angles(rmat)
-        t = tvec.ravel()
-        return Pose(yaw, pitch, roll, float(t[0]), float(t[1]), float(t[2]), err)
+        return _pose_of(self._model, img, self.cam, rvec, tvec, iod)

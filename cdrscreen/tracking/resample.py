@@ -56,11 +56,13 @@ def regular_grid(table: pd.DataFrame, step: float) -> pd.DataFrame:
     return pd.DataFrame(out, columns=table.columns)
 
 
-def even_table(track: Any) -> pd.DataFrame:
+def even_table(track: Any, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return a face track's table on evenly spaced times (resampled only for variable frame rate).
 
-    Constant-frame-rate tracks (also with ``--stride``) are returned unchanged.
+    Constant-frame-rate tracks (also with ``--stride``) are returned unchanged. ``table``
+    (default ``track.table``) is a table of the track's frames to use instead, e.g. a
+    subset of its columns.
     """
     step = 1.0 / track.track_fps if track.track_fps else np.nan
-    t = track.table
+    t = track.table if table is None else table
     return t if is_regular(t["time"].to_numpy(float), step) else regular_grid(t, step)
