@@ -312,12 +312,13 @@ def choose_face(faces: list[np.ndarray], previous_box: np.ndarray | None) -> int
 
 
 def _detect(detector: Any, rgb: np.ndarray) -> list[tuple[float, float]]:
-    """Centres (px) of the faces MediaPipe's face detector finds in a frame."""
+    """Centres (px) of the faces MediaPipe's face detector (or its :class:`_GraphRunner`) finds in a frame."""
     h, w = rgb.shape[:2]
     out = []
+    runner = detector if isinstance(detector, _GraphRunner) else _GraphRunner(detector, "detections")
     with quiet_native_stderr():  # first runs of the detector graph log on fd 2
-        detections = detector.process(rgb).detections
-    for d in detections or []:
+        detections = runner.messages(rgb)
+    for d in detections:
         b = d.location_data.relative_bounding_box
         out.append(((b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h))
     return out
@@ -348,6 +349,64 @@ def _prefetch(it: Any, size: int = 8) -> Any:
         yield item
 
 
+class _GraphRunner:
+    """One RGB frame through a MediaPipe solution's graph; its output as serialised protos.
+
+    Does what the solution's ``process`` does (the same graph, the same image packet at the
+    same simulated 30 fps timestamps, so the two can be mixed on one solution) without
+    building a namedtuple class and Python protobuf messages on every call (about 0.2
+    CPU-ms per frame). Falls back to ``process`` when the solution lacks the internals of
+    the pinned MediaPipe release (``_graph``, ``_graph_outputs``, ``_simulated_timestamp``).
+    """
+
+    def __init__(self, solution: Any, output: str) -> None:
+        self.solution, self.output = solution, output
+        try:
+            from mediapipe.python import packet_creator
+            from mediapipe.python._framework_bindings import _packet_getter
+            from mediapipe.python._framework_bindings import image_frame
+
+            self._lean = (
+                solution._input_stream_type_info is not None
+                and [(k, v.value) for k, v in solution._input_stream_type_info.items()] == [("image", "image")]
+                and output in solution._output_stream_type_info
+                and isinstance(solution._graph_outputs, dict)
+                and isinstance(solution._simulated_timestamp, int)
+            )
+            self._create = packet_creator.create_image
+            self._srgb = image_frame.ImageFormat.SRGB
+            self._serialised = _packet_getter._get_serialized_proto_list
+        except (ImportError, AttributeError):
+            self._lean = False
+
+    def serialised(self, rgb: np.ndarray) -> list[bytes]:
+        """Serialised output messages of one frame (an empty list when there are none)."""
+        s = self.solution
+        if not self._lean:
+            return [m.SerializeToString() for m in getattr(s.process(rgb), self.output) or []]
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError("Input image must contain three channel rgb data.")
+        s._graph_outputs.clear()
+        s._simulated_timestamp += 33333
+        s._graph.add_packet_to_input_stream(
+            stream="image", packet=self._create(rgb, image_format=self._srgb).at(s._simulated_timestamp))
+        s._graph.wait_until_idle()
+        packet = s._graph_outputs.get(self.output)
+        if packet is None or packet.is_empty():
+            return []
+        return self._serialised(packet)
+
+    def messages(self, rgb: np.ndarray) -> list[Any]:
+        """Output messages of one frame as Python protobuf messages (for rare calls)."""
+        if not self._lean:
+            return list(getattr(self.solution.process(rgb), self.output) or [])
+        from mediapipe.framework.formats import detection_pb2, landmark_pb2
+
+        cls = {"detections": detection_pb2.Detection,
+               "multi_face_landmarks": landmark_pb2.NormalizedLandmarkList}[self.output]
+        return [cls.FromString(b) for b in self.serialised(rgb)]
+
+
 #: Wire layout of one ``NormalizedLandmark`` holding only x, y, z (what the face mesh sets):
 #: a 17-byte length-delimited field whose three floats follow their one-byte tags.
 _PB_SIZE = 17
@@ -359,23 +418,28 @@ _PB_FLOAT_COLS = np.r_[3:7, 8:12, 13:17]
 def landmark_array(face: Any, width: int, height: int) -> np.ndarray | None:
     """``(478, 3)`` float32 pixels of one MediaPipe ``NormalizedLandmarkList`` (None if not 478 points).
 
-    Reads the message's serialised bytes as one array when every landmark holds exactly
-    ``x, y, z`` (as the face mesh writes them); otherwise reads the fields one by one.
-    Both give the same values: ``(x * width, y * height, z * width)`` rounded to float32.
+    ``face`` is the message or its serialised bytes. The bytes are read as one array when
+    every landmark holds exactly ``x, y, z`` (as the face mesh writes them); otherwise the
+    message is read field by field. Both give the same values: ``(x * width, y * height,
+    z * width)`` rounded to float32.
     """
-    buf = face.SerializeToString()
+    buf = face if isinstance(face, bytes) else face.SerializeToString()
     if len(buf) == 478 * _PB_SIZE:
         u = np.frombuffer(buf, np.uint8).reshape(478, _PB_SIZE)
         if (u[:, _PB_TAG_COLS] == _PB_TAGS).all():
             xyz = np.ascontiguousarray(u[:, _PB_FLOAT_COLS]).view("<f4")
             return xyz * np.array([width, height, width], np.float32)
+    if isinstance(face, bytes):
+        from mediapipe.framework.formats import landmark_pb2
+
+        face = landmark_pb2.NormalizedLandmarkList.FromString(face)
     if len(face.landmark) != 478:
         return None
     return np.array([(q.x * width, q.y * height, q.z * width) for q in face.landmark], np.float32)
 
 
-def _landmarks(res: Any, w: int, h: int) -> list[np.ndarray]:
-    faces = (landmark_array(f, w, h) for f in (res.multi_face_landmarks or []))
+def _landmarks(mesh: _GraphRunner, rgb: np.ndarray, w: int, h: int) -> list[np.ndarray]:
+    faces = (landmark_array(f, w, h) for f in mesh.serialised(rgb))
     return [p for p in faces if p is not None]
 
 
@@ -561,6 +625,8 @@ def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = No
     # without the detector check a second face could not be noticed: allow it from the start
     multi = cfg.max_faces < 2 or detector is None
     mesh = new_mesh(cfg.max_faces if multi else 1)
+    runner = _GraphRunner(mesh, "multi_face_landmarks")
+    det_runner = _GraphRunner(detector, "detections") if detector is not None else None
     lost = True
     # the graphs' calculators open asynchronously and log on fd 2 from their own threads
     # during the first frames: keep fd 2 quiet over that whole stretch (>= 30 frames and
@@ -578,7 +644,7 @@ def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = No
             if flow is None:
                 flow = SkinFlow(w, h, flow_params)
                 poser = PoseTracker(w, h)
-            faces = _landmarks(mesh.process(fr.rgb), w, h)
+            faces = _landmarks(runner, fr.rgb, w, h)
             ok = False
             if faces:
                 p = choose(faces)
@@ -587,7 +653,7 @@ def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = No
                 box = np.array(g[:4])
                 suspicious = g[_CONF] < 0.85 or not g[_EAR] >= 0.22
                 if detector is not None and (suspicious or lost or sink.n % cfg.verify_every == 0):
-                    centres = _detect(detector, fr.rgb)
+                    centres = _detect(det_runner, fr.rgb)
                     if not multi and len(centres) >= 2:  # a second person: track several faces
                         multi = True
                         start_up.close()
@@ -595,7 +661,8 @@ def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = No
                         quiet_until = (rows.n + 30, time.monotonic() + 1.0)
                         mesh.close()
                         mesh = new_mesh(cfg.max_faces)
-                        faces = _landmarks(mesh.process(fr.rgb), w, h) or faces
+                        runner = _GraphRunner(mesh, "multi_face_landmarks")
+                        faces = _landmarks(runner, fr.rgb, w, h) or faces
                         p = choose(faces)
                         q = p.astype(np.float64)
                         poser.reset()
