@@ -594,7 +594,8 @@ def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = No
     flow: SkinFlow | None = None
     poser: PoseTracker | None = None
     flow_params = FlowParams(win=cfg.flow_win, levels=cfg.flow_levels)
-    flow_at = [_COL[c] for c in FLOW_COLUMNS]
+    flow_at = slice(_COL[FLOW_COLUMNS[0]], _COL[FLOW_COLUMNS[-1]] + 1)  # adjacent in COLUMNS
+    assert [_COL[c] for c in FLOW_COLUMNS] == list(range(flow_at.start, flow_at.stop))
     i_frame, i_time, i_n, i_ok = _COL["frame"], _COL["time"], _COL["n_faces"], _COL["success"]
     rows = _TableBuilder()
     temporary = landmark_file is None
@@ -675,10 +676,10 @@ def _compute_track(path: Path, cfg: TrackConfig, landmark_file: Path | None = No
                 ok = ok and all(map(math.isfinite, g))  # e.g. a failed PnP solve
             row = rows.next_row()
             row[i_frame], row[i_time], row[i_n] = fr.index, fr.time, len(faces)
-            head = flow.update(fr.rgb, q if ok else None)
+            head = flow.update_values(fr.rgb, q if ok else None)
             if ok:
                 row[_GEOM_AT] = g
-                row[flow_at] = [head[k] for k in FLOW_COLUMNS]
+                row[flow_at] = head
                 row[i_ok] = 1.0
                 sink.append(p)
             else:

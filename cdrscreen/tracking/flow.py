@@ -49,11 +49,22 @@ corners dropped); skin-point flow reads under 0.05 degrees.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix, rotation_to_angles
+
+
+def _median(x: np.ndarray) -> float:
+    """``np.median`` of a small 1-D float array in fewer steps (the same value; NaN if any is NaN)."""
+    s = np.sort(x)
+    n = s.size
+    if n == 0 or s[-1] != s[-1]:
+        return float(np.median(x))
+    h = n // 2
+    return float(s[h]) if n % 2 else float((s[h - 1] + s[h]) / 2)
 
 #: Candidate skin landmarks: forehead, glabella, nose bridge and tip, cheekbones (no
 #: eyelids, brows, lips or jaw; no face outline).
@@ -81,7 +92,8 @@ FLOW_COLUMNS: tuple[str, ...] = (
     "gaze_yaw", "gaze_pitch",
 )
 
-_NAN_ROW = {k: float("nan") for k in FLOW_COLUMNS}
+_NAN_VALUES: tuple[float, ...] = (float("nan"),) * len(FLOW_COLUMNS)
+_IRIS_IDX = np.array(IRIS_CENTRES)
 
 
 @dataclass(frozen=True)
@@ -191,6 +203,8 @@ class SkinFlow:
         self.key_pyr: np.ndarray | None = None  # the key frame in grey, in its region of interest
         self.roi: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of that region
         self.key_pts: np.ndarray | None = None  # (n, 2) px in the key frame
+        self._key_box: tuple[float, float, float, float] | None = None  # their min x, min y, max x, max y
+        self._ref_iris: np.ndarray | None = None  # (3, 3) mm, reference point and irises stacked
         self.pts: np.ndarray | None = None  # (n, 2) px in the last frame
         self.rvec: np.ndarray | None = None
         self.tvec: np.ndarray | None = None
@@ -232,26 +246,27 @@ class SkinFlow:
         proj, _ = cv2.projectPoints(model, self.rvec, self.tvec, self.cam, None)
         return proj[:, 0, :]
 
-    def _row(self, n_points: int, err: float, mesh: np.ndarray) -> dict[str, float]:
+    def _row(self, n_points: int, err: float, mesh: np.ndarray) -> tuple[float, ...]:
+        """Values of :data:`FLOW_COLUMNS` for the current pose (``mesh``: float64 px)."""
         import cv2
 
         r_rel, _ = cv2.Rodrigues(self.rvec)
         r_abs = r_rel @ self.r_seed
         yaw, pitch, roll = rotation_to_angles(r_abs)
         t = self.tvec.ravel()
-        pos = r_rel @ self.ref + t
-        proj = self._project(np.vstack([self.ref[None], self.iris]))  # one call: reference, both irises
-        cx, cy = proj[0]
+        px, py, pz = (r_rel @ self.ref + t).tolist()
+        if self._ref_iris is None:
+            self._ref_iris = np.vstack([self.ref[None], self.iris])
+        # one projection: the reference point, then both head-fixed irises
+        proj = cv2.projectPoints(self._ref_iris, self.rvec, self.tvec, self.cam, None)[0][:, 0, :]
+        cx, cy = proj[0].tolist()
         # iris displacement in the head: observed minus head-fixed prediction, mm, head axes
-        obs = np.asarray(mesh, float)[list(IRIS_CENTRES), :2]
         depth = (self.iris @ r_rel.T + t)[:, 2]
-        d_cam = np.c_[(obs - proj[1:]) * (depth / self.cam[0, 0])[:, None], np.zeros(2)]
+        d_cam = np.zeros((2, 3))
+        d_cam[:, :2] = (mesh[_IRIS_IDX, :2] - proj[1:]) * (depth / self.cam[0, 0])[:, None]
         d_head = (d_cam @ r_abs).mean(axis=0)  # R_abs^T applied to each eye, then averaged
-        g = np.degrees(np.arcsin(np.clip(d_head[:2] / EYE_RADIUS_MM, -1, 1)))
-        return {"yaw": yaw, "pitch": pitch, "roll": roll, "tx": float(pos[0]), "ty": float(pos[1]),
-                "tz": float(pos[2]), "head_x": float(cx), "head_y": float(cy),
-                "flow_points": float(n_points), "flow_err": float(err),
-                "gaze_yaw": float(g[0]), "gaze_pitch": float(-g[1])}
+        g = np.degrees(np.arcsin(np.clip(d_head[:2] / EYE_RADIUS_MM, -1, 1))).tolist()
+        return (yaw, pitch, roll, px, py, pz, cx, cy, float(n_points), float(err), g[0], -g[1])
 
     def _carry(self, rvec: np.ndarray | None = None,
                tvec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -267,7 +282,7 @@ class SkinFlow:
 
     # --- per frame --------------------------------------------------------------------
     def _seed(self, gray: np.ndarray, mesh: np.ndarray,
-              carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, float] | None:
+              carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[float, ...]:
         """Place new points from the mesh; with ``carry`` (a re-seed) every output continues."""
         from cdrscreen.tracking.pose import solve_pose
 
@@ -275,16 +290,16 @@ class SkinFlow:
         self.reset()
         idx = seed_points(mesh, self.params)
         if idx.size < self.params.min_points:
-            return dict(_NAN_ROW)
+            return _NAN_VALUES
         lm = [SKIN_LANDMARKS[i] for i in idx]
         model = self.backproject(mesh, lm)
         if not np.all(np.isfinite(model)):
-            return dict(_NAN_ROW)
+            return _NAN_VALUES
         if carry is None:
             h, w = int(round(self.cam[1, 2] * 2)), int(round(self.cam[0, 2] * 2))
             seed_pose = solve_pose(np.asarray(mesh, float), w, h)
             if not np.isfinite(seed_pose.yaw):
-                return dict(_NAN_ROW)
+                return _NAN_VALUES
             self.r_seed = angles_to_rotation(seed_pose.yaw, seed_pose.pitch, seed_pose.roll)
             self.ref = model.mean(axis=0)
             # head-fixed iris points: at the iris centres, at the depth of their eye openings
@@ -323,6 +338,8 @@ class SkinFlow:
         self.roi = (int(x0), int(y0), int(x1), int(y1))
         self.key_pyr = self._grey(image, self.roi)
         self.key_pts = np.asarray(pts, np.float32)
+        (kx0, ky0), (kx1, ky1) = self.key_pts.min(axis=0).tolist(), self.key_pts.max(axis=0).tolist()
+        self._key_box = (kx0, ky0, kx1, ky1)
 
     def _box(self) -> tuple[int, int, int, int]:
         """Return this frame's flow region (x0, y0, x1, y1), inside the key frame's.
@@ -331,12 +348,15 @@ class SkinFlow:
         windows on each side. OpenCV's Lucas-Kanade computes derivatives of the
         whole image it is given, so its cost grows with this area.
         """
-        both = np.vstack([self.key_pts, self.pts])
-        lo, hi = both.min(axis=0), both.max(axis=0)
-        grow = self.params.roi_grow * (hi - lo) + self.params.roi_wins * self.params.win
+        (px0, py0), (px1, py1) = self.pts.min(axis=0).tolist(), self.pts.max(axis=0).tolist()
+        kx0, ky0, kx1, ky1 = self._key_box
+        lox, loy, hix, hiy = min(kx0, px0), min(ky0, py0), max(kx1, px1), max(ky1, py1)
+        p = self.params
+        gx = p.roi_grow * (hix - lox) + p.roi_wins * p.win
+        gy = p.roi_grow * (hiy - loy) + p.roi_wins * p.win
         rx0, ry0, rx1, ry1 = self.roi
-        x0, y0 = np.maximum(np.floor(lo - grow), [rx0, ry0]).astype(int)
-        x1, y1 = np.minimum(np.ceil(hi + grow), [rx1, ry1]).astype(int)
+        x0, y0 = max(math.floor(lox - gx), rx0), max(math.floor(loy - gy), ry0)
+        x1, y1 = min(math.ceil(hix + gx), rx1), min(math.ceil(hiy + gy), ry1)
         # even offsets into the key region: the half-resolution level then samples the same pixels
         x0, y0 = rx0 + 2 * ((x0 - rx0) // 2), ry0 + 2 * ((y0 - ry0) // 2)
         return int(x0), int(y0), int(x1), int(y1)
@@ -349,7 +369,7 @@ class SkinFlow:
         off = np.array(box[:2], np.float32)
         cur = self._grey(image, box)
         kx, ky = box[0] - self.roi[0], box[1] - self.roi[1]
-        key_img = np.ascontiguousarray(self.key_pyr[ky:ky + cur.shape[0], kx:kx + cur.shape[1]])
+        key_img = self.key_pyr[ky:ky + cur.shape[0], kx:kx + cur.shape[1]]  # a view: OpenCV takes row strides
         guess = (self.pts.astype(np.float32) - off).reshape(-1, 1, 2)
         key = (self.key_pts - off).reshape(-1, 1, 2)
         threads = cv2.getNumThreads()
@@ -379,39 +399,49 @@ class SkinFlow:
         mesh : ndarray (478, 3) or None
             MediaPipe landmarks of the tracked face (px), None where it was not tracked.
         """
+        return dict(zip(FLOW_COLUMNS, self.update_values(gray, mesh), strict=True))
+
+    def update_values(self, image: np.ndarray, mesh: np.ndarray | None) -> tuple[float, ...]:
+        """:meth:`update` as a tuple of floats in :data:`FLOW_COLUMNS` order (no dict per frame)."""
+        import cv2
+
         if mesh is None:
             self.reset()
-            return dict(_NAN_ROW)
+            return _NAN_VALUES
+        mesh = np.asarray(mesh, float)
         if self.model is None:
-            return self._seed(gray, mesh)
+            return self._seed(image, mesh)
         p = self.params
         self._since_check += 1
         check = p.fb_every <= 1 or self._since_check >= p.fb_every
-        pts, good = self._track(gray, check)
+        pts, good = self._track(image, check)
         if check:
             self._since_check = 0
         prev = self.rvec, self.tvec  # the previous frame's pose, carried if this frame cannot be solved
+        model = self.model
+        n_good = int(np.count_nonzero(good))
         for _ in range(2):  # one or two passes: drop points the rigid fit cannot explain
-            if good.sum() < p.min_points or not self._solve(self.model[good], pts[good]):
-                return self._seed(gray, mesh, self._carry(*prev))
-            proj = self._project(self.model)
+            if n_good < p.min_points or not self._solve(model[good], pts[good]):
+                return self._seed(image, mesh, self._carry(*prev))
+            proj = cv2.projectPoints(model, self.rvec, self.tvec, self.cam, None)[0][:, 0, :]
             resid = np.linalg.norm(proj - pts, axis=1)
-            limit = max(p.resid_px, 4 * float(np.median(resid[good])))
+            limit = max(p.resid_px, 4 * _median(resid[good]))
             bad = good & (resid > limit)
             if not bad.any():
                 break
             good &= ~bad
-        if good.sum() < p.min_points:
-            return self._seed(gray, mesh, self._carry(*prev))
+            n_good = int(np.count_nonzero(good))
+        if n_good < p.min_points:
+            return self._seed(image, mesh, self._carry(*prev))
         err = float(np.sqrt(np.mean(resid[good] ** 2)))
         self.pts = np.where(good[:, None], pts, proj)
-        row = self._row(int(good.sum()), err, mesh)
-        if good.mean() < p.keep_fraction:
-            if good.sum() >= max(p.min_points, p.reseed_fraction * self.n_seeded):
+        row = self._row(n_good, err, mesh)
+        if n_good / good.size < p.keep_fraction:
+            if n_good >= max(p.min_points, p.reseed_fraction * self.n_seeded):
                 # new key frame: the surviving points where they are now, same 3-D points
-                self.model, self.pts = self.model[good], self.pts[good]
-                self._set_key(gray, self.pts)
+                self.model, self.pts = model[good], self.pts[good]
+                self._set_key(image, self.pts)
                 self.n_rekeys += 1
             else:  # too few left (large turn): fresh points, every output continues
-                self._seed(gray, mesh, self._carry())
+                self._seed(image, mesh, self._carry())
         return row
