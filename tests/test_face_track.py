@@ -127,3 +127,51 @@ def test_a_larger_second_face_does_not_take_over(tmp_path: Path) -> None:
     assert (t.loc[t["frame"] >= enter + face_mod.TrackConfig().verify_every, "n_faces"] == 2).mean() > 0.9
     centre = t["face_x"] + t["face_w"] / 2
     assert (centre < 320).all(), "the tracked face jumped to the second person"
+
+
+def test_graph_runner_returns_what_process_returns(gap_video: Path) -> None:
+    """The lean graph call gives the landmarks and detections ``process`` gives, frame for frame."""
+    import mediapipe as mp
+
+    from cdrscreen.media.video import iter_frames
+
+    frames = [fr.rgb for fr in iter_frames(gap_video) if fr.index in (0, 10, 20, 31, 60, 70, 90)]
+    frames.append(np.full_like(frames[0], 128))  # no face at all
+    h, w = frames[0].shape[:2]
+
+    def mesh() -> object:
+        return mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True)
+
+    with mesh() as a, mesh() as b, mp.solutions.face_detection.FaceDetection(model_selection=0) as d1, \
+            mp.solutions.face_detection.FaceDetection(model_selection=0) as d2:
+        lean = face_mod._GraphRunner(a, "multi_face_landmarks")
+        assert lean._lean  # the pinned MediaPipe: the lean path is the one in use
+        n_faces = []
+        for rgb in frames:
+            got = face_mod._landmarks(lean, rgb, w, h)
+            want = [face_mod.landmark_array(f, w, h) for f in (b.process(rgb).multi_face_landmarks or [])]
+            assert len(got) == len(want)
+            for g, x in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, x)
+            n_faces.append(len(got))
+            boxes = [det.location_data.relative_bounding_box for det in d2.process(rgb).detections or []]
+            centres = [((q.xmin + q.width / 2) * w, (q.ymin + q.height / 2) * h) for q in boxes]
+            assert face_mod._detect(face_mod._GraphRunner(d1, "detections"), rgb) == centres
+    assert 1 in n_faces and 0 in n_faces, n_faces  # frames with and without a face: both compared
+
+
+def test_graph_runner_falls_back_to_process(gap_video: Path) -> None:
+    import mediapipe as mp
+
+    from cdrscreen.media.video import iter_frames
+
+    rgb = next(iter(iter_frames(gap_video))).rgb
+    h, w = rgb.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as m:
+        runner = face_mod._GraphRunner(m, "multi_face_landmarks")
+        runner._lean = False  # as with a MediaPipe release without the internals it reads
+        slow = face_mod._landmarks(runner, rgb, w, h)
+        runner._lean = True
+        fast = face_mod._landmarks(runner, rgb, w, h)
+    assert len(slow) == len(fast) == 1
+    np.testing.assert_array_equal(slow[0], fast[0])

@@ -94,3 +94,15 @@ def test_correlate_handles_constant_and_short_input() -> None:
     assert c["r"] == pytest.approx(1.0) and c["rho"] == pytest.approx(1.0) and c["n"] == 200
     assert np.isnan(correlate([np.ones(50)], [a[:50]])["r"])
     assert np.isnan(correlate([a[:2]], [a[:2]])["r"])
+
+
+def test_small_array_median_equals_numpy() -> None:
+    from cdrscreen.tracking.flow import _median
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 8, 41, 40):
+        x = rng.normal(size=n)
+        assert _median(x) == float(np.median(x))
+    x = rng.normal(size=9)
+    x[4] = np.nan
+    assert np.isnan(_median(x)) and np.isnan(np.median(x))
