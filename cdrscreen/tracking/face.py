@@ -363,8 +363,7 @@ class _GraphRunner:
         self.solution, self.output = solution, output
         try:
             from mediapipe.python import packet_creator
-            from mediapipe.python._framework_bindings import _packet_getter
-            from mediapipe.python._framework_bindings import image_frame
+            from mediapipe.python._framework_bindings import _packet_getter, image_frame
 
             self._lean = (
                 solution._input_stream_type_info is not None
@@ -380,7 +379,7 @@ class _GraphRunner:
             self._lean = False
 
     def serialised(self, rgb: np.ndarray) -> list[bytes]:
-        """Serialised output messages of one frame (an empty list when there are none)."""
+        """Return the serialised output messages of one frame (an empty list when there are none)."""
         s = self.solution
         if not self._lean:
             return [m.SerializeToString() for m in getattr(s.process(rgb), self.output) or []]
@@ -397,7 +396,7 @@ class _GraphRunner:
         return self._serialised(packet)
 
     def messages(self, rgb: np.ndarray) -> list[Any]:
-        """Output messages of one frame as Python protobuf messages (for rare calls)."""
+        """Return the output messages of one frame as Python protobuf messages (for rare calls)."""
         if not self._lean:
             return list(getattr(self.solution.process(rgb), self.output) or [])
         from mediapipe.framework.formats import detection_pb2, landmark_pb2
