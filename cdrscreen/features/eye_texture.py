@@ -1,0 +1,337 @@
+"""Eye-in-head motion against the texture around each eye (a post-pass over the video).
+
+MediaPipe's eye corners follow the iris, so the corner-relative ``gaze_h``, ``gaze_v``
+see only part of a vertical eye movement; the iris in head coordinates
+(:func:`cdrscreen.features.gaze.eye_in_head`) needs the iris depth, which monocular
+landmarks do not give to better than a few mm. :func:`eye_in_texture` measures the iris
+against the skin *around* the eye instead:
+
+1. **Reference points.** On the first tracked frame of each stretch of tracked frames
+   (the *seed*), points are laid on a grid around each eye opening: inside a box of
+   ``reach`` eye widths around the opening, outside the opening by at least half a
+   Lucas-Kanade window plus ``margin`` pixels (no window contains iris or sclera), and
+   below the brow line (the upper half of the box ends ``brow`` eye widths above the
+   opening). The ``points`` grid points with the most texture (smallest eigenvalue of the
+   structure tensor) are kept.
+2. **Follow.** The points are tracked by pyramidal Lucas-Kanade optical flow from the
+   seed frame to each frame (starting from their previous positions; a forward-backward
+   check drops points for the frame), exactly like the skin points of the head pose
+   (:mod:`cdrscreen.tracking.flow`). The image is cropped to the eye region first.
+3. **Local frame.** An affine map from the frame to the seed frame is fitted to the
+   surviving points (least median of squares, then least squares on the inliers). It
+   holds the head's rotation, translation and scale *at the eye*, measured on the
+   texture itself: no pose, no depth, no mesh landmark enters it.
+4. **Iris.** MediaPipe's iris centre (468, 473) is mapped into the seed frame with that
+   map; its offset from its median over the stretch, in the seed frame's eye axes (along
+   and across the line through the eye corners), is the eye-in-head displacement in
+   pixels of the seed frame. It is turned into mm with the seed frame's scale (the outer
+   canthal distance is :data:`cdrscreen.tracking.pose.OUTER_CANTHAL_MM`) and into
+   degrees with a 12 mm eyeball radius, averaged over both eyes: ``eye_yaw`` > 0
+   toward image right, ``eye_pitch`` > 0 up (the signs of ``yaw`` and ``pitch``).
+
+What it assumes: the iris lies on the surface the periocular points span. A point off
+that surface by ``d`` mm moves against it by ``d * sin(head angle)`` mm when the head
+turns (the same parallax as any eye-in-head measure without the depth). On the rendered
+validation faces the iris is painted on the eye-opening surface, between the reference
+points, so ``d`` is about zero. On a real eye the entrance pupil (the iris centre seen
+through the cornea) lies about 3 mm behind the corneal apex, i.e. within 1-3 mm of the
+surface of the lid margins and the surrounding skin; at 8 degrees of head pitch that is
+0.1-0.4 mm, against 2 mm of iris travel for a 10 degree eye rotation. Eyelids and brows
+that move with the gaze or an expression would move the reference: the grid keeps off the
+brows, and points on the lids are excluded with the opening's clearance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cdrscreen.features.gaze import EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _rotations
+
+
+@dataclass(frozen=True)
+class EyeTextureParams:
+    """Settings of :func:`eye_in_texture`.
+
+    Parameters
+    ----------
+    win : int
+        Lucas-Kanade window side, pixels.
+    margin : float
+        Clearance (px) between a point's window and the eye opening.
+    reach : float
+        Half-size of the box around the eye opening where points are laid, eye widths.
+    brow : float
+        Highest point above the opening's top edge, eye widths (keeps the grid off the brow).
+    band : float
+        Points lie at most this far (eye widths) beyond the clearance from the opening.
+    points : int
+        Points kept per eye (the most textured).
+    min_points : int
+        Fewest surviving points for a frame's affine map (fewer: NaN for the frame).
+    fb_max : float
+        Largest forward-backward error (px) of a kept point.
+    parallax : bool
+        Correct the parallax between the iris and the reference points with the head pose
+        and the mesh's depths (module notes, step 5).
+    """
+
+    win: int = 9
+    margin: float = 1.0
+    reach: float = 0.6
+    brow: float = 0.35
+    band: float = 0.2
+    points: int = 24
+    min_points: int = 6
+    fb_max: float = 0.5
+    parallax: bool = True
+
+
+def _polygon_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Signed distance (px, > 0 outside) of each point from a closed polygon."""
+    import cv2
+
+    c = poly.astype(np.float32).reshape(-1, 1, 2)
+    return np.array([-cv2.pointPolygonTest(c, (float(x), float(y)), True) for x, y in pts])
+
+
+def _eye_axes(mesh: np.ndarray, contour: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Unit vectors along (image right) and across (down) the eye, and the eye width (px)."""
+    a, b = mesh[contour[0], :2], mesh[contour[8], :2]  # the two corners
+    u = b - a if b[0] > a[0] else a - b
+    width = float(np.linalg.norm(u))
+    u = u / width
+    return u, np.array([-u[1], u[0]]), width
+
+
+class _EyePoints:
+    """Periocular points of one eye, tracked from the seed frame (one stretch of frames)."""
+
+    def __init__(self, gray: np.ndarray, mesh: np.ndarray, contour: tuple[int, ...],
+                 params: EyeTextureParams) -> None:
+        import cv2
+
+        self.p = params
+        poly = mesh[list(contour), :2]
+        u, v, width = _eye_axes(mesh, contour)
+        centre = poly.mean(axis=0)
+        # grid in the eye's own axes, spacing half a window
+        step = max(2.0, params.win / 2)
+        top = float(np.min((poly - centre) @ v))
+        ra = params.reach * width
+        a = np.arange(-ra - width / 2, ra + width / 2 + 1e-9, step)
+        b = np.arange(top - params.brow * width, ra + 1e-9, step)
+        aa, bb = np.meshgrid(a, b)
+        cand = centre + aa.reshape(-1, 1) * u + bb.reshape(-1, 1) * v
+        h, w = gray.shape[:2]
+        half = params.win / 2 + 1
+        inside = np.all((cand >= half) & (cand <= np.array([w, h]) - half), axis=1)
+        cand = cand[inside]
+        dist = _polygon_distance(poly, cand)
+        clear = params.win / 2 * np.sqrt(2) + params.margin
+        cand = cand[(dist > clear) & (dist <= clear + params.band * width)]
+        if len(cand) < params.min_points:
+            self.key = None
+            return
+        x0, y0 = np.floor(cand.min(axis=0) - 3 * params.win).astype(int).clip(0)
+        x1, y1 = np.ceil(cand.max(axis=0) + 3 * params.win).astype(int)
+        x1, y1 = min(x1, w), min(y1, h)
+        self.box = (int(x0), int(y0), int(x1), int(y1))
+        self.key = np.ascontiguousarray(gray[y0:y1, x0:x1])
+        eig = cv2.cornerMinEigenVal(self.key, params.win)
+        ij = np.round(cand - [x0, y0]).astype(int)
+        score = eig[ij[:, 1].clip(0, eig.shape[0] - 1), ij[:, 0].clip(0, eig.shape[1] - 1)]
+        # the most textured points of each of 8 sectors around the eye: balanced on all sides
+        rel = cand - centre
+        sector = np.floor((np.arctan2(rel @ v, rel @ u) + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+        per = max(1, params.points // 8)
+        keep = np.concatenate([np.flatnonzero(sector == k)[np.argsort(-score[sector == k])[:per]]
+                               for k in range(8)])
+        self.key_pts = (cand[keep] - [x0, y0]).astype(np.float32)
+        self.seed_xy = cand[keep]
+        self.good = np.ones(len(keep), bool)
+        self.pts = self.key_pts.copy()
+        self.u, self.v = u, v
+        self.lk = dict(winSize=(params.win, params.win), maxLevel=2,
+                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+
+    def to_seed(self, gray: np.ndarray) -> np.ndarray | None:
+        """Affine map (2x3) from this frame's pixels to the seed frame's, or None."""
+        import cv2
+
+        # the key frame's box, moved with the points (whole pixels), in this frame
+        x0, y0, x1, y1 = self.box
+        sx, sy = np.round(np.median(self.pts - self.key_pts, axis=0)).astype(int)
+        if x0 + sx < 0 or y0 + sy < 0 or x1 + sx > gray.shape[1] or y1 + sy > gray.shape[0]:
+            return None
+        cur = np.ascontiguousarray(gray[y0 + sy:y1 + sy, x0 + sx:x1 + sx])
+        shift = np.array([sx, sy], np.float32)
+        key = self.key_pts.reshape(-1, 1, 2)
+        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key, cur, key, (self.pts - shift).reshape(-1, 1, 2),
+                                               flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key, fwd, key.copy(),
+                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
+        fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
+        good = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= self.p.fb_max)
+        fwd = fwd.reshape(-1, 2) + shift
+        if good.sum() < self.p.min_points:
+            return None
+        src, dst = fwd[good] + [x0, y0], self.key_pts[good] + [x0, y0]
+        m, inl = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
+        if m is None:
+            return None
+        inl = inl.ravel().astype(bool)
+        if inl.sum() >= self.p.min_points:  # least squares on the inliers
+            a = np.c_[src[inl], np.ones(inl.sum())]
+            m = np.linalg.lstsq(a, dst[inl], rcond=None)[0].T
+        idx = np.flatnonzero(good)
+        self.pts[idx] = fwd[good]
+        self.good = good
+        return m
+
+
+def _backproject(mesh: np.ndarray, xy: np.ndarray, z: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """Camera coordinates (mm) of image points ``xy`` with MediaPipe depths ``z`` (px) in one frame.
+
+    The convention of :meth:`cdrscreen.tracking.flow.SkinFlow.backproject` (the skin-flow
+    pose's own 3-D points), so the points and the pose share one frame.
+    """
+    from cdrscreen.tracking.flow import SKIN_LANDMARKS
+    from cdrscreen.tracking.pose import OUTER_CANTHAL_MM
+
+    f, c = cam[0, 0], cam[:2, 2]
+    depth = f + (z - float(np.median(mesh[list(SKIN_LANDMARKS), 2])))
+    mm = OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2]))
+    return np.c_[(xy - c) * (depth / f)[:, None], depth] * mm
+
+
+def _surface_z(mesh: np.ndarray, xy: np.ndarray, index: np.ndarray, k: int = 4) -> np.ndarray:
+    """MediaPipe depth (px) of the mesh surface at image points ``xy``: inverse squared distance
+    weights of the ``k`` nearest landmarks of ``index``."""
+    lm = mesh[index]
+    d2 = np.sum((xy[:, None, :] - lm[None, :, :2]) ** 2, axis=-1)
+    near = np.argsort(d2, axis=1)[:, :k]
+    w = 1.0 / np.maximum(np.take_along_axis(d2, near, axis=1), 1e-6)
+    return np.sum(w * lm[near, 2], axis=1) / w.sum(axis=1)
+
+
+def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares affine map (2x3) taking ``src`` to ``dst``."""
+    return np.linalg.lstsq(np.c_[src, np.ones(len(src))], dst, rcond=None)[0].T
+
+
+def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray, *, stride: int = 1,
+                   eye_radius_mm: float | None = None,
+                   params: EyeTextureParams | None = None) -> pd.DataFrame:
+    """Eye-in-head rotation per frame, against the tracked texture around each eye.
+
+    Parameters
+    ----------
+    path : path-like
+        The video the track was made from (decoded again, frame by frame).
+    table : DataFrame
+        The face track's table (:attr:`cdrscreen.tracking.face.FaceTrack.table`).
+    landmarks : ndarray (n, 478, 3)
+        The track's landmarks (px), one per table row.
+    stride : int
+        The track's stride (every ``stride``-th decoded frame is a table row).
+    eye_radius_mm : float, optional
+        Eyeball radius for the angles (default 12 mm).
+    params : EyeTextureParams, optional
+
+    Returns
+    -------
+    DataFrame
+        Columns ``eye_yaw``, ``eye_pitch`` (degrees, relative to the median over each
+        stretch of tracked frames; NaN where the face or the reference is missing), index
+        of ``table``.
+    """
+    import cv2
+
+    from cdrscreen.media.video import iter_frames
+    from cdrscreen.tracking.flow import EYE_RADIUS_MM
+    from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
+
+    p = params or EyeTextureParams()
+    radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
+    n = len(table)
+    out = np.full((n, 2), np.nan)
+    ok = table["success"].to_numpy(bool) & np.isfinite(
+        table[["iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]].to_numpy(float)).all(axis=1)
+    disp = np.full((n, 2, 2), np.nan)  # per frame, per eye: (along, across) px of the seed frame
+    scale = np.full(n, np.nan)  # mm per px of the seed frame
+    eyes: list[_EyePoints] | None = None
+    seed_scale = np.nan
+    segment = np.zeros(n, int)  # seed number of each frame (0: none)
+    n_seeds = 0
+    posed = np.isfinite(table[["yaw", "pitch", "roll", "tx", "ty", "tz"]].to_numpy(float)).all(axis=1)
+    rot = _rotations(table.fillna({"yaw": 0.0, "pitch": 0.0, "roll": 0.0}))
+    ref = table[["tx", "ty", "tz"]].to_numpy(float)
+    surface = np.setdiff1d(np.arange(468), [*IRIS_CENTRES])
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for i, fr in enumerate(iter_frames(path, stride=stride)):
+            if i >= n:
+                break
+            if not ok[i] or (p.parallax and not posed[i]):
+                eyes = None
+                continue
+            lost = False
+            gray = cv2.cvtColor(fr.rgb, cv2.COLOR_RGB2GRAY)
+            mesh = np.asarray(landmarks[i], float)
+            if eyes is None:
+                cam = camera_matrix(gray.shape[1], gray.shape[0])
+                eyes = [_EyePoints(gray, mesh, c, p) for c in EYE_CONTOURS]
+                seed_scale = OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2]))
+                seed = i
+                n_seeds += 1
+                for e, c, contour in zip(eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
+                    if e.key is None:
+                        continue
+                    # head-fixed 3-D points of the seed frame: the reference points on the mesh
+                    # surface, the iris on the surface of its eye opening (module notes)
+                    iris_xy = mesh[[c], :2]
+                    e.iris0 = iris_xy[0]
+                    e.model = _backproject(mesh, np.vstack([e.seed_xy, iris_xy]),
+                                           np.r_[_surface_z(mesh, e.seed_xy, surface),
+                                                 _surface_z(mesh, iris_xy, np.array(contour))], cam)
+            for k, (e, c) in enumerate(zip(eyes, IRIS_CENTRES, strict=True)):
+                if e.key is None:
+                    continue
+                m = e.to_seed(gray)
+                if m is None:  # too few points followed: a fresh seed on the next frame
+                    lost = True
+                    continue
+                q = m @ np.r_[mesh[c, :2], 1.0]
+                if p.parallax:  # where a head-fixed iris would read against the same points
+                    x = (e.model - ref[seed]) @ rot[seed] @ rot[i].T + ref[i]
+                    x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
+                    x0 = e.seed_xy
+                    a = _affine(x[:-1][e.good], x0[e.good])
+                    q = q - (a @ np.r_[x[-1], 1.0] - e.iris0)
+                disp[i, k] = [q @ e.u, q @ e.v]
+            scale[i] = seed_scale
+            segment[i] = n_seeds
+            if lost:
+                eyes = None
+    finally:
+        cv2.setNumThreads(threads)
+    for k in range(1, n_seeds + 1):  # offsets from the median of each seed's frames
+        at = segment == k
+        if not np.isfinite(disp[at]).any():
+            continue
+        d = disp[at] - np.nanmedian(disp[at], axis=0)
+        mm = np.nanmean(d, axis=1) * scale[at, None]  # mean of both eyes (one eye where only one)
+        out[at] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
+    res = pd.DataFrame(index=table.index)
+    res[EYE_IN_HEAD_COLUMNS[0]] = out[:, 0]
+    res[EYE_IN_HEAD_COLUMNS[1]] = -out[:, 1]
+    return res
+
+
+__all__ = ["EyeTextureParams", "eye_in_texture"]
