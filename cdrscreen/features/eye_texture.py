@@ -52,6 +52,9 @@ import pandas as pd
 
 from cdrscreen.features.gaze import EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _rotations
 
+#: Iris centre and its four edge landmarks (subject's right, left).
+IRIS_RINGS: tuple[tuple[int, ...], tuple[int, ...]] = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))
+
 
 @dataclass(frozen=True)
 class EyeTextureParams:
@@ -78,6 +81,10 @@ class EyeTextureParams:
     parallax : bool
         Correct the parallax between the iris and the reference points with the head pose
         and the mesh's depths (module notes, step 5).
+    iris_from : {"mesh", "dark"}
+        The iris centre: MediaPipe's iris landmark mapped into the seed frame (``"mesh"``),
+        or the centroid of the dark pixels of the seed frame's eye opening in the frame
+        warped into the seed frame (``"dark"``).
     """
 
     win: int = 9
@@ -89,6 +96,8 @@ class EyeTextureParams:
     min_points: int = 6
     fb_max: float = 0.5
     parallax: bool = True
+    iris_from: str = "mesh"
+    shift_steps: int = 10
 
 
 def _polygon_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -156,6 +165,19 @@ class _EyePoints:
         self.good = np.ones(len(keep), bool)
         self.pts = self.key_pts.copy()
         self.u, self.v = u, v
+        # the eye opening of the seed frame, for finding the iris in seed-frame pixels
+        ox, oy = np.floor(poly.min(axis=0) - 2).astype(int).clip(0)
+        ex, ey = np.ceil(poly.max(axis=0) + 2).astype(int)
+        ex, ey = min(ex, w), min(ey, h)
+        mask = np.zeros((ey - oy, ex - ox), np.uint8)
+        cv2.fillPoly(mask, [np.round((poly - [ox, oy]) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+        self.opening = (int(ox), int(oy), int(ex - ox), int(ey - oy))
+        self.mask = mask.astype(np.float32)
+        ring = IRIS_RINGS[contour is EYE_CONTOURS[1]]
+        self.radius = float(np.mean(np.linalg.norm(mesh[list(ring[1:]), :2] - mesh[ring[0], :2], axis=1)))
+        vals = gray[oy:ey, ox:ex][mask > 0].astype(np.float32)
+        # darker than halfway between the iris (dark end) and the sclera (bright end)
+        self.dark = float(np.mean(np.percentile(vals, [10, 90]))) if vals.size else np.nan
         self.lk = dict(winSize=(params.win, params.win), maxLevel=2,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 
@@ -192,6 +214,91 @@ class _EyePoints:
         self.pts[idx] = fwd[good]
         self.good = good
         return m
+
+
+    def iris(self, gray: np.ndarray, m: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+        """Iris centre (px of the seed frame): the centre of darkness in the seed frame's eye opening.
+
+        The frame is warped into the seed frame with ``m`` (this frame to the seed frame),
+        so the opening's mask is the seed frame's; each pixel weighs how much darker than
+        :attr:`dark` it is. From ``start`` (seed-frame px), the centroid of the weights within
+        one iris radius is taken until it moves less than 0.01 px (mean shift).
+        """
+        import cv2
+
+        ox, oy, bw, bh = self.opening
+        a = m.copy()
+        a[:, 2] -= [ox, oy]
+        patch = cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        wgt = np.clip(self.dark - patch.astype(np.float32), 0, None) * self.mask
+        ys, xs = np.mgrid[0:bh, 0:bw]
+        c = np.asarray(start, float) - [ox, oy]
+        for _ in range(self.p.shift_steps):
+            near = wgt * (((xs - c[0]) ** 2 + (ys - c[1]) ** 2) <= self.radius ** 2)
+            total = float(near.sum())
+            if not total > 0:
+                return None
+            new = np.array([float((near * xs).sum()), float((near * ys).sum())]) / total
+            done = np.hypot(*(new - c)) < 0.01
+            c = new
+            if done:
+                break
+        return c + [ox, oy]
+
+
+    def iris_circle(self, gray: np.ndarray, m: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+        """Iris centre (px of the seed frame) from a circle fitted to the iris's side edges.
+
+        The frame is warped into the seed frame with ``m``. On each row of the seed
+        frame's eye opening (one pixel in from its border, so not on the lids), the iris's
+        left edge (the most negative horizontal gradient, bright to dark) and right edge
+        (the most positive) are found near ``start`` (the dark-centre estimate), to
+        sub-pixel precision (parabola), where the gradient reaches a quarter of the
+        opening's largest. A circle of the iris radius (MediaPipe's iris landmarks of the
+        seed frame) is fitted to them (Gauss-Newton): the lids clip the iris's top and
+        bottom, but the widths of the visible rows still fix the centre's height.
+        """
+        import cv2
+
+        ox, oy, bw, bh = self.opening
+        a = m.copy()
+        a[:, 2] -= [ox, oy]
+        patch = cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
+        inner = cv2.erode(self.mask, np.ones((3, 3), np.uint8)) > 0
+        if not inner.any():
+            return None
+        c = np.asarray(start, float) - [ox, oy]
+        r = self.radius
+        g_min = 0.25 * float(np.abs(gx[inner]).max())
+        pts = []
+        for y in np.flatnonzero(inner.any(axis=1)):
+            for sign, lo, hi in ((-1, c[0] - 1.6 * r, c[0] - 0.3 * r), (1, c[0] + 0.3 * r, c[0] + 1.6 * r)):
+                x0, x1 = max(1, int(np.floor(lo))), min(bw - 2, int(np.ceil(hi)))
+                if x1 <= x0:
+                    continue
+                xs = np.arange(x0, x1 + 1)
+                v = np.where(inner[y, xs], sign * gx[y, xs], -np.inf)
+                j = int(np.argmax(v))
+                x = int(xs[j])
+                if v[j] < g_min or not (inner[y, x - 1] and inner[y, x + 1]):
+                    continue
+                lv, mv, rv = sign * gx[y, x - 1], v[j], sign * gx[y, x + 1]
+                den = lv - 2 * mv + rv
+                off = 0.5 * (lv - rv) / den if den < 0 else 0.0
+                pts.append((x + float(np.clip(off, -0.5, 0.5)), float(y)))
+        if len(pts) < 4:
+            return None
+        q = np.array(pts)
+        for _ in range(10):  # Gauss-Newton for the centre, radius fixed
+            d = q - c
+            n = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
+            upd = np.linalg.lstsq(-d / n[:, None], -(n - r), rcond=None)[0]
+            c = c + upd
+            if np.hypot(*upd) < 1e-3:
+                break
+        return c + [ox, oy]
 
 
 def _backproject(mesh: np.ndarray, xy: np.ndarray, z: np.ndarray, cam: np.ndarray) -> np.ndarray:
@@ -307,7 +414,14 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 if m is None:  # too few points followed: a fresh seed on the next frame
                     lost = True
                     continue
-                q = m @ np.r_[mesh[c, :2], 1.0]
+                if p.iris_from in ("dark", "circle"):
+                    q = e.iris(gray, m, m @ np.r_[mesh[c, :2], 1.0])
+                    if q is not None and p.iris_from == "circle":
+                        q = e.iris_circle(gray, m, q)
+                    if q is None:
+                        continue
+                else:
+                    q = m @ np.r_[mesh[c, :2], 1.0]
                 if p.parallax:  # where a head-fixed iris would read against the same points
                     x = (e.model - ref[seed]) @ rot[seed] @ rot[i].T + ref[i]
                     x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
