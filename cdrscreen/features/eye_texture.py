@@ -96,6 +96,8 @@ class EyeTextureParams:
     min_points: int = 6
     fb_max: float = 0.5
     parallax: bool = True
+    calibrate: bool = True
+    prior_px2: float = 1.0
     iris_from: str = "mesh"
     shift_steps: int = 10
 
@@ -213,6 +215,10 @@ class _EyePoints:
         idx = np.flatnonzero(good)
         self.pts[idx] = fwd[good]
         self.good = good
+        self.fit = good.copy()  # the points of the fit: inliers of the robust one
+        if inl.sum() >= self.p.min_points:
+            self.fit[idx[~inl]] = False
+        self.cur = fwd + [x0, y0]  # this frame's positions (px)
         return m
 
 
@@ -374,6 +380,11 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     eyes: list[_EyePoints] | None = None
     seed_scale = np.nan
     segment = np.zeros(n, int)  # seed number of each frame (0: none)
+    raw = np.full((n, 2, 2), np.nan)  # iris in seed-frame px, per eye
+    corr = np.zeros((n, 2, 2))  # parallax of a head-fixed iris against the points (model), px
+    agree, power = np.zeros(n + 2), np.zeros(n + 2)  # per seed: sums for the parallax gain
+    eyes_axes: dict[int, list] = {}
+    gains: list[float] = []
     n_seeds = 0
     posed = np.isfinite(table[["yaw", "pitch", "roll", "tx", "ty", "tz"]].to_numpy(float)).all(axis=1)
     rot = _rotations(table.fillna({"yaw": 0.0, "pitch": 0.0, "roll": 0.0}))
@@ -397,6 +408,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 seed_scale = OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2]))
                 seed = i
                 n_seeds += 1
+                eyes_axes[n_seeds] = [(e.u, e.v) if e.key is not None else None for e in eyes]
                 for e, c, contour in zip(eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
                     if e.key is None:
                         continue
@@ -422,13 +434,18 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                         continue
                 else:
                     q = m @ np.r_[mesh[c, :2], 1.0]
+                raw[i, k] = q
                 if p.parallax:  # where a head-fixed iris would read against the same points
                     x = (e.model - ref[seed]) @ rot[seed] @ rot[i].T + ref[i]
                     x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
-                    x0 = e.seed_xy
-                    a = _affine(x[:-1][e.good], x0[e.good])
-                    q = q - (a @ np.r_[x[-1], 1.0] - e.iris0)
-                disp[i, k] = [q @ e.u, q @ e.v]
+                    f = e.fit
+                    a = _affine(x[:-1][f], e.seed_xy[f])
+                    corr[i, k] = a @ np.r_[x[-1], 1.0] - e.iris0
+                    # what the model and the texture say of the points' own departure from the affine map
+                    res_mod = x[:-1][f] @ a[:, :2].T + a[:, 2] - e.seed_xy[f]
+                    res_obs = e.cur[f] @ m[:, :2].T + m[:, 2] - e.seed_xy[f]
+                    agree[n_seeds] += float(np.sum(res_mod * res_obs))
+                    power[n_seeds] += float(np.sum(res_mod * res_mod))
             scale[i] = seed_scale
             segment[i] = n_seeds
             if lost:
@@ -437,12 +454,21 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
         cv2.setNumThreads(threads)
     for k in range(1, n_seeds + 1):  # offsets from the median of each seed's frames
         at = segment == k
+        # the model's parallax, scaled by how well it predicts the points' own departures
+        # (least squares, pulled toward 1 by prior_px2 when the head hardly turned)
+        gain = (agree[k] + p.prior_px2) / (power[k] + p.prior_px2) if p.calibrate else 1.0
+        q = raw[at] - gain * corr[at]
+        for e in range(2):
+            eye = eyes_axes[k][e] if k in eyes_axes else None
+            disp[at, e] = q[:, e] @ np.c_[eye[0], eye[1]] if eye is not None else np.nan
         if not np.isfinite(disp[at]).any():
             continue
         d = disp[at] - np.nanmedian(disp[at], axis=0)
         mm = np.nanmean(d, axis=1) * scale[at, None]  # mean of both eyes (one eye where only one)
         out[at] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
+        gains.append(gain)
     res = pd.DataFrame(index=table.index)
+    res.attrs["parallax_gain"] = gains
     res[EYE_IN_HEAD_COLUMNS[0]] = out[:, 0]
     res[EYE_IN_HEAD_COLUMNS[1]] = -out[:, 1]
     return res
