@@ -81,10 +81,19 @@ class EyeTextureParams:
     parallax : bool
         Correct the parallax between the iris and the reference points with the head pose
         and the mesh's depths (module notes, step 5).
-    iris_from : {"mesh", "dark"}
-        The iris centre: MediaPipe's iris landmark mapped into the seed frame (``"mesh"``),
-        or the centroid of the dark pixels of the seed frame's eye opening in the frame
-        warped into the seed frame (``"dark"``).
+    iris_from : {"circle", "mesh"}
+        The iris centre: a circle fitted to the iris's edges in the frame warped into the
+        seed frame (``"circle"``, :meth:`_EyePoints.iris_circle`), or MediaPipe's iris
+        landmark mapped into the seed frame (``"mesh"``; it moves by only 50-70 % of a
+        vertical iris movement and by 1-2 px per unit sin(pitch) with the head alone on
+        the validation faces).
+    shift_steps : int
+        Mean-shift steps of the dark-centre start of the circle fit.
+    calibrate : bool
+        Scale the parallax correction by how well it predicts the reference points' own
+        departures from the affine map (module notes, step 5).
+    prior_px2 : float
+        Weight (px squared) pulling that scale toward 1 when the head hardly turns.
     """
 
     win: int = 9
@@ -98,7 +107,7 @@ class EyeTextureParams:
     parallax: bool = True
     calibrate: bool = True
     prior_px2: float = 1.0
-    iris_from: str = "mesh"
+    iris_from: str = "circle"
     shift_steps: int = 10
 
 
@@ -370,6 +379,8 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
 
     p = params or EyeTextureParams()
+    if p.iris_from not in ("circle", "mesh"):
+        raise ValueError(f"iris_from must be 'circle' or 'mesh', not {p.iris_from!r}")
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     n = len(table)
     out = np.full((n, 2), np.nan)
@@ -426,9 +437,9 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 if m is None:  # too few points followed: a fresh seed on the next frame
                     lost = True
                     continue
-                if p.iris_from in ("dark", "circle"):
+                if p.iris_from == "circle":
                     q = e.iris(gray, m, m @ np.r_[mesh[c, :2], 1.0])
-                    if q is not None and p.iris_from == "circle":
+                    if q is not None:
                         q = e.iris_circle(gray, m, q)
                     if q is None:
                         continue
