@@ -4,48 +4,62 @@ MediaPipe's eye corners follow the iris, so the corner-relative ``gaze_h``, ``ga
 see only part of a vertical eye movement; the iris in head coordinates
 (:func:`cdrscreen.features.gaze.eye_in_head`) needs the iris depth, which monocular
 landmarks do not give to better than a few mm. :func:`eye_in_texture` measures the iris
-against the skin *around* the eye instead:
+against the skin *around* the eye instead, from the track's table and landmarks and the
+video's frames, decoded again (nothing is added to tracking):
 
-1. **Reference points.** On the first tracked frame of each stretch of tracked frames
-   (the *seed*), points are laid on a grid around each eye opening: inside a box of
-   ``reach`` eye widths around the opening, outside the opening by at least half a
-   Lucas-Kanade window plus ``margin`` pixels (no window contains iris or sclera), and
-   below the brow line (the upper half of the box ends ``brow`` eye widths above the
-   opening). The ``points`` grid points with the most texture (smallest eigenvalue of the
-   structure tensor) are kept.
+1. **Reference points.** On the first frame of each stretch of tracked, posed frames (the
+   *seed*), points are laid on a grid around each eye opening (MediaPipe's eye contour):
+   each point's Lucas-Kanade window clears the opening by ``margin`` pixels (no window
+   holds iris or sclera), the points lie at most ``band`` eye widths beyond that
+   clearance, and not higher than ``brow`` eye widths above the opening. The most
+   textured points (smaller eigenvalue of the structure tensor) of each of 8 sectors
+   around the eye are kept, ``points`` in all.
 2. **Follow.** The points are tracked by pyramidal Lucas-Kanade optical flow from the
-   seed frame to each frame (starting from their previous positions; a forward-backward
-   check drops points for the frame), exactly like the skin points of the head pose
-   (:mod:`cdrscreen.tracking.flow`). The image is cropped to the eye region first.
+   seed frame to each frame (from their previous positions; a forward-backward check
+   drops points for the frame), like the skin points of the head pose
+   (:mod:`cdrscreen.tracking.flow`), in a crop that moves with them. When fewer than
+   ``min_points`` are followed, the next frame seeds again.
 3. **Local frame.** An affine map from the frame to the seed frame is fitted to the
-   surviving points (least median of squares, then least squares on the inliers). It
-   holds the head's rotation, translation and scale *at the eye*, measured on the
-   texture itself: no pose, no depth, no mesh landmark enters it.
-4. **Iris.** MediaPipe's iris centre (468, 473) is mapped into the seed frame with that
-   map; its offset from its median over the stretch, in the seed frame's eye axes (along
-   and across the line through the eye corners), is the eye-in-head displacement in
-   pixels of the seed frame. It is turned into mm with the seed frame's scale (the outer
-   canthal distance is :data:`cdrscreen.tracking.pose.OUTER_CANTHAL_MM`) and into
-   degrees with a 12 mm eyeball radius, averaged over both eyes: ``eye_yaw`` > 0
-   toward image right, ``eye_pitch`` > 0 up (the signs of ``yaw`` and ``pitch``).
+   followed points (least median of squares, then least squares on the inliers): the
+   head's rotation, translation and scale *at the eye*, measured on the texture.
+4. **Iris.** The frame is warped into the seed frame with that map (the opening and the
+   lids stand still there) and the iris is found in it: a mean shift on the pixels darker
+   than halfway between the opening's dark and bright ends gives a start, and a circle of
+   the iris radius (MediaPipe's iris landmarks of the seed frame) is fitted to the iris's
+   left and right edges on the rows of the opening (:meth:`_EyePoints.iris_circle`).
+   ``iris_from="mesh"`` takes MediaPipe's iris landmark mapped into the seed frame.
+5. **Parallax.** The iris lies on the eye opening's surface, the reference points on the
+   skin around it, at other depths: a head turn moves one against the other. The seed
+   frame's reference points (at the mesh surface's depth) and iris (at the depth of the
+   eye-contour surface) become head-fixed 3-D points, moved with the skin-flow pose and
+   projected; the affine map fitted to the projected reference points says where a
+   head-fixed iris would read, and that reading is subtracted. The correction is scaled,
+   per seed, by how well the same model predicts the reference points' *own* departures
+   from their affine map (least squares, pulled toward 1 by ``prior_px2`` when the head
+   hardly turns): this calibrates the pose's rotation gain and the mesh's depth scale on
+   head-fixed texture only, never on the iris, so true eye-head co-movement is kept.
+6. **Angles.** Each eye's offset from its median over the seed's frames, in the seed
+   frame's eye axes (along and across the line through the eye corners), is turned into
+   mm with the seed frame's scale (outer canthal distance
+   :data:`cdrscreen.tracking.pose.OUTER_CANTHAL_MM`) and into degrees with a 12 mm
+   eyeball radius, averaged over both eyes: ``eye_yaw`` > 0 toward image right,
+   ``eye_pitch`` > 0 up (the signs of ``yaw`` and ``pitch``).
 
-What it assumes: the iris lies on the surface the periocular points span. A point off
-that surface by ``d`` mm moves against it by ``d * sin(head angle)`` mm when the head
-turns (the same parallax as any eye-in-head measure without the depth). On the rendered
-validation faces the iris is painted on the eye-opening surface, between the reference
-points, so ``d`` is about zero. On a real eye the entrance pupil (the iris centre seen
-through the cornea) lies about 3 mm behind the corneal apex, i.e. within 1-3 mm of the
-surface of the lid margins and the surrounding skin; at 8 degrees of head pitch that is
-0.1-0.4 mm, against 2 mm of iris travel for a 10 degree eye rotation. Eyelids and brows
-that move with the gaze or an expression would move the reference: the grid keeps off the
-brows, and points on the lids are excluded with the opening's clearance.
+What it assumes: the iris is read against the skin next to the opening, corrected to the
+opening's surface by the mesh's depth difference. The validation renderer paints the iris
+on that surface, so there the assumption is exact. On a real eye the entrance pupil (the
+iris centre seen through the cornea) lies about 3 mm behind the corneal apex, within
+1-3 mm of the surface of the lid margins: at 8 degrees of head pitch that is 0.1-0.4 mm of
+false movement, against 2 mm of iris travel for a 10 degree eye rotation. Lids that follow
+vertical gaze and brows that move with an expression would move the reference; the grid
+keeps off the brows and off the lid margins by the window clearance only.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,7 +89,8 @@ class EyeTextureParams:
     points : int
         Points kept per eye (the most textured).
     min_points : int
-        Fewest surviving points for a frame's affine map (fewer: NaN for the frame).
+        Fewest followed points for a frame's affine map (fewer: NaN for the frame, and
+        the next frame seeds again).
     fb_max : float
         Largest forward-backward error (px) of a kept point.
     parallax : bool
@@ -84,16 +99,17 @@ class EyeTextureParams:
     iris_from : {"circle", "mesh"}
         The iris centre: a circle fitted to the iris's edges in the frame warped into the
         seed frame (``"circle"``, :meth:`_EyePoints.iris_circle`), or MediaPipe's iris
-        landmark mapped into the seed frame (``"mesh"``; it moves by only 50-70 % of a
-        vertical iris movement and by 1-2 px per unit sin(pitch) with the head alone on
-        the validation faces).
+        landmark mapped into the seed frame (``"mesh"``; on the validation faces it moves by
+        only 45-71 % of a vertical iris movement and by 0.7-2.4 px per unit sin(pitch) with
+        the head alone, ``benchmarks/eye_texture_leak.py``).
     shift_steps : int
         Mean-shift steps of the dark-centre start of the circle fit.
     calibrate : bool
         Scale the parallax correction by how well it predicts the reference points' own
         departures from the affine map (module notes, step 5).
     prior_px2 : float
-        Weight (px squared) pulling that scale toward 1 when the head hardly turns.
+        Weight (px squared) pulling that scale toward 1 when the head hardly turns (the
+        scale is kept in [0, 2]).
     """
 
     win: int = 9
@@ -120,7 +136,7 @@ def _polygon_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _eye_axes(mesh: np.ndarray, contour: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Unit vectors along (image right) and across (down) the eye, and the eye width (px)."""
+    """Return unit vectors along (image right) and across (down) the eye, and its width (px)."""
     a, b = mesh[contour[0], :2], mesh[contour[8], :2]  # the two corners
     u = b - a if b[0] > a[0] else a - b
     width = float(np.linalg.norm(u))
@@ -288,21 +304,22 @@ class _EyePoints:
         r = self.radius
         g_min = 0.25 * float(np.abs(gx[inner]).max())
         pts = []
-        for y in np.flatnonzero(inner.any(axis=1)):
-            for sign, lo, hi in ((-1, c[0] - 1.6 * r, c[0] - 0.3 * r), (1, c[0] + 0.3 * r, c[0] + 1.6 * r)):
-                x0, x1 = max(1, int(np.floor(lo))), min(bw - 2, int(np.ceil(hi)))
-                if x1 <= x0:
-                    continue
-                xs = np.arange(x0, x1 + 1)
-                v = np.where(inner[y, xs], sign * gx[y, xs], -np.inf)
-                j = int(np.argmax(v))
-                x = int(xs[j])
-                if v[j] < g_min or not (inner[y, x - 1] and inner[y, x + 1]):
-                    continue
-                lv, mv, rv = sign * gx[y, x - 1], v[j], sign * gx[y, x + 1]
-                den = lv - 2 * mv + rv
-                off = 0.5 * (lv - rv) / den if den < 0 else 0.0
-                pts.append((x + float(np.clip(off, -0.5, 0.5)), float(y)))
+        for sign, lo, hi in ((-1, c[0] - 1.6 * r, c[0] - 0.3 * r), (1, c[0] + 0.3 * r, c[0] + 1.6 * r)):
+            x0, x1 = max(1, int(np.floor(lo))), min(bw - 2, int(np.ceil(hi)))
+            if x1 <= x0:
+                continue
+            v = np.where(inner[:, x0:x1 + 1], sign * gx[:, x0:x1 + 1], -np.inf)  # every row at once
+            j = np.argmax(v, axis=1)
+            x = x0 + j
+            rows = np.arange(bh)
+            best = v[rows, j]
+            keep = (best >= g_min) & inner[rows, x - 1] & inner[rows, np.minimum(x + 1, bw - 1)]
+            lv, rv = sign * gx[rows, x - 1], sign * gx[rows, np.minimum(x + 1, bw - 1)]
+            den = lv - 2 * best + rv
+            with np.errstate(invalid="ignore", divide="ignore"):
+                off = np.where(den < 0, 0.5 * (lv - rv) / np.where(den < 0, den, -1.0), 0.0)
+            pts += [(float(xx + np.clip(o, -0.5, 0.5)), float(y))
+                    for y, xx, o in zip(rows[keep], x[keep], off[keep], strict=True)]
         if len(pts) < 4:
             return None
         q = np.array(pts)
@@ -332,8 +349,10 @@ def _backproject(mesh: np.ndarray, xy: np.ndarray, z: np.ndarray, cam: np.ndarra
 
 
 def _surface_z(mesh: np.ndarray, xy: np.ndarray, index: np.ndarray, k: int = 4) -> np.ndarray:
-    """MediaPipe depth (px) of the mesh surface at image points ``xy``: inverse squared distance
-    weights of the ``k`` nearest landmarks of ``index``."""
+    """MediaPipe depth (px) of the mesh surface at image points ``xy``.
+
+    Inverse squared distance weights of the ``k`` nearest landmarks of ``index``.
+    """
     lm = mesh[index]
     d2 = np.sum((xy[:, None, :] - lm[None, :, :2]) ** 2, axis=-1)
     near = np.argsort(d2, axis=1)[:, :k]
@@ -369,8 +388,9 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     -------
     DataFrame
         Columns ``eye_yaw``, ``eye_pitch`` (degrees, relative to the median over each
-        stretch of tracked frames; NaN where the face or the reference is missing), index
-        of ``table``.
+        seed's frames; NaN where the face, its pose or the reference is missing), index of
+        ``table``; ``attrs["parallax_gain"]`` holds each seed's parallax scale (step 5 of
+        the module notes).
     """
     import cv2
 
@@ -401,6 +421,8 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     rot = _rotations(table.fillna({"yaw": 0.0, "pitch": 0.0, "roll": 0.0}))
     ref = table[["tx", "ty", "tz"]].to_numpy(float)
     surface = np.setdiff1d(np.arange(468), [*IRIS_CENTRES])
+    if isinstance(landmarks, np.memmap):  # rows of a plain view: no memmap object per frame
+        landmarks = landmarks.view(np.ndarray)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -466,16 +488,19 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     for k in range(1, n_seeds + 1):  # offsets from the median of each seed's frames
         at = segment == k
         # the model's parallax, scaled by how well it predicts the points' own departures
-        # (least squares, pulled toward 1 by prior_px2 when the head hardly turned)
-        gain = (agree[k] + p.prior_px2) / (power[k] + p.prior_px2) if p.calibrate else 1.0
+        # (least squares, pulled toward 1 by prior_px2 when the head hardly turned; kept in
+        # [0, 2]: it never reverses the correction or more than doubles it)
+        gain = float(np.clip((agree[k] + p.prior_px2) / (power[k] + p.prior_px2), 0, 2)) if p.calibrate else 1.0
         q = raw[at] - gain * corr[at]
         for e in range(2):
             eye = eyes_axes[k][e] if k in eyes_axes else None
             disp[at, e] = q[:, e] @ np.c_[eye[0], eye[1]] if eye is not None else np.nan
         if not np.isfinite(disp[at]).any():
             continue
-        d = disp[at] - np.nanmedian(disp[at], axis=0)
-        mm = np.nanmean(d, axis=1) * scale[at, None]  # mean of both eyes (one eye where only one)
+        with warnings.catch_warnings():  # an eye without any reading in this seed: NaN, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d = disp[at] - np.nanmedian(disp[at], axis=0)
+            mm = np.nanmean(d, axis=1) * scale[at, None]  # mean of both eyes (one where only one)
         out[at] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
         gains.append(gain)
     res = pd.DataFrame(index=table.index)
