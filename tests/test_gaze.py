@@ -124,5 +124,10 @@ def test_the_eye_signal_is_a_spec_setting_checked_in_one_line() -> None:
     params = spec.group_params("headpose")
     assert params["eye_in_head"] == "head"
     assert HeadPoseExtractor(**params).describe()["config"]["eye_in_head"] == "head"
-    with pytest.raises(CdrscreenError, match="groups.headpose.eye_in_head: Input should be 'corners' or 'head'"):
+    tex = load_spec(None, ["groups.headpose.eye_in_head=texture"], features="headpose").group_params("headpose")
+    assert HeadPoseExtractor(**tex).describe()["config"]["eye_in_head"] == "texture"
+    with pytest.raises(CdrscreenError,
+                       match="groups.headpose.eye_in_head: Input should be 'corners', 'head' or 'texture'"):
         load_spec(None, ["groups.headpose.eye_in_head=eyes"], features="headpose")
+    with pytest.raises(ValueError, match="'corners', 'head' or 'texture'"):
+        HeadPoseExtractor(eye_in_head="eyes")

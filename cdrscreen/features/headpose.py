@@ -86,10 +86,11 @@ class HeadPoseParams(StrictModel):
         0.1, ge=0, description="Rotation-based co-movement is NaN when the head angle's SD is below this, degrees.")
     min_translation_px: float = Field(
         0.2, ge=0, description="Image-space co-movement is NaN when the face position's SD is below this, pixels.")
-    eye_in_head: Literal["corners", "head"] = Field(
+    eye_in_head: Literal["corners", "head", "texture"] = Field(
         "corners", description="Eye-in-head signal of the rotation-based co-movement: 'corners' (gaze_h/gaze_v, "
-                               "pupil relative to the eye corners) or 'head' (iris in head coordinates, "
-                               "cdrscreen.features.gaze).")
+                               "pupil relative to the eye corners), 'head' (iris in head coordinates, "
+                               "cdrscreen.features.gaze) or 'texture' (iris against the tracked skin texture "
+                               "around each eye, cdrscreen.features.eye_texture; decodes the video again).")
 
 
 class HeadPoseExtractor(TrackedExtractor):
@@ -109,12 +110,15 @@ class HeadPoseExtractor(TrackedExtractor):
     min_translation_px : float, default 0.2
         Image-space co-movement is reported only when the face position's SD reaches this
         (pixels); measured noise of a still head is 0.001-0.01 px.
-    eye_in_head : {"corners", "head"}, default "corners"
+    eye_in_head : {"corners", "head", "texture"}, default "corners"
         Eye signal of the rotation-based co-movement: ``"corners"`` uses the track's
         ``gaze_h``, ``gaze_v`` (pupil relative to the eye corners, eye widths);
         ``"head"`` the iris in head coordinates (``eye_yaw``, ``eye_pitch``, degrees,
         :func:`cdrscreen.features.gaze.eye_in_head`), which head rotation cannot move for an
-        exact pose and iris depth but which takes every pose error with it.
+        exact pose and iris depth but which takes every pose error with it; ``"texture"``
+        the iris against the optical-flow-tracked skin around each eye
+        (:func:`cdrscreen.features.eye_texture.eye_in_texture`, same columns; a second pass
+        over the video's frames).
     max_faces : int, default 2
         Faces tracked at once.
     cache_dir : path, optional
@@ -131,7 +135,8 @@ class HeadPoseExtractor(TrackedExtractor):
     * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
       vs head ``yaw`` / ``pitch``. The eye signal is ``gaze_h``, ``gaze_v`` (the pupil
       relative to the eye corners) by default, or with ``eye_in_head="head"`` the iris in
-      head coordinates (``eye_yaw``, ``eye_pitch``). Near 0 when eye and head move
+      head coordinates (``eye_yaw``, ``eye_pitch``), or with ``eye_in_head="texture"`` the
+      iris against the skin texture around each eye (same columns). Near 0 when eye and head move
       independently, up to the parallax of the iris in front of the eye corners
       (``"corners"``) or the pose error at the iris (``"head"``); measured in
       ``docs/validation-visual.md``.
@@ -156,7 +161,7 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 4: pose from skin-point optical flow (not the mesh); image-space co-movement
     #:    (img_corr_*), face position x/y; correlations NaN for a still head.
     #: 5: eye_in_head option (iris in head coordinates, features/gaze.py); eye_yaw,
-    #:    eye_pitch in the frames signal.
+    #:    eye_pitch in the frames signal (with eye_in_head="texture": that signal's values).
     version: ClassVar[int] = 5
     Params = HeadPoseParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
@@ -172,7 +177,7 @@ class HeadPoseExtractor(TrackedExtractor):
         max_gap_s: float = 0.25,
         min_rotation_deg: float = 0.1,
         min_translation_px: float = 0.2,
-        eye_in_head: Literal["corners", "head"] = "corners",
+        eye_in_head: Literal["corners", "head", "texture"] = "corners",
         max_faces: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -181,8 +186,8 @@ class HeadPoseExtractor(TrackedExtractor):
         self.max_gap_s = max_gap_s
         self.min_rotation_deg = min_rotation_deg
         self.min_translation_px = min_translation_px
-        if eye_in_head not in ("corners", "head"):
-            raise ValueError(f"eye_in_head must be 'corners' or 'head', not {eye_in_head!r}")
+        if eye_in_head not in ("corners", "head", "texture"):
+            raise ValueError(f"eye_in_head must be 'corners', 'head' or 'texture', not {eye_in_head!r}")
         self.eye_in_head = eye_in_head
         self.max_faces = max_faces
         self.cache_dir = cache_dir
@@ -194,7 +199,12 @@ class HeadPoseExtractor(TrackedExtractor):
         from cdrscreen.tracking.resample import even_table
 
         fs = track.track_fps
-        eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
+        if self.eye_in_head == "texture":
+            from cdrscreen.features.eye_texture import eye_in_texture
+
+            eih = eye_in_texture(track.path, track.table, track.landmarks, stride=track.config.stride)
+        else:
+            eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
         used = ["time", "frame", "success", "blink", "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y",
                 "gaze_h", "gaze_v", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]  # not the whole table
         t = track.table[used].assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
@@ -236,7 +246,7 @@ class HeadPoseExtractor(TrackedExtractor):
         pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
-        eye_h, eye_v = ("eye_yaw", "eye_pitch") if self.eye_in_head == "head" else ("gaze_h", "gaze_v")
+        eye_h, eye_v = ("gaze_h", "gaze_v") if self.eye_in_head == "corners" else ("eye_yaw", "eye_pitch")
         pairs = (("corr", "h", eye_h, "yaw", self.min_rotation_deg),
                  ("corr", "v", eye_v, "pitch", self.min_rotation_deg),
                  ("img_corr", "h", "pupil_x", "head_x", self.min_translation_px),
