@@ -121,6 +121,19 @@ def test_level_frames_bounds_the_lld_frames(alsa_clips, sr):
         level_frames(-1, sr)
 
 
+def test_analysed_sample_count_is_what_the_blocks_give(two_voice):
+    from cdrscreen.features.gemaps import _analysed_samples
+
+    tv = two_voice
+    ext = GeMAPSExtractor()
+    for segments in (None, tv.segments):
+        prep = ext.prepare(tv.signal, SR, segments)
+        native = prep.native if prep.native is not None else prep.x
+        n = sum(b.size for b in prep.analysed_blocks(native=True))
+        assert _analysed_samples(prep, native) == n
+        assert (n == tv.signal.size) == (segments is None)
+
+
 def test_real_human_speech_in_video_matches_opensmile(tmp_path, alsa_clips):
     import opensmile
     import soundfile as sf

@@ -230,7 +230,7 @@ def gemaps_features(x: np.ndarray | AudioSignal, sr: int, group: str) -> dict[st
 
 
 def _analysed_samples(prep: Prepared, x: AudioSignal) -> int:
-    """Number of samples ``prep.analysed_blocks`` yields from ``x`` (the whole signal, or its intervals)."""
+    """Return the number of samples ``prep.analysed_blocks`` yields from ``x`` (whole signal or intervals)."""
     if prep.intervals is None:
         return len(x)
     n = 0
