@@ -128,7 +128,7 @@ def level_frames(n_samples: int, sr: int) -> int:
     """
     if n_samples < 0 or sr <= 0:
         raise ValueError(f"n_samples must be >= 0 and sr > 0, got {n_samples} and {sr}")
-    frames = -(-int(n_samples) // max(1, int(round(_LLD_STEP_S * sr))))
+    frames = -(-int(n_samples) // max(1, int(_LLD_STEP_S * sr)))  # a step rounded down: more frames
     return max(_DEFAULT_LEVEL_FRAMES, frames + _FRAME_MARGIN)
 
 
