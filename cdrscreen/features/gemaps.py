@@ -10,6 +10,11 @@ Sample rate: the extractors pass openSMILE the recording at its own rate, so a f
 values equal ``Smile.process_file`` on it (published GeMAPS values are computed so);
 ``opensmile_sr=16000`` resamples first instead (the behaviour before speech cache
 version 3, which moves 48 kHz values by a median 15-17 %).
+
+Memory: the signal is written to openSMILE in blocks through a ring buffer, and the
+levels openSMILE keeps whole for its whole-recording functionals are sized for the
+signal up front (:func:`level_frames`); they still cost about 8 MB (GeMAPS) or 11 MB
+(eGeMAPS) per audio minute (``docs/features-speech.md``).
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ def _int16(block: np.ndarray) -> bytes:
 
 
 def level_frames(n_samples: int, sr: int) -> int:
-    """Frames to reserve in each level before the functionals for ``n_samples`` at ``sr``.
+    """Return the frames to reserve in each level before the functionals for ``n_samples`` at ``sr``.
 
     An upper bound of the number of 10-ms LLD frames of the signal plus a margin, and
     never less than openSMILE's own starting size (1000 frames).
