@@ -14,7 +14,8 @@ Reported per rate: peak RSS at 1/10/60 minutes, the ratio 60-minute / 1-minute (
 slope between the 1- and 60-minute runs). ``--src PATH`` runs a second source tree of
 cdrscreen the same way (e.g. a checkout from before streaming) for comparison;
 ``--minutes`` changes the lengths. The 1-minute load average is saved before and after
-every run. Results go to ``benchmarks/results/bench_memory_speech.json``.
+every run. Results go to ``benchmarks/results/bench_memory_speech.json`` (earlier runs are kept
+under ``history``).
 
 Usage: ``python benchmarks/bench_memory_speech.py [--minutes 1 10 60] [--rates 16000 48000]
 [--src OTHER_CHECKOUT --src-minutes 1 10]``
@@ -142,8 +143,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory_speech.json")
     args = ap.parse_args()
     result = {
-        "what": "peak RSS and CPU of `cdrscreen extract --features mfcc,gemaps,timing` on looped real voice",
-        "features": FEATURES,
+        "what": "peak RSS and CPU of `cdrscreen extract --features ...` on looped real voice",
+        "features": args.features,
         "targets": {"peak_rss_60min_mb": 700, "ratio_60_over_1": 1.15},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -156,6 +157,9 @@ def main() -> None:
                                     **measure(args.src, args.src_minutes, args.rates, work, "other tree", args.features)}
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.exists():  # earlier measurements are kept under "history", oldest first
+        old = json.loads(args.out.read_text(encoding="utf-8"))
+        result["history"] = old.pop("history", []) + [old]
     tmp_out = args.out.with_suffix(".tmp")
     tmp_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     tmp_out.replace(args.out)

@@ -87,6 +87,53 @@ def test_egemaps_streamed_equals_process_file_exactly_with_ring_wrap(tmp_path, a
     np.testing.assert_array_equal(ours.iloc[0, :88].to_numpy(float), ref.iloc[0].to_numpy(float))
 
 
+@pytest.mark.parametrize(("name", "feature_set", "sr"), [("gemaps", "GeMAPSv01b", 16000), ("egemaps", "eGeMAPSv02", 48000)])
+def test_sized_levels_give_the_same_values_bit_for_bit(alsa_clips, name, feature_set, sr):
+    """12 s (1200 LLD frames, more than openSMILE's first 1000): levels sized for the signal
+    up front, or too small (they grow), give exactly the values of ``Smile.process_signal``."""
+    import opensmile
+
+    from cdrscreen.features import gemaps
+
+    x = looped_voice(alsa_clips, 12, sr=sr)
+    ref = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                          feature_level=opensmile.FeatureLevel.Functionals).process_signal(x, sr)
+    ref = ref.to_numpy(float).reshape(-1)
+    assert np.isfinite(ref).all()
+    for hint in (x.size, x.size // 2):
+        ours = gemaps._run_stream(name, [x], sr, n_samples=hint)
+        np.testing.assert_array_equal(ours, ref, err_msg=f"n_samples={hint}")
+
+
+@pytest.mark.parametrize("sr", [16000, 48000])
+def test_level_frames_bounds_the_lld_frames(alsa_clips, sr):
+    import opensmile
+
+    from cdrscreen.features.gemaps import _FRAME_MARGIN, level_frames
+
+    x = looped_voice(alsa_clips, 12.34, sr=sr)
+    lld = opensmile.Smile(feature_set=opensmile.FeatureSet.GeMAPSv01b,
+                          feature_level=opensmile.FeatureLevel.LowLevelDescriptors).process_signal(x, sr)
+    assert 1200 <= len(lld) <= level_frames(x.size, sr) - _FRAME_MARGIN
+    assert level_frames(0, sr) == level_frames(sr, sr) == 1000  # never below openSMILE's own size
+    assert level_frames(3600 * sr, sr) == 360000 + _FRAME_MARGIN
+    with pytest.raises(ValueError, match="n_samples"):
+        level_frames(-1, sr)
+
+
+def test_analysed_sample_count_is_what_the_blocks_give(two_voice):
+    from cdrscreen.features.gemaps import _analysed_samples
+
+    tv = two_voice
+    ext = GeMAPSExtractor()
+    for segments in (None, tv.segments):
+        prep = ext.prepare(tv.signal, SR, segments)
+        native = prep.native if prep.native is not None else prep.x
+        n = sum(b.size for b in prep.analysed_blocks(native=True))
+        assert _analysed_samples(prep, native) == n
+        assert (n == tv.signal.size) == (segments is None)
+
+
 def test_real_human_speech_in_video_matches_opensmile(tmp_path, alsa_clips):
     import opensmile
     import soundfile as sf

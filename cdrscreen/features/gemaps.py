@@ -10,6 +10,11 @@ Sample rate: the extractors pass openSMILE the recording at its own rate, so a f
 values equal ``Smile.process_file`` on it (published GeMAPS values are computed so);
 ``opensmile_sr=16000`` resamples first instead (the behaviour before speech cache
 version 3, which moves 48 kHz values by a median 15-17 %).
+
+Memory: the signal is written to openSMILE in blocks through a ring buffer, and the
+levels openSMILE keeps whole for its whole-recording functionals are sized for the
+signal up front (:func:`level_frames`); they still cost about 8 MB (GeMAPS) or 11 MB
+(eGeMAPS) per audio minute (``docs/features-speech.md``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ FEATURE_SETS: dict[str, str] = {"gemaps": "GeMAPSv01b", "egemaps": "eGeMAPSv02"}
 N_FEATURES: dict[str, int] = {"gemaps": 62, "egemaps": 88}
 #: Samples per write to openSMILE's external source (its ring holds 2^21).
 _WRITE_SAMPLES = 1 << 14
+#: Frame step (s) of the LLD levels that feed the whole-recording functionals.
+_LLD_STEP_S = 0.01
+#: Frames added to the estimated count when the levels before the functionals are sized.
+_FRAME_MARGIN = 100
+#: openSMILE's own size of those levels (``shared/BufferMode.conf.inc``), doubled as they fill.
+_DEFAULT_LEVEL_FRAMES = 1000
 
 
 #: Components of the GeMAPSv01b configuration that eGeMAPSv02 includes but whose output
@@ -114,14 +125,48 @@ def _int16(block: np.ndarray) -> bytes:
     return bytes(b.astype(np.int16))
 
 
-def _run_stream(group: str, blocks: Iterable[np.ndarray], sr: int) -> np.ndarray:
+def level_frames(n_samples: int, sr: int) -> int:
+    """Return the frames to reserve in each level before the functionals for ``n_samples`` at ``sr``.
+
+    An upper bound of the number of 10-ms LLD frames of the signal plus a margin, and
+    never less than openSMILE's own starting size (1000 frames).
+    """
+    if n_samples < 0 or sr <= 0:
+        raise ValueError(f"n_samples must be >= 0 and sr > 0, got {n_samples} and {sr}")
+    frames = -(-int(n_samples) // max(1, int(_LLD_STEP_S * sr)))  # a step rounded down: more frames
+    return max(_DEFAULT_LEVEL_FRAMES, frames + _FRAME_MARGIN)
+
+
+def _buffer_mode_conf(folder: Path, frames: int) -> Path:
+    """Write openSMILE's ``bufferModeConf`` include with a first size of ``frames`` and return it.
+
+    The same buffer mode as opensmile-python's ``shared/BufferMode.conf.inc`` (a level
+    that keeps every frame and doubles when full), sized for the whole signal up front.
+    """
+    path = folder / "BufferModeSized.conf.inc"
+    path.write_text(
+        f"writer.levelconf.growDyn = 1\nwriter.levelconf.isRb = 0\nwriter.levelconf.nT = {int(frames)}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _run_stream(group: str, blocks: Iterable[np.ndarray], sr: int, n_samples: int | None = None) -> np.ndarray:
     """Return the openSMILE functionals of the signal made of ``blocks``, written while openSMILE runs.
 
     The same openSMILE configuration, options and sample conversion as
-    ``Smile.process_signal`` (opensmile-python 2.6), with one difference: the external
-    source's ``wave`` level is a ring buffer (``resources/opensmile/``) instead of a level
-    holding the whole signal, and the signal is written in blocks from this thread while
-    ``smile_run`` (which releases the GIL) processes it in another.
+    ``Smile.process_signal`` (opensmile-python 2.6), with two differences that change
+    memory only: the external source's ``wave`` level is a ring buffer
+    (``resources/opensmile/``) instead of a level holding the whole signal, and the signal
+    is written in blocks from this thread while ``smile_run`` (which releases the GIL)
+    processes it in another.
+
+    ``n_samples`` (the signal's length, if known) sizes the levels that feed the
+    whole-recording functionals for the whole signal up front (:func:`level_frames`)
+    instead of 1000 frames doubled as they fill, which leaves up to half of the last
+    doubling unused; these levels keep every frame either way (openSMILE's ``frameMode =
+    full`` functionals read them at the end), and a level that turns out too small still
+    doubles, so the values do not depend on it.
     """
     from opensmile.core.config import config as smile_config
 
@@ -130,6 +175,15 @@ def _run_stream(group: str, blocks: Iterable[np.ndarray], sr: int) -> np.ndarray
     options["source"] = str(resource_path("opensmile", "external_wave_input_stream.conf.inc"))
     options["sampleRate"] = int(sr)
     options["nBits"] = 16
+    if n_samples is None:
+        return _run_engine(smile, smile_config, options, blocks)
+    with tempfile.TemporaryDirectory(prefix="cdrscreen-opensmile-levels-") as folder:
+        options["bufferModeConf"] = str(_buffer_mode_conf(Path(folder), level_frames(n_samples, sr)))
+        return _run_engine(smile, smile_config, options, blocks)
+
+
+def _run_engine(smile: Any, smile_config: Any, options: dict[str, Any], blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """Run openSMILE with ``options`` on ``blocks`` (see :func:`_run_stream`); return the functionals."""
     engine = smile._smile(options=options)
     y: list[np.ndarray] = []
     starts: list[float] = []
@@ -176,8 +230,19 @@ def gemaps_features(x: np.ndarray | AudioSignal, sr: int, group: str) -> dict[st
     smile, lock = _smile(group)
     sig = as_signal(x, sr)
     with lock:
-        values = _run_stream(group, (b for _, b in sig.blocks()), sr)
+        values = _run_stream(group, (b for _, b in sig.blocks()), sr, n_samples=len(sig))
     return dict(zip(smile.feature_names, values.tolist(), strict=True))
+
+
+def _analysed_samples(prep: Prepared, x: AudioSignal) -> int:
+    """Return the number of samples ``prep.analysed_blocks`` yields from ``x`` (whole signal or intervals)."""
+    if prep.intervals is None:
+        return len(x)
+    n = 0
+    for s, e in prep.intervals:
+        start, stop = max(0, int(round(s * x.sr))), min(len(x), int(round(e * x.sr)))
+        n += max(0, stop - start)
+    return n
 
 
 class OpenSmileParams(SpeechParams):
@@ -228,9 +293,10 @@ class _OpenSmileExtractor(SpeechExtractor):
         native = prep.native if prep.native is not None else prep.x
         sr = native.sr
         smile, lock = _smile(self.group)
+        n = _analysed_samples(prep, native)
         if self.opensmile_sr is None or sr == self.opensmile_sr:
             with lock:
-                values = _run_stream(self.group, prep.analysed_blocks(native=True), sr)
+                values = _run_stream(self.group, prep.analysed_blocks(native=True), sr, n_samples=n)
         else:  # resample the analysed signal as one signal, as before, but in blocks
             with tempfile.TemporaryDirectory(prefix="cdrscreen-opensmile-") as folder:
                 cut = Path(folder) / "analysed.f32"
@@ -238,8 +304,10 @@ class _OpenSmileExtractor(SpeechExtractor):
                     for block in prep.analysed_blocks(native=True):
                         block.astype("<f4", copy=False).tofile(fh)
                 sig = AudioSignal(sr, path=cut)
+                n_out = -(-n * self.opensmile_sr // sr)
                 with lock:
-                    values = _run_stream(self.group, resample_blocks(sig, self.opensmile_sr), self.opensmile_sr)
+                    values = _run_stream(self.group, resample_blocks(sig, self.opensmile_sr), self.opensmile_sr,
+                                         n_samples=n_out)
         return dict(zip(smile.feature_names, values.tolist(), strict=True))
 
 
