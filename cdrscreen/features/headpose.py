@@ -197,7 +197,10 @@ class HeadPoseExtractor(TrackedExtractor):
         eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
         used = ["time", "frame", "success", "blink", "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y",
                 "gaze_h", "gaze_v", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]  # not the whole table
-        t = track.table[used].assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
+        # the track's own column arrays, not a copy of them (copy=False: no consolidated block)
+        t = pd.DataFrame({**{c: track.table[c].to_numpy() for c in used},
+                          "eye_yaw": eih["eye_yaw"].to_numpy(), "eye_pitch": eih["eye_pitch"].to_numpy()},
+                         index=track.table.index, copy=False)
         del eih
         t = even_table(track, t)  # variable frame rate: resampled to even steps
         success = t["success"].to_numpy(bool)
@@ -223,6 +226,8 @@ class HeadPoseExtractor(TrackedExtractor):
             else:
                 key = {"head_x": "x", "head_y": "y"}.get(k, k)
                 f[f"{key}_std"] = float(v.std()) if v.size else np.nan
+        any_piece = bool(pieces)
+        del pieces, v
 
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
@@ -233,6 +238,7 @@ class HeadPoseExtractor(TrackedExtractor):
                "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
                "head_x": t["head_x"].to_numpy(float), "head_y": -t["head_y"].to_numpy(float)}
         bounded = signal_pieces(sig, both, max_gap, min_len=3)
+        del sig
         pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
@@ -245,7 +251,7 @@ class HeadPoseExtractor(TrackedExtractor):
             for kind, c in co_movement(pp, eye, head, min_head_sd=floor).items():
                 for stat, val in c.items():
                     f[f"{name}_{kind}_{axis}_{stat}"] = val
-        f["valid"] = float(bool(pieces) and all(
+        f["valid"] = float(any_piece and all(
             f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
         laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "eye_yaw", "eye_pitch", "yaw", "pitch",
                                                    "pupil_x", "pupil_y", "head_x", "head_y"))
@@ -256,6 +262,6 @@ class HeadPoseExtractor(TrackedExtractor):
             "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "eye_yaw": laid["eye_yaw"],
             "eye_pitch": laid["eye_pitch"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
             **{k: laid[k] for k in ("pupil_x", "pupil_y", "head_x", "head_y")},
-        })
+        }, copy=False)  # the arrays above, not a consolidated copy of them
         frames.attrs["fps"] = float(fs)
         return f, {"frames": frames}

@@ -287,7 +287,7 @@ class PupilExtractor(TrackedExtractor):
             "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
             "blink": t["blink"].to_numpy(bool), "usable": usable,
             "eye_h": cols["eye_h"], "eye_v": cols["eye_v"], "img_h": cols["img_h"], "img_v": cols["img_v"],
-        })
+        }, copy=False)  # the arrays above, not a consolidated copy of them
         frames.attrs["fps"] = float(fs)
         return f, {"frames": frames}
 
