@@ -231,14 +231,14 @@ class HeadPoseExtractor(TrackedExtractor):
 
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
-        sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
-               "eye_yaw": t["eye_yaw"].to_numpy(float), "eye_pitch": t["eye_pitch"].to_numpy(float),
-               "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
-               "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
-               "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
-               "head_x": t["head_x"].to_numpy(float), "head_y": -t["head_y"].to_numpy(float)}
+        # each column computed when signal_pieces needs it: not all ten full-length at once
+        sig = {"gaze_h": lambda: t["gaze_h"].to_numpy(float), "gaze_v": lambda: t["gaze_v"].to_numpy(float),
+               "eye_yaw": lambda: t["eye_yaw"].to_numpy(float), "eye_pitch": lambda: t["eye_pitch"].to_numpy(float),
+               "yaw": lambda: t["yaw"].to_numpy(float), "pitch": lambda: t["pitch"].to_numpy(float),
+               "pupil_x": lambda: ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
+               "pupil_y": lambda: -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
+               "head_x": lambda: t["head_x"].to_numpy(float), "head_y": lambda: -t["head_y"].to_numpy(float)}
         bounded = signal_pieces(sig, both, max_gap, min_len=3)
-        del sig
         pp = [p for _, _, p in bounded]
         for p in pp:
             p["yaw"], p["pitch"] = smooth(p["yaw"], win), smooth(p["pitch"], win)
@@ -254,7 +254,8 @@ class HeadPoseExtractor(TrackedExtractor):
         f["valid"] = float(any_piece and all(
             f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
         laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "eye_yaw", "eye_pitch", "yaw", "pitch",
-                                                   "pupil_x", "pupil_y", "head_x", "head_y"))
+                                                   "pupil_x", "pupil_y", "head_x", "head_y"), consume=True)
+        del bounded, pp
         frames = pd.DataFrame({
             "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
             "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
