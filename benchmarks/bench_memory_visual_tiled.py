@@ -88,8 +88,8 @@ def child(tmp: Path, clip: Path, tp: Path, lp: Path) -> dict:
 
     meta = json.loads((tmp / "meta.json").read_text())
     steps = {"imports": rss()}
-    with np.load(tp) as z:  # the table as tracking builds it (typed columns), without a Parquet reader's copies
-        table = pd.DataFrame({c: z[c] for c in z.files})
+    with np.load(tp) as z:  # the table as tracking builds it (typed column arrays, not consolidated)
+        table = pd.DataFrame({c: z[c] for c in z.files}, copy=False)
     track = FaceTrack(clip, meta["fps"], meta["width"], meta["height"], TrackConfig(),
                       table, np.load(lp, mmap_mode="r"))
     steps["track_loaded"] = rss()

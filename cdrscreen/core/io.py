@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,17 +85,40 @@ def _write_parquet_groups(path: Path, df: pd.DataFrame) -> None:
     # the schema from the first group (inferring it from the whole table would convert
     # every object column); a later group that does not fit it (e.g. strings after a
     # first group of None) falls back to writing the whole table at once
-    schema = pa.Schema.from_pandas(df.iloc[:step], preserve_index=True)
-    if df.attrs:
-        schema = schema.with_metadata({**(schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
-    try:
-        with pq.ParquetWriter(path, schema) as writer:
-            for start in range(0, len(df), step):
-                table = pa.Table.from_pandas(df.iloc[start : start + step], schema=schema, preserve_index=True,
-                                             nthreads=1)
-                writer.write_table(table.replace_schema_metadata(schema.metadata))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
-        df.to_parquet(path, index=True)
+    with _system_arrow_pool(pa):
+        schema = pa.Schema.from_pandas(df.iloc[:step], preserve_index=True)
+        if df.attrs:
+            schema = schema.with_metadata({**(schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
+        try:
+            with pq.ParquetWriter(path, schema) as writer:
+                for start in range(0, len(df), step):
+                    table = pa.Table.from_pandas(df.iloc[start : start + step], schema=schema, preserve_index=True,
+                                                 nthreads=1)
+                    writer.write_table(table.replace_schema_metadata(schema.metadata))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            df.to_parquet(path, index=True)
+
+
+_POOL_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _system_arrow_pool(pa: Any) -> Iterator[None]:
+    """Arrow allocates from the C library's heap inside the block (its default pool is restored after).
+
+    Arrow's default allocator (mimalloc or jemalloc) keeps the pages of freed row groups
+    for reuse, about 17 MB more resident after writing an hour's per-frame table than
+    after a minute's; the C heap's free pages are reused by the next allocation and
+    returned by :func:`cdrscreen.core.memory.release_free_memory`. Only where the memory
+    comes from changes, not the file.
+    """
+    with _POOL_LOCK:
+        previous = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+        try:
+            yield
+        finally:
+            pa.set_memory_pool(previous)
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
