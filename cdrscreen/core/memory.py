@@ -6,7 +6,7 @@ arenas, so the resident size of a worker stays at its high-water mark and the ne
 stacks on top of it. :func:`release_free_memory` asks glibc (``malloc_trim``) to return
 those pages; where the C library has no ``malloc_trim`` (macOS, musl, Windows) it does
 nothing. It changes no result, only the process's resident memory. :func:`arrow_on_the_c_heap`
-does the same for Arrow's buffers (the ``extract`` command calls it).
+puts Arrow's buffers on that heap too (the command line does it before anything else).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _malloc_trim() -> Any:
 
 
 def release_free_memory() -> bool:
-    """Return the C heap's free pages to the operating system; True where that was possible."""
+    """Return the C heap's free pages (and Arrow's unused ones) to the system; True where ``malloc_trim`` exists."""
     arrow = sys.modules.get("pyarrow")
     if arrow is not None:  # Arrow's own allocator (mimalloc/jemalloc) keeps freed pages for reuse
         arrow.default_memory_pool().release_unused()
