@@ -9,11 +9,12 @@ its peak resident memory (``ru_maxrss`` of the child), CPU seconds and wall seco
 recorded. The headline number is the peak RSS of the longest recording relative to the
 shortest (target: at most 1.15, and at most 700 MB).
 
-Nothing is committed but the result, ``benchmarks/results/bench_memory_visual.json``; the
-looped videos live in a temporary folder. The 60-minute point takes about 10-20 CPU
+Nothing is committed but the result, ``benchmarks/results/bench_memory_visual.json`` (under
+``--key`` when given; the file's other entries are kept); the looped videos live in a
+temporary folder. The 60-minute point takes about 10-20 CPU
 minutes at 320x240.
 
-Usage: ``python benchmarks/bench_memory_visual.py [--minutes 1,10,60] [--size 320x240] [--fps 25]``
+Usage: ``python benchmarks/bench_memory_visual.py [--minutes 1,10,60] [--size 320x240] [--fps 25] [--key NAME] [--code TEXT]``
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=25.0)
     ap.add_argument("--clip-seconds", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory_visual.json")
+    ap.add_argument("--key", default=None,
+                    help="write the result under this key of --out, keeping the file's other entries "
+                         "(default: the result replaces the file's top-level entries, other keys kept)")
+    ap.add_argument("--code", default="", help="what code was measured (e.g. a commit), recorded with the result")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     minutes = [float(m) for m in args.minutes.split(",")]
@@ -119,9 +124,15 @@ def main() -> None:
         "meets_target": last["maxrss_mb"] <= 700 and last["maxrss_mb"] <= 1.15 * base["maxrss_mb"],
         "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "code": args.code,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    doc = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.key:
+        doc[args.key] = res
+    else:
+        doc.update(res)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"longest / shortest peak RSS: {res['ratio_longest_to_shortest']:.3f} ({per_min:+.2f} MB per minute); "
           f"wrote {args.out}")
 

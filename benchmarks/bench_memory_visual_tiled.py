@@ -10,8 +10,8 @@ groups (``pupil``, ``headpose``) through the study runner's :func:`run_one` (com
 signals written to Parquet and kept in a fresh feature cache) and reports its peak resident
 memory (``ru_maxrss``) after each step and its CPU seconds.
 
-Usage: ``python benchmarks/bench_memory_visual_tiled.py [--minutes 1,10,60]``
-(writes the ``tiled`` entry of ``benchmarks/results/bench_memory_visual.json``).
+Usage: ``python benchmarks/bench_memory_visual_tiled.py [--minutes 1,10,60] [--key NAME] [--code TEXT]``
+(writes the ``tiled`` entry, or ``--key``, of ``benchmarks/results/bench_memory_visual.json``).
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def child(tmp: Path, clip: Path, tp: Path, lp: Path) -> dict:
 
     meta = json.loads((tmp / "meta.json").read_text())
     steps = {"imports": rss()}
-    with np.load(tp) as z:  # the table as tracking builds it (typed columns), without a Parquet reader's copies
-        table = pd.DataFrame({c: z[c] for c in z.files})
+    with np.load(tp) as z:  # the table as tracking builds it (typed column arrays, not consolidated)
+        table = pd.DataFrame({c: z[c] for c in z.files}, copy=False)
     track = FaceTrack(clip, meta["fps"], meta["width"], meta["height"], TrackConfig(),
                       table, np.load(lp, mmap_mode="r"))
     steps["track_loaded"] = rss()
@@ -116,6 +116,8 @@ def main() -> None:
     ap.add_argument("--clip-seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=float, default=25.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_memory_visual.json")
+    ap.add_argument("--key", default="tiled", help="entry of --out written (the file's other entries are kept)")
+    ap.add_argument("--code", default="", help="what code was measured (e.g. a commit), recorded with the result")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--tile", nargs=2, help=argparse.SUPPRESS)
@@ -161,9 +163,10 @@ def main() -> None:
         "target": "peak RSS of the longest <= 700 MB and <= 1.15 x the shortest",
         "meets_target": last["peak_mb"] <= 700 and last["peak_mb"] <= 1.15 * first["peak_mb"],
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "code": args.code,
     }
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    doc["tiled"] = tiled
+    doc[args.key] = tiled
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"longest / shortest: {tiled['ratio_longest_to_shortest']:.3f}; wrote {args.out}")
 

@@ -131,3 +131,25 @@ def test_the_eye_signal_is_a_spec_setting_checked_in_one_line() -> None:
         load_spec(None, ["groups.headpose.eye_in_head=eyes"], features="headpose")
     with pytest.raises(ValueError, match="'corners', 'head' or 'texture'"):
         HeadPoseExtractor(eye_in_head="eyes")
+
+
+@pytest.mark.parametrize("depth_from", ["iris", "lids"])
+def test_blocks_of_frames_give_exactly_the_whole_video_computation(monkeypatch, depth_from) -> None:  # noqa: ANN001
+    from cdrscreen.features import gaze
+
+    t = np.linspace(0, 4, 120)
+    rng = np.random.default_rng(0)
+    table, lm = _scene(12 * np.sin(t), 8 * np.cos(t), 2 * np.sin(3 * t), np.cos(2 * t),
+                       np.c_[5 * np.sin(t), 3 * np.cos(t), 10 * np.sin(0.5 * t)])
+    lm[:, :468, :] += rng.normal(0, 1, (len(t), 468, 3))  # skin and lid points, so both depths are defined
+    table.loc[40:41, "success"] = False  # two stretches
+    table.loc[77, "pitch"] = np.nan
+    monkeypatch.setattr(gaze, "_GATHER_ROWS", 10**6)
+    whole = (gaze.eye_in_head(table, lm, W, H, depth_from=depth_from),
+             gaze.iris_depth_mm(table, lm, W, H, depth_from=depth_from))
+    monkeypatch.setattr(gaze, "_GATHER_ROWS", 7)  # blocks that cut stretches anywhere
+    blocks = (gaze.eye_in_head(table, lm, W, H, depth_from=depth_from),
+              gaze.iris_depth_mm(table, lm, W, H, depth_from=depth_from))
+    assert np.isfinite(whole[1]) and blocks[1] == whole[1]
+    assert whole[0].notna().sum().sum() > 200
+    assert np.array_equal(blocks[0].to_numpy(), whole[0].to_numpy(), equal_nan=True)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 
-import typer
+from cdrscreen.core.memory import arrow_on_the_c_heap
 
-from cdrscreen.cli import ablate, check, demo, evaluate, extract, info, report
-from cdrscreen.core.errors import CdrscreenError
+arrow_on_the_c_heap()  # before pandas imports pyarrow: bounded memory on long recordings
+
+import typer  # noqa: E402
+
+from cdrscreen.cli import ablate, check, demo, evaluate, extract, info, report  # noqa: E402
+from cdrscreen.core.errors import CdrscreenError  # noqa: E402
 
 app = typer.Typer(
     name="cdrscreen",

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,9 @@ def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> Path:
     A table longer than :data:`PARQUET_ROWS_PER_GROUP` rows (e.g. 10 ms frames of a long recording) is
     converted to Arrow and written one row group at a time, so writing it costs memory
     for one group rather than a second copy of the whole table; the file reads back the
-    same (``df.attrs`` included, as ``DataFrame.to_parquet`` stores them).
+    same (``df.attrs`` included, as ``DataFrame.to_parquet`` stores them). Each group is
+    converted on the calling thread: Arrow's conversion threads each keep their own heap,
+    which left tens of MB resident after writing an hour's per-frame table.
     """
     with atomic_path(path) as tmp:
         if len(df) <= PARQUET_ROWS_PER_GROUP:
@@ -82,16 +85,40 @@ def _write_parquet_groups(path: Path, df: pd.DataFrame) -> None:
     # the schema from the first group (inferring it from the whole table would convert
     # every object column); a later group that does not fit it (e.g. strings after a
     # first group of None) falls back to writing the whole table at once
-    schema = pa.Schema.from_pandas(df.iloc[:step], preserve_index=True)
-    if df.attrs:
-        schema = schema.with_metadata({**(schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
-    try:
-        with pq.ParquetWriter(path, schema) as writer:
-            for start in range(0, len(df), step):
-                table = pa.Table.from_pandas(df.iloc[start : start + step], schema=schema, preserve_index=True)
-                writer.write_table(table.replace_schema_metadata(schema.metadata))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
-        df.to_parquet(path, index=True)
+    with _system_arrow_pool(pa):
+        schema = pa.Schema.from_pandas(df.iloc[:step], preserve_index=True)
+        if df.attrs:
+            schema = schema.with_metadata({**(schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
+        try:
+            with pq.ParquetWriter(path, schema) as writer:
+                for start in range(0, len(df), step):
+                    table = pa.Table.from_pandas(df.iloc[start : start + step], schema=schema, preserve_index=True,
+                                                 nthreads=1)
+                    writer.write_table(table.replace_schema_metadata(schema.metadata))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            df.to_parquet(path, index=True)
+
+
+_POOL_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _system_arrow_pool(pa: Any) -> Iterator[None]:
+    """Arrow allocates from the C library's heap inside the block (its default pool is restored after).
+
+    Arrow's default allocator (mimalloc or jemalloc) keeps the pages of freed row groups
+    for reuse, about 17 MB more resident after writing an hour's per-frame table than
+    after a minute's; the C heap's free pages are reused by the next allocation and
+    returned by :func:`cdrscreen.core.memory.release_free_memory`. Only where the memory
+    comes from changes, not the file.
+    """
+    with _POOL_LOCK:
+        previous = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+        try:
+            yield
+        finally:
+            pa.set_memory_pool(previous)
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -47,6 +47,7 @@ from pydantic import Field
 from cdrscreen.cache import FeatureCache, config_hash
 from cdrscreen.core.config import StrictModel
 from cdrscreen.core.errors import CdrscreenError
+from cdrscreen.core.memory import release_free_memory
 from cdrscreen.core.signals import check_signal, signal_path, write_signal
 from cdrscreen.study import Recording, Study
 from cdrscreen.tracking.face import TRACK_VERSION, FaceTrack, track_video
@@ -225,7 +226,10 @@ class TrackedExtractor(Extractor):
 
     def process_recording_with_signals(self, rec: Recording) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         """Row and per-frame signals (indexed by ``(file, frame, time)``) of a recording's video."""
-        feats, sig = self.compute(self.track(rec.media))
+        track = self.track(rec.media)
+        release_free_memory()  # what tracking freed (MediaPipe's graphs, frame buffers), before the features
+        feats, sig = self.compute(track)
+        del track
         out = {}
         for k in list(sig):
             v = sig.pop(k)  # one copy of a long recording's signal alive at a time, not three
@@ -233,8 +237,10 @@ class TrackedExtractor(Extractor):
             file[:] = str(rec.media)
             index = pd.MultiIndex.from_arrays([file, v["frame"].to_numpy(), v["time"].to_numpy()],
                                               names=["file", "frame", "time"])
-            data = v.drop(columns=["frame", "time"])
-            data.index = index
+            # the columns' arrays themselves (copy=False), not a copy of the table without frame/time
+            data = pd.DataFrame({c: v[c].to_numpy() for c in v.columns if c not in ("frame", "time")},
+                                index=index, copy=False)
+            data.attrs = dict(v.attrs)
             out[k] = data
             del v
         return self._row(rec.media, feats), out
@@ -318,6 +324,8 @@ def run_one(extractor: Extractor, rec: Recording, cache: FeatureCache | None,
         for name, v in sig.items():  # signals first: the row's presence marks a complete entry
             cache.save(_signal_cache_name(extractor, name), key, v)
         cache.save(extractor.name, key, df)
+    del sig
+    release_free_memory()  # the signals' columns: the next group starts from a small heap
     return df
 
 

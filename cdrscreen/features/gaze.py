@@ -48,6 +48,7 @@ eye-in-head measure (measured in ``docs/validation-visual.md``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -86,8 +87,8 @@ EYE_CONTOURS: tuple[tuple[int, ...], tuple[int, ...]] = (
 DEPTH_SOURCES: tuple[str, ...] = ("iris", "lids")
 
 
-#: Frames read at a time by :func:`_gather_landmarks`.
-_GATHER_ROWS = 4096
+#: Frames read (and computed on) at a time: about 6 MB of mapped landmark pages resident at once.
+_GATHER_ROWS = 1024
 
 
 def _gather_landmarks(landmarks: np.ndarray, rows: np.ndarray, index: list[int],
@@ -135,24 +136,42 @@ def _release(landmarks: np.memmap, mm: Any, a: int, b: int) -> None:
         pass  # not releasable here: the pages stay mapped, the values are the same
 
 
-def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int,
-                 index: list[int]) -> np.ndarray:
-    """Landmarks ``index`` of the posed frames back-projected into head coordinates (n, k, 3) mm."""
+def _head_point_blocks(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int,
+                       index: list[int]) -> Iterator[np.ndarray]:
+    """Landmarks ``index`` of the posed frames back-projected into head coordinates, in blocks.
+
+    Yields ``(m, k, 3)`` mm arrays for successive blocks of at most :data:`_GATHER_ROWS`
+    frames (posed frames only, in order), so that an hour of frames never holds more than
+    one block's rotations and points.
+    """
     from cdrscreen.tracking.flow import SKIN_LANDMARKS
     from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
 
     ok = _posed(table)
-    lm, z_ref = _gather_landmarks(landmarks, ok, [263, 33, *index], list(SKIN_LANDMARKS))  # posed rows
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 0, :2] - lm[:, 1, :2], axis=1)
-    sel = lm[:, 2:]  # (n, k, 3)
-    depth = f + sel[..., 2] - z_ref[:, None]
-    pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
-    pts = pts * mm[:, None, None]
-    rot = _rotations(table.loc[ok, ["yaw", "pitch", "roll"]])
-    ref = table.loc[ok, ["tx", "ty", "tz"]].to_numpy(float)
-    return np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per point
+    for a in range(0, len(table), _GATHER_ROWS):
+        b = min(len(table), a + _GATHER_ROWS)
+        keep = ok[a:b]
+        if not keep.any():
+            continue
+        lm, z_ref = _gather_landmarks(landmarks[a:b], keep, [263, 33, *index], list(SKIN_LANDMARKS))
+        mm = OUTER_CANTHAL_MM / np.linalg.norm(lm[:, 0, :2] - lm[:, 1, :2], axis=1)
+        sel = lm[:, 2:]  # (m, k, 3)
+        depth = f + sel[..., 2] - z_ref[:, None]
+        pts = np.concatenate([(sel[..., :2] - c) * (depth / f)[..., None], depth[..., None]], axis=-1)
+        pts = pts * mm[:, None, None]
+        block = table.iloc[a:b].loc[keep, ["yaw", "pitch", "roll", "tx", "ty", "tz"]]
+        rot = _rotations(block)
+        ref = block[["tx", "ty", "tz"]].to_numpy(float)
+        yield np.einsum("nji,nej->nei", rot, pts - ref[:, None, :])  # R^T (p - ref), per point
+
+
+def _head_points(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int,
+                 index: list[int]) -> np.ndarray:
+    """Landmarks ``index`` of the posed frames back-projected into head coordinates (n, k, 3) mm."""
+    blocks = list(_head_point_blocks(table, landmarks, width, height, index))
+    return np.concatenate(blocks) if blocks else np.empty((0, len(index), 3))
 
 
 def iris_depth_mm(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
@@ -176,22 +195,27 @@ def iris_depth_mm(table: pd.DataFrame, landmarks: np.ndarray, width: int, height
     if not _posed(table).any():
         return float("nan")
     if depth_from == "iris":
-        head = _head_points(table, landmarks, width, height, list(IRIS_CENTRES))
-        return float(np.nanmedian(head[..., 2]))
+        blocks = _head_point_blocks(table, landmarks, width, height, list(IRIS_CENTRES))
+        return float(np.nanmedian(np.concatenate([head[..., 2] for head in blocks])))
     eyes = [[centre, *contour] for centre, contour in zip(IRIS_CENTRES, EYE_CONTOURS, strict=True)]
-    both = _head_points(table, landmarks, width, height, [i for eye in eyes for i in eye])  # one pass over the file
-    depths, start = [], 0
-    for eye in eyes:
-        pts, start = both[:, start:start + len(eye)], start + len(eye)
-        d2 = np.sum((pts[:, 1:, :2] - pts[:, :1, :2]) ** 2, axis=-1)
-        w = 1.0 / np.maximum(d2, 1e-6)
-        depths.append(np.sum(w * pts[:, 1:, 2], axis=1) / np.sum(w, axis=1))
-    return float(np.nanmedian(np.concatenate(depths)))
+    depths: list[list[np.ndarray]] = [[] for _ in eyes]
+    # one pass over the file for both eyes
+    for both in _head_point_blocks(table, landmarks, width, height, [i for eye in eyes for i in eye]):
+        start = 0
+        for eye, out in zip(eyes, depths, strict=True):
+            pts, start = both[:, start:start + len(eye)], start + len(eye)
+            d2 = np.sum((pts[:, 1:, :2] - pts[:, :1, :2]) ** 2, axis=-1)
+            w = 1.0 / np.maximum(d2, 1e-6)
+            out.append(np.sum(w * pts[:, 1:, 2], axis=1) / np.sum(w, axis=1))
+    return float(np.nanmedian(np.concatenate([np.concatenate(d) for d in depths])))
 
 
 def _posed(table: pd.DataFrame) -> np.ndarray:
-    cols = ["yaw", "pitch", "roll", "tx", "ty", "tz", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]
-    return table["success"].to_numpy(bool) & np.isfinite(table[cols].to_numpy(float)).all(axis=1)
+    """Frames with a face, a pose and both iris centres (column by column: no float64 copy of the table)."""
+    ok = table["success"].to_numpy(bool).copy()
+    for col in ("yaw", "pitch", "roll", "tx", "ty", "tz", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"):
+        ok &= np.isfinite(table[col].to_numpy())
+    return ok
 
 
 def eye_in_head(table: pd.DataFrame, landmarks: np.ndarray, width: int, height: int, *,
@@ -257,17 +281,21 @@ def eye_in_head_piece(table: pd.DataFrame, landmarks: np.ndarray, width: int, he
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     cam = camera_matrix(width, height)
     f, c = cam[0, 0], cam[:2, 2]
-    t = table.loc[ok, ["iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y", "yaw", "pitch", "roll", "tx", "ty", "tz"]]
-    iris = np.stack([t[["iris_r_x", "iris_r_y"]].to_numpy(float),
-                     t[["iris_l_x", "iris_l_y"]].to_numpy(float)], axis=1)  # (m, 2, 2) px
-    ray = np.concatenate([(iris - c) / f, np.ones(iris.shape[:2] + (1,))], axis=-1)
-    rot = _rotations(t)
-    ref = t[["tx", "ty", "tz"]].to_numpy(float)
-    normal = rot[:, :, 2]  # the head's forward axis in camera coordinates
-    on_plane = ref + normal * depth  # a point of the iris plane
-    s = np.einsum("nj,nj->n", normal, on_plane)[:, None] / np.einsum("nj,nej->ne", normal, ray)
-    cut = s[..., None] * ray  # (m, 2, 3) camera mm
-    head = np.einsum("nji,nej->nei", rot, cut - ref[:, None, :])[..., :2]  # (m, 2, 2) head mm
+    rows = np.flatnonzero(ok)
+    head = np.empty((rows.size, 2, 2))  # head mm of both irises, filled a block of frames at a time
+    cols = ["iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y", "yaw", "pitch", "roll", "tx", "ty", "tz"]
+    for a in range(0, rows.size, _GATHER_ROWS):
+        t = table.iloc[rows[a:a + _GATHER_ROWS]][cols]
+        iris = np.stack([t[["iris_r_x", "iris_r_y"]].to_numpy(float),
+                         t[["iris_l_x", "iris_l_y"]].to_numpy(float)], axis=1)  # (m, 2, 2) px
+        ray = np.concatenate([(iris - c) / f, np.ones(iris.shape[:2] + (1,))], axis=-1)
+        rot = _rotations(t)
+        ref = t[["tx", "ty", "tz"]].to_numpy(float)
+        normal = rot[:, :, 2]  # the head's forward axis in camera coordinates
+        on_plane = ref + normal * depth  # a point of the iris plane
+        s = np.einsum("nj,nj->n", normal, on_plane)[:, None] / np.einsum("nj,nej->ne", normal, ray)
+        cut = s[..., None] * ray  # (m, 2, 3) camera mm
+        head[a:a + len(t)] = np.einsum("nji,nej->nei", rot, cut - ref[:, None, :])[..., :2]  # (m, 2, 2) head mm
     offset = (head - np.median(head, axis=0)).mean(axis=1)
     ang = np.degrees(np.arcsin(np.clip(offset / radius, -1, 1)))
     out.loc[ok, "eye_yaw"] = ang[:, 0]

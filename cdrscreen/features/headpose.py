@@ -207,7 +207,10 @@ class HeadPoseExtractor(TrackedExtractor):
             eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
         used = ["time", "frame", "success", "blink", "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y",
                 "gaze_h", "gaze_v", "iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]  # not the whole table
-        t = track.table[used].assign(eye_yaw=eih["eye_yaw"].to_numpy(), eye_pitch=eih["eye_pitch"].to_numpy())
+        # the track's own column arrays, not a copy of them (copy=False: no consolidated block)
+        t = pd.DataFrame({**{c: track.table[c].to_numpy() for c in used},
+                          "eye_yaw": eih["eye_yaw"].to_numpy(), "eye_pitch": eih["eye_pitch"].to_numpy()},
+                         index=track.table.index, copy=False)
         del eih
         t = even_table(track, t)  # variable frame rate: resampled to even steps
         success = t["success"].to_numpy(bool)
@@ -233,15 +236,18 @@ class HeadPoseExtractor(TrackedExtractor):
             else:
                 key = {"head_x": "x", "head_y": "y"}.get(k, k)
                 f[f"{key}_std"] = float(v.std()) if v.size else np.nan
+        any_piece = bool(pieces)
+        del pieces, v
 
         # face-eye co-movement on frames with both (no blinks); image axes: x right, y up
         both = success & ~t["blink"].to_numpy(bool)
-        sig = {"gaze_h": t["gaze_h"].to_numpy(float), "gaze_v": t["gaze_v"].to_numpy(float),
-               "eye_yaw": t["eye_yaw"].to_numpy(float), "eye_pitch": t["eye_pitch"].to_numpy(float),
-               "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
-               "pupil_x": ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
-               "pupil_y": -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
-               "head_x": t["head_x"].to_numpy(float), "head_y": -t["head_y"].to_numpy(float)}
+        # each column computed when signal_pieces needs it: not all ten full-length at once
+        sig = {"gaze_h": lambda: t["gaze_h"].to_numpy(float), "gaze_v": lambda: t["gaze_v"].to_numpy(float),
+               "eye_yaw": lambda: t["eye_yaw"].to_numpy(float), "eye_pitch": lambda: t["eye_pitch"].to_numpy(float),
+               "yaw": lambda: t["yaw"].to_numpy(float), "pitch": lambda: t["pitch"].to_numpy(float),
+               "pupil_x": lambda: ((t["iris_r_x"] + t["iris_l_x"]) / 2).to_numpy(float),
+               "pupil_y": lambda: -((t["iris_r_y"] + t["iris_l_y"]) / 2).to_numpy(float),
+               "head_x": lambda: t["head_x"].to_numpy(float), "head_y": lambda: -t["head_y"].to_numpy(float)}
         bounded = signal_pieces(sig, both, max_gap, min_len=3)
         pp = [p for _, _, p in bounded]
         for p in pp:
@@ -255,10 +261,11 @@ class HeadPoseExtractor(TrackedExtractor):
             for kind, c in co_movement(pp, eye, head, min_head_sd=floor).items():
                 for stat, val in c.items():
                     f[f"{name}_{kind}_{axis}_{stat}"] = val
-        f["valid"] = float(bool(pieces) and all(
+        f["valid"] = float(any_piece and all(
             f[f"corr_{k}_{a}_n"] >= 3 for k in ("pos", "vel") for a in ("h", "v")))
         laid = pieces_to_columns(bounded, len(t), ("gaze_h", "gaze_v", "eye_yaw", "eye_pitch", "yaw", "pitch",
-                                                   "pupil_x", "pupil_y", "head_x", "head_y"))
+                                                   "pupil_x", "pupil_y", "head_x", "head_y"), consume=True)
+        del bounded, pp
         frames = pd.DataFrame({
             "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
             "yaw": t["yaw"].to_numpy(float), "pitch": t["pitch"].to_numpy(float),
@@ -266,6 +273,6 @@ class HeadPoseExtractor(TrackedExtractor):
             "gaze_h": laid["gaze_h"], "gaze_v": laid["gaze_v"], "eye_yaw": laid["eye_yaw"],
             "eye_pitch": laid["eye_pitch"], "yaw_s": laid["yaw"], "pitch_s": laid["pitch"],
             **{k: laid[k] for k in ("pupil_x", "pupil_y", "head_x", "head_y")},
-        })
+        }, copy=False)  # the arrays above, not a consolidated copy of them
         frames.attrs["fps"] = float(fs)
         return f, {"frames": frames}

@@ -257,6 +257,8 @@ class PupilExtractor(TrackedExtractor):
         f["eye_speed_mean_deg_s"] = float(sp.mean()) if sp.size else np.nan
         f["fixation_fraction"] = float(n_slow / sp.size) if sp.size else np.nan
         f["fixation_jitter_deg"] = float(np.sqrt(np.mean(slow**2))) if slow.size else np.nan
+        speed_ok = bool(np.isfinite(sp).any() and sp.size > 0)
+        del deg, speeds, slow_steps, sp, slow, in_sacc  # an hour's per-frame arrays: not kept to the end
 
         # band powers in Hz (Welch) of the positions
         n_band_windows = 0
@@ -282,12 +284,12 @@ class PupilExtractor(TrackedExtractor):
                     f[f"stft_{sys_}_d{ax}_b{k}"] = float(m)
         f["stft_windows"] = float(n_windows)
         f["stft_bin_hz"] = fs / self.nperseg if fs else np.nan
-        f["valid"] = float(n_windows > 0 and np.isfinite(sp).any() and sp.size > 0)
+        f["valid"] = float(n_windows > 0 and speed_ok)
         frames = pd.DataFrame({
             "frame": t["frame"].to_numpy(), "time": t["time"].to_numpy(float), "success": success,
             "blink": t["blink"].to_numpy(bool), "usable": usable,
             "eye_h": cols["eye_h"], "eye_v": cols["eye_v"], "img_h": cols["img_h"], "img_v": cols["img_v"],
-        })
+        }, copy=False)  # the arrays above, not a consolidated copy of them
         frames.attrs["fps"] = float(fs)
         return f, {"frames": frames}
 

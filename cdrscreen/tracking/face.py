@@ -476,7 +476,7 @@ class _TableBuilder:
         self._flush()
         cols = {c: np.concatenate([d.pop(c) for d in self._done]) for c in COLUMNS}
         self._done = []
-        return pd.DataFrame(cols, columns=list(COLUMNS))
+        return pd.DataFrame(cols, columns=list(COLUMNS), copy=False)  # the columns as built, not a consolidated copy
 
 
 def _typed(col: str, v: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 
 
@@ -40,16 +42,28 @@ def fill_segment(values: np.ndarray, usable: np.ndarray, start: int, stop: int) 
 
 
 def signal_pieces(
-    columns: dict[str, np.ndarray], usable: np.ndarray, max_gap: int, min_len: int = 2
+    columns: Mapping[str, np.ndarray | Callable[[], np.ndarray]], usable: np.ndarray, max_gap: int,
+    min_len: int = 2,
 ) -> list[tuple[int, int, dict[str, np.ndarray]]]:
-    """Like :func:`split_signals`, with each piece's half-open sample range ``(start, stop)``."""
+    """Like :func:`split_signals`, with each piece's half-open sample range ``(start, stop)``.
+
+    A column may also be given as a function returning it: it is then computed when needed
+    (twice) and dropped after use, so a long recording never holds all its full-length
+    columns at once besides the pieces.
+    """
+    def get(v: np.ndarray | Callable[[], np.ndarray]) -> np.ndarray:
+        return v() if callable(v) else v
+
     ok = np.asarray(usable, bool).copy()
     for v in columns.values():
-        ok &= np.isfinite(np.asarray(v, float))
-    out = []
-    for a, b in segments(ok, max_gap):
-        if b - a >= min_len:
-            out.append((a, b, {k: fill_segment(v, ok, a, b) for k, v in columns.items()}))
+        ok &= np.isfinite(np.asarray(get(v), float))
+    spans = [(a, b) for a, b in segments(ok, max_gap) if b - a >= min_len]
+    out: list[tuple[int, int, dict[str, np.ndarray]]] = [(a, b, {}) for a, b in spans]
+    for k, v in columns.items():  # column by column: one full-length column alive at a time
+        col = get(v)
+        for a, b, piece in out:
+            piece[k] = fill_segment(col, ok, a, b)
+        del col
     return out
 
 
@@ -65,12 +79,20 @@ def split_signals(
 
 
 def pieces_to_columns(
-    pieces: list[tuple[int, int, dict[str, np.ndarray]]], n: int, names: list[str] | tuple[str, ...]
+    pieces: list[tuple[int, int, dict[str, np.ndarray]]], n: int, names: list[str] | tuple[str, ...],
+    *, consume: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Lay pieces back on the ``n`` samples: ``piece`` (its number, -1 outside) and one column per name (NaN outside)."""
-    out = {"piece": np.full(n, -1, np.int64)} | {k: np.full(n, np.nan) for k in names}
-    for i, (a, b, p) in enumerate(pieces):
+    """Lay pieces back on the ``n`` samples: ``piece`` (its number, -1 outside) and one column per name (NaN outside).
+
+    With ``consume`` each piece's arrays are removed from it once laid out, so the pieces
+    and the columns are not both held in full.
+    """
+    out = {"piece": np.full(n, -1, np.int64)}
+    for i, (a, b, _) in enumerate(pieces):
         out["piece"][a:b] = i
-        for k in names:
-            out[k][a:b] = p[k]
+    for k in names:
+        col = np.full(n, np.nan)
+        for a, b, p in pieces:
+            col[a:b] = p.pop(k) if consume else p[k]
+        out[k] = col
     return out
