@@ -51,9 +51,9 @@ if [[ "$have" != "$want" && "$have" != "${want% *} all,dev" ]]; then
   echo "[setup] installing cdrscreen[$extras] into $VENV (first time: a few minutes)"
   cons=(); [[ -f constraints.txt ]] && cons=(-c constraints.txt)
   # (pip's "Location ... is ignored" notes about local mirrors are noise: filtered out)
-  # --no-compile: no .pyc for the ~20,000 installed modules now (~37 CPU-s); the few thousand
-  # that get imported are compiled on first import
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile -e ".[$extras]" "${cons[@]}" 2>&1 \
+  # (pip byte-compiles what it installs, ~37 CPU-s: kept, since with PYTHONDONTWRITEBYTECODE set
+  # every later Python process would compile the modules it imports, ~4 CPU-s each)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "${cons[@]}" 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > "$stamp"
 fi
