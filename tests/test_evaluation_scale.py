@@ -97,3 +97,22 @@ def test_scheduler_errors_are_one_line_and_come_before_any_work(tmp_path):
         evaluate(small_protocol(), tmp_path / "missing.parquet", progress=False, scheduler="local")
     with pytest.raises(CdrscreenError, match="exclude each other"):
         evaluate(small_protocol(), tmp_path / "missing.parquet", n_jobs=2, progress=False, scheduler="local:2")
+
+
+def test_threaded_permutations_equal_one_at_a_time_and_start_no_process(monkeypatch):
+    """--jobs 2 runs the cached-kernel permutations in threads: same null, p-values and predictions as --jobs 1."""
+    from cdrscreen.evaluation import engine
+
+    proto, data, folds, plan = _case("binary", SVM, augmented=0, n=14)
+    assert engine.thread_safe(plan, proto)
+    one = engine.run_plans([plan], data, proto, folds, 12, n_jobs=1, progress=False)[0]
+
+    def no_processes(*args, **kwargs):
+        raise AssertionError("joblib processes started for a thread-safe permutation test")
+
+    monkeypatch.setattr(engine, "Parallel", no_processes)
+    two = engine.run_plans([plan], data, proto, folds, 12, n_jobs=2, progress=False)[0]
+    assert np.array_equal(two.null, one.null) and np.array_equal(two.auc_null, one.auc_null)
+    assert (two.p_value, two.auc_p_value) == (one.p_value, one.auc_p_value)
+    assert np.array_equal(two.row_proba, one.row_proba) and np.array_equal(two.subject_scores, one.subject_scores)
+    assert len(set(one.null)) > 1  # the permutations differ: the comparison means something
