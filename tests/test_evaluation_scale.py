@@ -76,13 +76,24 @@ def test_precomputed_kernel_agrees_with_libsvm_rbf_to_float_tolerance():
     np.testing.assert_allclose(np.asarray(quick), np.asarray(slow), rtol=0, atol=1e-12)
 
 
-def test_evaluate_on_a_local_dask_cluster_equals_the_local_run():
+def test_evaluate_on_a_local_dask_cluster_equals_the_local_run(monkeypatch):
     pytest.importorskip("distributed")
+    from cdrscreen.evaluation import engine, runner
+
     df = make_feature_table(12, signal={"pupil": 0.8}, seed=2)
     proto = small_protocol(models=[SVM, {"name": "lr", "learner": "logreg"}],
                            statistics={"n_bootstrap": 50, "n_permutations": 4})
     local = evaluate(proto, df, progress=False)
+    sent: list[tuple[str, bool]] = []
+
+    def spy(fn, args, n_jobs=1, progress=False, description="", client=None):
+        sent.append((fn.__name__, client is not None))
+        return engine.map_tasks(fn, args, n_jobs, progress, description, client)
+
+    monkeypatch.setattr(runner, "map_tasks", spy)
     on_cluster = evaluate(proto, df, progress=False, scheduler="local:2")
+    # the bootstrap CIs (model_metrics) and the paired comparison ran as cluster tasks
+    assert sent == [("model_metrics", True), ("compare", True)]
     assert on_cluster.metrics == local.metrics
     assert on_cluster.predictions.equals(local.predictions)
     assert on_cluster.row_predictions.equals(local.row_predictions)

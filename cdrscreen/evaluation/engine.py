@@ -129,6 +129,24 @@ def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str, sizes:
                       sizes=sizes, unit=unit))
 
 
+def map_tasks(fn: Any, args: list[tuple], n_jobs: int = 1, progress: bool = False, description: str = "",
+              client: Any = None) -> list[Any]:
+    """``[fn(*a) for a in args]``: here, in ``n_jobs`` threads, or as tasks on the Dask ``client``.
+
+    For pure, thread-safe functions of small inputs (the bootstrap CIs and paired
+    comparisons of finished runs); results in the order of ``args``, whatever runs them.
+    """
+    if client is not None and args:
+        shared: dict[int, Any] = {}  # an object passed to several tasks is sent to the workers once
+        for a in args:
+            for x in a:
+                if sum(x is y for b in args for y in b) > 1 and id(x) not in shared:
+                    shared[id(x)] = client.scatter([x], broadcast=True, hash=False)[0]
+        args = [tuple(shared.get(id(x), x) for x in a) for a in args]
+    tasks = [delayed(fn)(*a) for a in args]
+    return _run(tasks, n_jobs, progress, description, client=client, threads=True)
+
+
 def run_plans(
     plans: list[cv.ModelPlan],
     data: Dataset,
