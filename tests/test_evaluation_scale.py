@@ -127,3 +127,24 @@ def test_threaded_permutations_equal_one_at_a_time_and_start_no_process(monkeypa
     assert (two.p_value, two.auc_p_value) == (one.p_value, one.auc_p_value)
     assert np.array_equal(two.row_proba, one.row_proba) and np.array_equal(two.subject_scores, one.subject_scores)
     assert len(set(one.null)) > 1  # the permutations differ: the comparison means something
+
+
+def test_calibrated_libsvm_fits_in_two_threads_equal_one_at_a_time():
+    """Platt scaling draws from libsvm's one process-wide generator: concurrent fits must not interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast_svm.libsvm.set_verbosity_wrap(0)
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(40, 4))
+    K = fast_svm.rbf_kernel(Z, Z, fast_svm.gamma_value("scale", Z))
+    ys = [rng.permutation(np.arange(40) % 2) for _ in range(600)]
+    lean = fast_svm._Libsvm(SVC(kernel="precomputed", probability=True, random_state=4))
+
+    def job(i: int) -> np.ndarray:
+        cls, model = lean.fit(K, ys[i], 1.0, i % 4 != 3)  # calibrated and uncalibrated fits interleaved
+        return lean.proba(model, K) if i % 4 != 3 else lean.decision(model, cls, K)
+
+    alone = [job(i) for i in range(len(ys))]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(job, range(len(ys))))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
