@@ -318,9 +318,13 @@ class Prepared:
             if bkey in self.blocks:
                 MEMO.put(MEMO.key(trans, self.X, cols, train, test), self.blocks[bkey])
 
-    def get(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray
+    def get(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray, keep: bool = True
             ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the transformed (train, test) arrays of ``plan`` for one training set."""
+        """Return the transformed (train, test) arrays of ``plan`` for one training set.
+
+        ``keep=False`` does not keep the concatenated arrays (only the per-group blocks),
+        for a caller that uses them once (the cached-kernel path keeps the kernel instead).
+        """
         if plan.prep is None:
             return self.X[train], self.X[test]
         bkeys = []
@@ -341,7 +345,9 @@ class Prepared:
         hit = self._stacked.get(skey)  # type: ignore[assignment]
         if hit is None:
             parts = [self.blocks[k] for k in bkeys]
-            hit = self._stacked[skey] = (np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]))
+            hit = (np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]))
+            if keep:
+                self._stacked[skey] = hit
         return hit
 
 

@@ -256,7 +256,7 @@ class _Kernels:
     def get(self, key: tuple[int, int], train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         hit = self.cache.get(key)
         if hit is None:
-            ztr, zte = self.prepared.get(self.plan, key, train, test)
+            ztr, zte = self.prepared.get(self.plan, key, train, test, keep=False)  # only the kernels are kept
             g = gamma_value(self.gamma, ztr)
             hit = self.cache[key] = (rbf_kernel(ztr, ztr, g), rbf_kernel(zte, ztr, g))
         return hit
