@@ -66,6 +66,7 @@ def test_cli_evaluate_and_ablate(tmp_path, feature_parquet, capsys):
     assert "missing.parquet: feature table not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts a two-worker Dask cluster: 8 s at load 4, 29 s at load 8
 def test_ablate_on_a_local_dask_cluster_equals_the_local_run():
     pytest.importorskip("distributed")
     df = make_feature_table(12, signal={"pupil": 1.2}, seed=4)
