@@ -1,7 +1,8 @@
 """Run model plans over the folds and permutations, in parallel, deterministically.
 
 Work is cut into tasks (a chunk of outer folds, or a chunk of label permutations, of one
-model) and handed to joblib, or to a Dask cluster (``client``, see
+model) and handed to a thread pool (a permutation test whose plans are all
+:func:`thread_safe`), to joblib worker processes, or to a Dask cluster (``client``, see
 :mod:`cdrscreen.cluster`). Every task is a pure function of its inputs and returns only
 small arrays (scores, never fitted models), so the result does not depend on ``n_jobs``,
 on the cluster or on the order tasks finish in.

@@ -199,7 +199,9 @@ def evaluate(
     out_dir : path, optional
         Run folder to write (``docs/run-folder.md``); nothing is written if ``None``.
     n_jobs : int
-        joblib workers for folds and permutations (results do not depend on it).
+        Parallel workers for folds, permutations and bootstrap CIs (results do not depend
+        on it): threads of this process for a permutation test of cached-kernel SVMs or
+        batched ridge models, joblib worker processes otherwise.
     progress : bool
         Show a progress bar on a terminal.
     overwrite : bool
