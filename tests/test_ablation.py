@@ -64,3 +64,18 @@ def test_cli_evaluate_and_ablate(tmp_path, feature_parquet, capsys):
     assert err.count("\n") == 1 and "did you mean 'learner'" in err
     assert main(["evaluate", str(proto), "--features", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "y")]) == 2
     assert "missing.parquet: feature table not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts a two-worker Dask cluster: 8 s at load 4, 29 s at load 8
+def test_ablate_on_a_local_dask_cluster_equals_the_local_run():
+    pytest.importorskip("distributed")
+    df = make_feature_table(12, signal={"pupil": 1.2}, seed=4)
+    proto = small_protocol(models=[{"name": "svm", "learner": "svm", "grid": {"C": [0.5, 2.0]}}],
+                           statistics={"n_bootstrap": 50, "n_permutations": 0},
+                           ablation={"singles": True, "leave_one_out": True, "n_permutations": 3})
+    local = ablate(proto, df, progress=False)
+    on_cluster = ablate(proto, df, progress=False, scheduler="local:2")
+    assert on_cluster.metrics == local.metrics
+    assert on_cluster.ablation.equals(local.ablation)
+    assert on_cluster.predictions.equals(local.predictions)
+    assert local.ablation["p_value"].notna().all() and local.ablation["p_value"].nunique() > 1

@@ -76,13 +76,24 @@ def test_precomputed_kernel_agrees_with_libsvm_rbf_to_float_tolerance():
     np.testing.assert_allclose(np.asarray(quick), np.asarray(slow), rtol=0, atol=1e-12)
 
 
-def test_evaluate_on_a_local_dask_cluster_equals_the_local_run():
+def test_evaluate_on_a_local_dask_cluster_equals_the_local_run(monkeypatch):
     pytest.importorskip("distributed")
+    from cdrscreen.evaluation import engine, runner
+
     df = make_feature_table(12, signal={"pupil": 0.8}, seed=2)
     proto = small_protocol(models=[SVM, {"name": "lr", "learner": "logreg"}],
                            statistics={"n_bootstrap": 50, "n_permutations": 4})
     local = evaluate(proto, df, progress=False)
+    sent: list[tuple[str, bool]] = []
+
+    def spy(fn, args, n_jobs=1, progress=False, description="", client=None):
+        sent.append((fn.__name__, client is not None))
+        return engine.map_tasks(fn, args, n_jobs, progress, description, client)
+
+    monkeypatch.setattr(runner, "map_tasks", spy)
     on_cluster = evaluate(proto, df, progress=False, scheduler="local:2")
+    # the bootstrap CIs (model_metrics) and the paired comparison ran as cluster tasks
+    assert sent == [("model_metrics", True), ("compare", True)]
     assert on_cluster.metrics == local.metrics
     assert on_cluster.predictions.equals(local.predictions)
     assert on_cluster.row_predictions.equals(local.row_predictions)
@@ -97,3 +108,43 @@ def test_scheduler_errors_are_one_line_and_come_before_any_work(tmp_path):
         evaluate(small_protocol(), tmp_path / "missing.parquet", progress=False, scheduler="local")
     with pytest.raises(CdrscreenError, match="exclude each other"):
         evaluate(small_protocol(), tmp_path / "missing.parquet", n_jobs=2, progress=False, scheduler="local:2")
+
+
+def test_threaded_permutations_equal_one_at_a_time_and_start_no_process(monkeypatch):
+    """--jobs 2 runs the cached-kernel permutations in threads: same null, p-values and predictions as --jobs 1."""
+    from cdrscreen.evaluation import engine
+
+    proto, data, folds, plan = _case("binary", SVM, augmented=0, n=14)
+    assert engine.thread_safe(plan, proto)
+    one = engine.run_plans([plan], data, proto, folds, 12, n_jobs=1, progress=False)[0]
+
+    def no_processes(*args, **kwargs):
+        raise AssertionError("joblib processes started for a thread-safe permutation test")
+
+    monkeypatch.setattr(engine, "Parallel", no_processes)
+    two = engine.run_plans([plan], data, proto, folds, 12, n_jobs=2, progress=False)[0]
+    assert np.array_equal(two.null, one.null) and np.array_equal(two.auc_null, one.auc_null)
+    assert (two.p_value, two.auc_p_value) == (one.p_value, one.auc_p_value)
+    assert np.array_equal(two.row_proba, one.row_proba) and np.array_equal(two.subject_scores, one.subject_scores)
+    assert len(set(one.null)) > 1  # the permutations differ: the comparison means something
+
+
+def test_calibrated_libsvm_fits_in_two_threads_equal_one_at_a_time():
+    """Platt scaling draws from libsvm's one process-wide generator: concurrent fits must not interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast_svm.libsvm.set_verbosity_wrap(0)
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(40, 4))
+    K = fast_svm.rbf_kernel(Z, Z, fast_svm.gamma_value("scale", Z))
+    ys = [rng.permutation(np.arange(40) % 2) for _ in range(600)]
+    lean = fast_svm._Libsvm(SVC(kernel="precomputed", probability=True, random_state=4))
+
+    def job(i: int) -> np.ndarray:
+        cls, model = lean.fit(K, ys[i], 1.0, i % 4 != 3)  # calibrated and uncalibrated fits interleaved
+        return lean.proba(model, K) if i % 4 != 3 else lean.decision(model, cls, K)
+
+    alone = [job(i) for i in range(len(ys))]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(job, range(len(ys))))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ from cdrscreen.evaluation.data import Dataset
 from cdrscreen.evaluation.metrics import auc_value, score
 from cdrscreen.evaluation.protocol import ModelSpec, Protocol
 from cdrscreen.models import build_model, grid_param_name
+
+#: Held around every libsvm fit that seeds libsvm's random generator, which is one
+#: process-wide generator (Platt scaling draws its internal 5-fold split from it): with
+#: fits in several threads, an unguarded fit could reseed or draw from another's stream.
+LIBSVM_RNG = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,9 @@ def _fit(plan: ModelPlan, params: dict[str, Any], X: np.ndarray, y: np.ndarray, 
     est = clone(plan.head).set_params(**plan.head_params(params))
     if plan.takes_groups:
         return est.fit(X, y, groups=subjects)
+    if isinstance(est, SVC):  # seeds libsvm's process-wide generator
+        with LIBSVM_RNG:
+            return est.fit(X, y)
     return est.fit(X, y)
 
 
@@ -238,6 +247,7 @@ class _Memo:
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes, self.nbytes, self.store = max_bytes, 0, OrderedDict()
+        self._lock = threading.Lock()  # tasks in threads share this store
 
     #: ``repr`` of each block transformer, computed once per object (scikit-learn's pretty
     #: printer costs milliseconds; block transformers are never re-parameterised)
@@ -258,13 +268,14 @@ class _Memo:
         return self.store.get(key)
 
     def put(self, key: bytes, value: tuple[np.ndarray, np.ndarray]) -> None:
-        if key in self.store:
-            return
-        self.store[key] = value
-        self.nbytes += value[0].nbytes + value[1].nbytes
-        while self.nbytes > self.max_bytes and self.store:
-            _, old = self.store.popitem(last=False)
-            self.nbytes -= old[0].nbytes + old[1].nbytes
+        with self._lock:
+            if key in self.store:
+                return
+            self.store[key] = value
+            self.nbytes += value[0].nbytes + value[1].nbytes
+            while self.nbytes > self.max_bytes and self.store:
+                _, old = self.store.popitem(last=False)
+                self.nbytes -= old[0].nbytes + old[1].nbytes
 
 
 MEMO = _Memo()
@@ -307,9 +318,13 @@ class Prepared:
             if bkey in self.blocks:
                 MEMO.put(MEMO.key(trans, self.X, cols, train, test), self.blocks[bkey])
 
-    def get(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray
+    def get(self, plan: ModelPlan, key: tuple[int, int], train: np.ndarray, test: np.ndarray, keep: bool = True
             ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the transformed (train, test) arrays of ``plan`` for one training set."""
+        """Return the transformed (train, test) arrays of ``plan`` for one training set.
+
+        ``keep=False`` does not keep the concatenated arrays (only the per-group blocks),
+        for a caller that uses them once (the cached-kernel path keeps the kernel instead).
+        """
         if plan.prep is None:
             return self.X[train], self.X[test]
         bkeys = []
@@ -330,7 +345,9 @@ class Prepared:
         hit = self._stacked.get(skey)  # type: ignore[assignment]
         if hit is None:
             parts = [self.blocks[k] for k in bkeys]
-            hit = self._stacked[skey] = (np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]))
+            hit = (np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]))
+            if keep:
+                self._stacked[skey] = hit
         return hit
 
 

@@ -1,7 +1,8 @@
 """Run model plans over the folds and permutations, in parallel, deterministically.
 
 Work is cut into tasks (a chunk of outer folds, or a chunk of label permutations, of one
-model) and handed to joblib, or to a Dask cluster (``client``, see
+model) and handed to a thread pool (a permutation test whose plans are all
+:func:`thread_safe`), to joblib worker processes, or to a Dask cluster (``client``, see
 :mod:`cdrscreen.cluster`). Every task is a pure function of its inputs and returns only
 small arrays (scores, never fitted models), so the result does not depend on ``n_jobs``,
 on the cluster or on the order tasks finish in.
@@ -10,6 +11,7 @@ on the cluster or on the order tasks finish in.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,8 +96,22 @@ def _apply(fn: Any, *args: Any) -> Any:
     return fn(*args)
 
 
+def thread_safe(plan: cv.ModelPlan, protocol: Protocol) -> bool:
+    """Whether ``plan``'s tasks may run in threads of one process (same results as one at a time).
+
+    True for the batched ridge path (NumPy only) and the cached-kernel SVM path (libsvm
+    releases the GIL while it trains and predicts; fits that seed its process-wide random
+    generator hold :data:`cdrscreen.evaluation.cv.LIBSVM_RNG`).
+    """
+    return fast.supports(plan, protocol) or fast_svm.supports(plan, protocol)
+
+
+def _n_workers(n_jobs: int) -> int:
+    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
+
+
 def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str, sizes: list[int] | None = None,
-         unit: str = "", client: Any = None) -> list[Any]:
+         unit: str = "", client: Any = None, threads: bool = False) -> list[Any]:
     if client is not None:
         from cdrscreen.cluster import run_tasks
 
@@ -103,10 +119,33 @@ def _run(tasks: list[Any], n_jobs: int, progress: bool, description: str, sizes:
                          description=description)
     if n_jobs == 1:
         results = (fn(*args, **kw) for fn, args, kw in tasks)
+    elif threads:  # one process: the data and fitted blocks are shared, not copied per worker
+        with ThreadPoolExecutor(_n_workers(n_jobs)) as pool, threadpool_limits(1):
+            futures = [pool.submit(fn, *args, **kw) for fn, args, kw in tasks]
+            return list(track((f.result() for f in futures), description=description, total=len(tasks),
+                              disable=not progress, sizes=sizes, unit=unit))
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
     return list(track(results, description=description, total=len(tasks), disable=not progress,
                       sizes=sizes, unit=unit))
+
+
+def map_tasks(fn: Any, args: list[tuple], n_jobs: int = 1, progress: bool = False, description: str = "",
+              client: Any = None) -> list[Any]:
+    """``[fn(*a) for a in args]``: here, in ``n_jobs`` threads, or as tasks on the Dask ``client``.
+
+    For pure, thread-safe functions of small inputs (the bootstrap CIs and paired
+    comparisons of finished runs); results in the order of ``args``, whatever runs them.
+    """
+    if client is not None and args:
+        shared: dict[int, Any] = {}  # an object passed to several tasks is sent to the workers once
+        for a in args:
+            for x in a:
+                if sum(x is y for b in args for y in b) > 1 and id(x) not in shared:
+                    shared[id(x)] = client.scatter([x], broadcast=True, hash=False)[0]
+        args = [tuple(shared.get(id(x), x) for x in a) for a in args]
+    tasks = [delayed(fn)(*a) for a in args]
+    return _run(tasks, n_jobs, progress, description, client=client, threads=True)
 
 
 def run_plans(
@@ -135,7 +174,11 @@ def run_plans(
         n_workers = n_jobs
         n_jobs = max(n_jobs, 2)  # never the in-process path
     else:
-        n_workers = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1))
+        n_workers = _n_workers(n_jobs)
+    # a permutation test of thread-safe plans runs every phase in threads of this process
+    # (one process's memory); otherwise joblib processes (a plain evaluation or ablation of
+    # SVMs would serialise its libsvm fits on the seeded-generator lock in threads)
+    threads = client is None and n_permutations > 0 and all(thread_safe(p, protocol) for p in plans)
     shared = cv.Prepared(data.X) if n_jobs == 1 else None  # in-process: one cache for everything
 
     def put(obj: Any) -> Any:  # on a cluster: ship once, refer to it from every task
@@ -168,7 +211,7 @@ def run_plans(
         chunks = _chunks(len(missing), fold_size)
         tasks = [delayed(_blocks_task)(block_plans, folds_ref, data.X, [missing[i] for i in ids]) for ids in chunks]
         for blk in _run(tasks, n_jobs, progress, f"{description}: scaling features", [len(c) for c in chunks],
-                        "folds", client):
+                        "folds", client, threads):
             blocks.update(blk)
         memo = cv.Prepared(data.X, blocks)
         for f in missing:
@@ -186,7 +229,7 @@ def run_plans(
             tasks.append(delayed(_fold_task)(plan, folds_ref, data_ref, protocol, ids, prepared))
             owners.append(p)
     fold_out = _run(tasks, n_jobs, progress, f"{description}: training and testing", sizes,
-                    "folds (all models)", client)
+                    "folds (all models)", client, threads)
     if shared is not None:
         blocks = dict(shared.blocks)
     fold_results: list[list[Any]] = [[] for _ in plans]
@@ -213,7 +256,7 @@ def run_plans(
                                                  mine))
                 owners.append(p)
         done = _run(tasks, n_jobs, progress, f"{description}: label permutations", sizes,
-                    f"permutations ({len(plans)} model{'s' if len(plans) > 1 else ''})", client)
+                    f"permutations ({len(plans)} model{'s' if len(plans) > 1 else ''})", client, threads)
         for p, scores in zip(owners, done, strict=True):
             null[p] += scores
 

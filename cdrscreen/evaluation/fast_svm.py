@@ -191,13 +191,18 @@ class _Libsvm:
         if len(cls) < 2:
             raise ValueError(f"The number of classes has to be greater than one; got {len(cls)} class")
         s = self.svc
-        model = libsvm.fit(
-            K, np.asarray(codes, dtype=np.float64, order="C"), svm_type=0, sample_weight=np.empty(0),
-            class_weight=np.ones(len(cls), dtype=np.float64), kernel="precomputed", C=float(C), nu=s.nu,
-            probability=bool(probability), degree=s.degree, shrinking=s.shrinking, tol=s.tol,
-            cache_size=s.cache_size, coef0=s.coef0, gamma=0.0, epsilon=s.epsilon, max_iter=s.max_iter,
-            random_seed=self.seed,
+        args = dict(
+            svm_type=0, sample_weight=np.empty(0), class_weight=np.ones(len(cls), dtype=np.float64),
+            kernel="precomputed", C=float(C), nu=s.nu, probability=bool(probability), degree=s.degree,
+            shrinking=s.shrinking, tol=s.tol, cache_size=s.cache_size, coef0=s.coef0, gamma=0.0,
+            epsilon=s.epsilon, max_iter=s.max_iter,
         )
+        y_codes = np.asarray(codes, dtype=np.float64, order="C")
+        if probability:  # Platt scaling draws its 5-fold split from libsvm's process-wide generator
+            with cv.LIBSVM_RNG:
+                model = libsvm.fit(K, y_codes, random_seed=self.seed, **args)
+        else:  # C-SVC training draws no random numbers: no seed, so no reseeding of the shared generator
+            model = libsvm.fit(K, y_codes, random_seed=-1, **args)
         support, sv, n_support, dual_coef, intercept, prob_a, prob_b, _status, _ = model
         if not (np.isfinite(intercept).all() and np.isfinite(dual_coef).all()):
             raise ValueError("The dual coefficients or intercepts are not finite. The input data may contain "
@@ -251,7 +256,7 @@ class _Kernels:
     def get(self, key: tuple[int, int], train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         hit = self.cache.get(key)
         if hit is None:
-            ztr, zte = self.prepared.get(self.plan, key, train, test)
+            ztr, zte = self.prepared.get(self.plan, key, train, test, keep=False)  # only the kernels are kept
             g = gamma_value(self.gamma, ztr)
             hit = self.cache[key] = (rbf_kernel(ztr, ztr, g), rbf_kernel(zte, ztr, g))
         return hit

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -17,7 +19,7 @@ from cdrscreen.core.io import write_json, write_parquet, write_text
 from cdrscreen.evaluation import cv
 from cdrscreen.evaluation.ablation import ablation_table, variants
 from cdrscreen.evaluation.data import Dataset, check_model_groups, load_dataset
-from cdrscreen.evaluation.engine import ModelRun, run_plans
+from cdrscreen.evaluation.engine import ModelRun, map_tasks, run_plans
 from cdrscreen.evaluation.exports import write_exports
 from cdrscreen.evaluation.figures import ablation_figure, confusion_figure, roc_figure, safe_name
 from cdrscreen.evaluation.protocol import Protocol, load_protocol
@@ -78,16 +80,17 @@ def _check_scheduler(scheduler: str | None, n_jobs: int) -> None:
     require_dask("evaluation")
 
 
-def _run_plans(plans: list[cv.ModelPlan], data: Dataset, proto: Protocol, folds: list[cv.Fold], n_perm: int,
-               n_jobs: int, progress: bool, description: str, scheduler: str | None) -> list[ModelRun]:
-    """:func:`run_plans` here (joblib, ``n_jobs``) or on the Dask cluster ``scheduler``."""
+@contextlib.contextmanager
+def _cluster(scheduler: str | None) -> Iterator[Any]:
+    """Yield a connected Dask client for ``scheduler`` (None without one); close it afterwards."""
     if scheduler is None:
-        return run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, description)
+        yield None
+        return
     from cdrscreen.cluster import open_client, wait_for_workers
 
     with open_client(scheduler) as client:
         wait_for_workers(client)
-        return run_plans(plans, data, proto, folds, n_perm, 1, progress, description, client=client)
+        yield client
 
 
 def _prepare(protocol: str | os.PathLike[str] | dict | Protocol, features: Any,
@@ -100,8 +103,11 @@ def _prepare(protocol: str | os.PathLike[str] | dict | Protocol, features: Any,
     return proto, data
 
 
-def _metrics_doc(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: int) -> dict[str, Any]:
+def _metrics_doc(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: int, n_jobs: int = 1,
+                 client: Any = None) -> dict[str, Any]:
     st = proto.statistics
+    # each model's bootstrap CIs are one task (threads here, or the cluster's workers)
+    entries = map_tasks(model_metrics, [(r, data, proto) for r in runs], n_jobs, client=client)
     return {
         "protocol": proto.name,
         "description": proto.description,
@@ -112,7 +118,7 @@ def _metrics_doc(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: i
         "subject_aggregation": proto.subject_aggregation,
         "bootstrap": {"n": st.n_bootstrap, "ci": st.ci, "method": "percentile", "seed": proto.seed},
         "permutation": {"n": n_perm, "metric": st.permutation_metric, "scope": "whole nested procedure"},
-        "models": {r.plan.name: model_metrics(r, data, proto) for r in runs},
+        "models": {r.plan.name: e for r, e in zip(runs, entries, strict=True)},
         "comparisons": [],
     }
 
@@ -166,8 +172,9 @@ def _write(out: Path, kind: str, proto: Protocol, data: Dataset, result: RunResu
     })
 
 
-def _result(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: int, out: Path | None) -> RunResult:
-    metrics = _metrics_doc(proto, data, runs, n_perm)
+def _result(proto: Protocol, data: Dataset, runs: list[ModelRun], n_perm: int, out: Path | None,
+            n_jobs: int = 1, client: Any = None) -> RunResult:
+    metrics = _metrics_doc(proto, data, runs, n_perm, n_jobs, client)
     preds, rows = prediction_tables(runs, data, proto.augmentation.column)
     return RunResult(out, proto, metrics, preds, rows, roc_table(runs, data), inputs=data.inputs)
 
@@ -192,7 +199,9 @@ def evaluate(
     out_dir : path, optional
         Run folder to write (``docs/run-folder.md``); nothing is written if ``None``.
     n_jobs : int
-        joblib workers for folds and permutations (results do not depend on it).
+        Parallel workers for folds, permutations and bootstrap CIs (results do not depend
+        on it): threads of this process for a permutation test of cached-kernel SVMs or
+        batched ridge models, joblib worker processes otherwise.
     progress : bool
         Show a progress bar on a terminal.
     overwrite : bool
@@ -214,9 +223,11 @@ def evaluate(
     folds = cv.make_folds(proto, data, with_inner=with_inner)
     plans = [cv.plan_model(m, data, proto.seed) for m in proto.models]
     n_perm = proto.statistics.n_permutations
-    runs = _run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"evaluate {proto.name}", scheduler)
-    result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None)
-    result.metrics["comparisons"] = [compare(runs[0], r, data, proto) for r in runs[1:]]
+    with _cluster(scheduler) as client:
+        runs = run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"evaluate {proto.name}", client)
+        result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None, n_jobs, client)
+        result.metrics["comparisons"] = map_tasks(compare, [(runs[0], r, data, proto) for r in runs[1:]], n_jobs,
+                                                  client=client)
     if out_dir is not None:
         _write(Path(out_dir), "evaluate", proto, data, result, runs, started, n_jobs)
     return result
@@ -257,8 +268,9 @@ def ablate(
         plans.append(cv.ModelPlan(vname, plan.estimator, plan.grid, plan.groups))
     folds = cv.make_folds(proto, data, with_inner=bool(spec.grid))
     n_perm = spec_ab.n_permutations
-    runs = _run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"ablate {proto.name}", scheduler)
-    result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None)
+    with _cluster(scheduler) as client:
+        runs = run_plans(plans, data, proto, folds, n_perm, n_jobs, progress, f"ablate {proto.name}", client)
+        result = _result(proto, data, runs, n_perm, Path(out_dir) if out_dir else None, n_jobs, client)
     rows = []
     for vname, kind, vgroups, dropped in var:
         entry = result.metrics["models"][vname]
