@@ -244,7 +244,7 @@ def test_without_the_cluster_extra_the_error_says_what_to_install(
 def test_info_lists_the_cluster_part() -> None:
     from cdrscreen.cli.info import PARTS, _version
 
-    extra, mods = PARTS["extraction on a Dask cluster (--scheduler)"]
+    extra, mods = PARTS["extraction and evaluation on a Dask cluster (--scheduler)"]
     assert extra == "cluster" and set(mods) == {"dask", "distributed"}
     assert all(_version(m)[0] is not None for m in mods)
 

@@ -19,7 +19,7 @@ PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "speech features (MFCC, GeMAPS, timing)": ("audio", ("opensmile", "librosa", "soundfile")),
     "expression embedder (ONNX)": ("embed", ("onnxruntime",)),
     "FER training (fer_backbone)": ("train", ("torch", "torchvision", "timm", "onnx")),
-    "extraction on a Dask cluster (--scheduler)": ("cluster", ("dask", "distributed")),
+    "extraction and evaluation on a Dask cluster (--scheduler)": ("cluster", ("dask", "distributed")),
     "Chinese word segmentation (language features)": ("chinese", ("jieba",)),
     "transcript sentence embeddings (language features)": ("sentences", ("sentence_transformers",)),
 }
