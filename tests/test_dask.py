@@ -256,6 +256,12 @@ def _sigint_ignored() -> bool:
 def test_local_workers_leave_ctrl_c_to_the_client() -> None:
     from cdrscreen.cluster import open_client
 
-    with open_client("local:1") as client:
-        assert list(client.run(_sigint_ignored).values()) == [True]
-    assert not _sigint_ignored()  # this process still handles Ctrl-C
+    # a suite started in the background (nohup, `cmd &`) inherits an ignored SIGINT: install
+    # Python's own handler first, so the test sees what the cluster does to it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open_client("local:1") as client:
+            assert list(client.run(_sigint_ignored).values()) == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process still handles Ctrl-C
+    finally:
+        signal.signal(signal.SIGINT, previous)
