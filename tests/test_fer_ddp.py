@@ -167,8 +167,16 @@ def _rank_main(rank: int, world: int, port: int, tmp: str) -> None:
         except RuntimeError as err:
             caught = str(err)
         (Path(tmp) / "results" / f"caught_{rank}.txt").write_text(caught)
+        torch.distributed.barrier()  # leave together
     finally:
         torch.distributed.destroy_process_group()
+    # Everything is saved. Leave without the interpreter's teardown: about once in 20 runs a
+    # rank that had returned normally aborted there ("terminate called without an active
+    # exception", SIGABRT after destroy_process_group), a known torch/gloo shutdown race in
+    # C++ static destructors, not in the code under test. Reached only when nothing raised.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.slow
