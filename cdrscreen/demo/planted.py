@@ -71,20 +71,45 @@ def co_movement_cases(face: str = "astronaut", fps: float = 25.0, duration_s: fl
     same way (rotation-based co-movement, planted r = +1). ``co_trans_*``: the head shifts
     (±6 px at 0.6 Hz) with the eyes still in the head, so pupil and face move together in
     the image (image-space co-movement, planted r = +1). ``ind_rot_*``: the head turns at
-    0.6 Hz and the eye moves in the head at 1.7 Hz (planted r = 0 for the rotation-based
-    definition).
+    0.5 Hz and the eye moves in the head at 1.75 Hz (planted r = 0 for the rotation-based
+    definition). Over the default 4 s both make whole cycles (2 and 7) and the eye's phase
+    is chosen so that the planted signals are uncorrelated in the sample itself: Pearson r
+    and Spearman rho of positions and of frame-to-frame velocities all within ±0.004
+    (:func:`planted_correlations`). (Frequencies that do not fit the clip, such as 0.6 and
+    1.7 Hz over 4 s, correlate by chance: rho = -0.12, which the measurement would inherit.)
     """
     t = _t(fps, duration_s)
-    s06, s17 = np.sin(2 * np.pi * 0.6 * t), np.sin(2 * np.pi * 1.7 * t + 1)
+    s06 = np.sin(2 * np.pi * 0.6 * t)
+    s05, s175 = np.sin(2 * np.pi * 0.5 * t), np.sin(2 * np.pi * 1.75 * t + np.deg2rad(100))
     n = t.size
     return [
         VisualCase("co_rot_v", face, fps, n, {"pitch": 8 * s06, "iris_dy": -8 * s06 / 40}, {"axis": "v", "r": 1.0}),
         VisualCase("co_rot_h", face, fps, n, {"yaw": 8 * s06, "iris_dx": 8 * s06 / 60}, {"axis": "h", "r": 1.0}),
         VisualCase("co_trans_v", face, fps, n, {"ty": 6 * s06}, {"axis": "v", "r": 1.0}),
         VisualCase("co_trans_h", face, fps, n, {"tx": 6 * s06}, {"axis": "h", "r": 1.0}),
-        VisualCase("ind_rot_v", face, fps, n, {"pitch": 8 * s06, "iris_dy": 0.25 * s17}, {"axis": "v", "r": 0.0}),
-        VisualCase("ind_rot_h", face, fps, n, {"yaw": 8 * s06, "iris_dx": 0.15 * s17}, {"axis": "h", "r": 0.0}),
+        VisualCase("ind_rot_v", face, fps, n, {"pitch": 8 * s05, "iris_dy": 0.25 * s175}, {"axis": "v", "r": 0.0}),
+        VisualCase("ind_rot_h", face, fps, n, {"yaw": 8 * s05, "iris_dx": 0.15 * s175}, {"axis": "h", "r": 0.0}),
     ]
+
+
+def planted_correlations(case: VisualCase) -> dict[str, float]:
+    """In-sample Pearson r and Spearman rho of a case's planted head and eye-in-head signals.
+
+    Positions and frame-to-frame velocities (``pos_r``, ``pos_rho``, ``vel_r``, ``vel_rho``)
+    of the head angle (``pitch`` or ``yaw``) against the eye-in-head motion on the case's
+    axis (``truth["axis"]``): what a perfect measurement would report.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    v = case.truth["axis"] == "v"
+    head = case.motion.get("pitch" if v else "yaw", np.zeros(case.n_frames))
+    eye = case.motion.get("iris_dy" if v else "iris_dx", np.zeros(case.n_frames))
+    eye = -eye if v else eye  # iris_dy > 0 is down in the image; pitch > 0 is up
+    out = {}
+    for kind, a, b in (("pos", head, eye), ("vel", np.diff(head), np.diff(eye))):
+        out[f"{kind}_r"] = float(pearsonr(a, b)[0])
+        out[f"{kind}_rho"] = float(spearmanr(a, b)[0])
+    return out
 
 
 def saccade_cases(face: str = "astronaut", fps: float = 25.0, duration_s: float = 4.0) -> list[VisualCase]:
@@ -104,4 +129,5 @@ def saccade_cases(face: str = "astronaut", fps: float = 25.0, duration_s: float 
     ]
 
 
-__all__ = ["VALIDATION_FACES", "VisualCase", "co_movement_cases", "saccade_cases", "still_head_cases"]
+__all__ = ["VALIDATION_FACES", "VisualCase", "co_movement_cases", "planted_correlations", "saccade_cases",
+           "still_head_cases"]
