@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.features.gaze import EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _rotations
+from cdrscreen.features.gaze import _GATHER_ROWS, EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _release, _rotations
 
 #: Iris centre and its four edge landmarks (subject's right, left).
 IRIS_RINGS: tuple[tuple[int, ...], tuple[int, ...]] = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))
@@ -418,9 +418,12 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     gains: list[float] = []
     n_seeds = 0
     posed = np.isfinite(table[["yaw", "pitch", "roll", "tx", "ty", "tz"]].to_numpy(float)).all(axis=1)
-    rot = _rotations(table.fillna({"yaw": 0.0, "pitch": 0.0, "roll": 0.0}))
+    rot = _rotations(table[["yaw", "pitch", "roll"]].fillna(0.0))
     ref = table[["tx", "ty", "tz"]].to_numpy(float)
     surface = np.setdiff1d(np.arange(468), [*IRIS_CENTRES])
+    # a memory-mapped landmark file: its pages are released every _GATHER_ROWS frames, so
+    # an hour of landmarks (0.5 GB at 25 fps) is never resident in this process at once
+    mapped = getattr(landmarks, "_mmap", None) if isinstance(landmarks, np.memmap) else None
     if isinstance(landmarks, np.memmap):  # rows of a plain view: no memmap object per frame
         landmarks = landmarks.view(np.ndarray)
     threads = cv2.getNumThreads()
@@ -429,6 +432,8 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
         for i, fr in enumerate(iter_frames(path, stride=stride)):
             if i >= n:
                 break
+            if mapped is not None and i and i % _GATHER_ROWS == 0:
+                _release(landmarks, mapped, i - _GATHER_ROWS, i)
             if not ok[i] or (p.parallax and not posed[i]):
                 eyes = None
                 continue

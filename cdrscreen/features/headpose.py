@@ -87,10 +87,11 @@ class HeadPoseParams(StrictModel):
     min_translation_px: float = Field(
         0.2, ge=0, description="Image-space co-movement is NaN when the face position's SD is below this, pixels.")
     eye_in_head: Literal["corners", "head", "texture"] = Field(
-        "corners", description="Eye-in-head signal of the rotation-based co-movement: 'corners' (gaze_h/gaze_v, "
-                               "pupil relative to the eye corners), 'head' (iris in head coordinates, "
-                               "cdrscreen.features.gaze) or 'texture' (iris against the tracked skin texture "
-                               "around each eye, cdrscreen.features.eye_texture; decodes the video again).")
+        "texture", description="Eye-in-head signal of the rotation-based co-movement: 'texture' (the default: "
+                               "iris against the tracked skin texture around each eye, "
+                               "cdrscreen.features.eye_texture; decodes the video again), 'corners' (gaze_h/gaze_v, "
+                               "pupil relative to the eye corners; no second decoding) or 'head' (iris in head "
+                               "coordinates, cdrscreen.features.gaze).")
 
 
 class HeadPoseExtractor(TrackedExtractor):
@@ -110,15 +111,18 @@ class HeadPoseExtractor(TrackedExtractor):
     min_translation_px : float, default 0.2
         Image-space co-movement is reported only when the face position's SD reaches this
         (pixels); measured noise of a still head is 0.001-0.01 px.
-    eye_in_head : {"corners", "head", "texture"}, default "corners"
-        Eye signal of the rotation-based co-movement: ``"corners"`` uses the track's
-        ``gaze_h``, ``gaze_v`` (pupil relative to the eye corners, eye widths);
-        ``"head"`` the iris in head coordinates (``eye_yaw``, ``eye_pitch``, degrees,
-        :func:`cdrscreen.features.gaze.eye_in_head`), which head rotation cannot move for an
-        exact pose and iris depth but which takes every pose error with it; ``"texture"``
-        the iris against the optical-flow-tracked skin around each eye
-        (:func:`cdrscreen.features.eye_texture.eye_in_texture`, same columns; a second pass
-        over the video's frames).
+    eye_in_head : {"texture", "corners", "head"}, default "texture"
+        Eye signal of the rotation-based co-movement: ``"texture"`` the iris against the
+        optical-flow-tracked skin around each eye (``eye_yaw``, ``eye_pitch``, degrees,
+        :func:`cdrscreen.features.eye_texture.eye_in_texture`; a second pass over the
+        video's frames), the only one of the three that reads independent head and eye
+        motion as uncorrelated on every validation face (``docs/validation-visual.md``);
+        ``"corners"`` the track's ``gaze_h``, ``gaze_v`` (pupil relative to the eye corners,
+        eye widths; no second pass, but the parallax of the iris in front of the corners
+        correlates it with head pitch); ``"head"`` the iris in head coordinates (same
+        columns as texture, :func:`cdrscreen.features.gaze.eye_in_head`), which head
+        rotation cannot move for an exact pose and iris depth but which takes every pose
+        error with it.
     max_faces : int, default 2
         Faces tracked at once.
     cache_dir : path, optional
@@ -133,12 +137,13 @@ class HeadPoseExtractor(TrackedExtractor):
     co-movement in the same direction (right / up):
 
     * ``corr_*`` (rotation-based, the package's original definition): eye-in-head gaze
-      vs head ``yaw`` / ``pitch``. The eye signal is ``gaze_h``, ``gaze_v`` (the pupil
-      relative to the eye corners) by default, or with ``eye_in_head="head"`` the iris in
-      head coordinates (``eye_yaw``, ``eye_pitch``), or with ``eye_in_head="texture"`` the
-      iris against the skin texture around each eye (same columns). Near 0 when eye and head move
-      independently, up to the parallax of the iris in front of the eye corners
-      (``"corners"``) or the pose error at the iris (``"head"``); measured in
+      vs head ``yaw`` / ``pitch``. The eye signal is the iris against the skin texture
+      around each eye (``eye_yaw``, ``eye_pitch``) by default, or with
+      ``eye_in_head="corners"`` ``gaze_h``, ``gaze_v`` (the pupil relative to the eye
+      corners), or with ``eye_in_head="head"`` the iris in head coordinates (``eye_yaw``,
+      ``eye_pitch``). Near 0 when eye and head move independently (texture: |r|, |rho|
+      <= 0.19 on the validation faces), up to the parallax of the iris in front of the eye
+      corners (``"corners"``) or the pose error at the iris (``"head"``); measured in
       ``docs/validation-visual.md``.
     * ``img_corr_*`` (image-space, Nam et al. 2020): the pupil's position in the image (mean
       of both iris centres) vs the face's position in the image (``head_x``, ``head_y``:
@@ -162,7 +167,8 @@ class HeadPoseExtractor(TrackedExtractor):
     #:    (img_corr_*), face position x/y; correlations NaN for a still head.
     #: 5: eye_in_head option (iris in head coordinates, features/gaze.py); eye_yaw,
     #:    eye_pitch in the frames signal (with eye_in_head="texture": that signal's values).
-    version: ClassVar[int] = 5
+    #: 6: eye_in_head defaults to "texture" (was "corners").
+    version: ClassVar[int] = 6
     Params = HeadPoseParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
     key_features: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -177,7 +183,7 @@ class HeadPoseExtractor(TrackedExtractor):
         max_gap_s: float = 0.25,
         min_rotation_deg: float = 0.1,
         min_translation_px: float = 0.2,
-        eye_in_head: Literal["corners", "head", "texture"] = "corners",
+        eye_in_head: Literal["corners", "head", "texture"] = "texture",
         max_faces: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
