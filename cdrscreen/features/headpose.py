@@ -156,7 +156,8 @@ class HeadPoseExtractor(TrackedExtractor):
     (head angles smoothed), ``pupil_x``,
     ``pupil_y``, ``head_x``, ``head_y`` (image px, y up); gaps interpolated, NaN outside a
     piece. ``corr_vel_*`` correlate their differences within each piece. ``attrs["fps"]``
-    is the rate.
+    is the rate; ``attrs["eye_columns"]`` names the eye columns ``corr_*`` used (``eye_yaw``,
+    ``eye_pitch`` unless ``eye_in_head="corners"``) and ``attrs["eye_in_head"]`` the setting.
     """
 
     name: ClassVar[str] = "headpose"
@@ -281,4 +282,6 @@ class HeadPoseExtractor(TrackedExtractor):
             **{k: laid[k] for k in ("pupil_x", "pupil_y", "head_x", "head_y")},
         }, copy=False)  # the arrays above, not a consolidated copy of them
         frames.attrs["fps"] = float(fs)
+        frames.attrs["eye_in_head"] = self.eye_in_head  # which eye columns corr_* correlated
+        frames.attrs["eye_columns"] = [eye_h, eye_v]
         return f, {"frames": frames}

@@ -453,13 +453,17 @@ def _signals(rep: Report, own: pd.Series | None, sig: RecordingSignals | None,
         mv = pupil_head_motion(head)
         r_h = own.get("headpose__corr_vel_h_r") if own is not None else None
         r_v = own.get("headpose__corr_vel_v_r") if own is not None else None
+        eye_unit = {"corners": "pupil relative to the eye corners, eye widths",
+                    "head": "iris in head coordinates, degrees",
+                    "texture": "iris against the skin around each eye, degrees"}.get(
+            mv["eye_in_head"], "pupil relative to the eye corners, eye widths")
         rep.add_figure(
             F.pupil_head_scatter(mv["pupil_h"], mv["head_h"], mv["pupil_v"], mv["head_v"],
                                  r_x=r_h, r_y=r_v),
             "Pupil and head movement together", section=sec_v,
-            caption="Frame-to-frame pupil movement against head movement (yaw for horizontal, pitch for "
-                    "vertical), on tracked frames without blinks; Pearson r per axis as in the "
-                    "headpose__corr_vel features.")
+            caption=f"Frame-to-frame eye-in-head movement ({eye_unit}) against head movement (yaw for "
+                    "horizontal, pitch for vertical), on tracked frames without blinks; Pearson r per "
+                    "axis as in the headpose__corr_vel features.")
     expr_frames = sig.get("expr", "frames")
     expr = expression_timeline(expr_frames) if expr_frames is not None else None
     if expr is not None:

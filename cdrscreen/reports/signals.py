@@ -126,22 +126,28 @@ def pupil_spectra(own: pd.Series | None) -> dict[str, np.ndarray] | None:
     return {"freqs": k * step, "dh": dh, "dv": dv}
 
 
-def pupil_head_motion(headpose_frames: pd.DataFrame) -> dict[str, np.ndarray]:
+def pupil_head_motion(headpose_frames: pd.DataFrame) -> dict[str, Any]:
     """Frame-to-frame pupil and (smoothed) head movement, the series ``headpose__corr_vel_*`` correlate.
 
     Differences are taken within each gap-free piece of the ``headpose`` ``frames``
-    signal (``piece`` >= 0), exactly as the features do.
+    signal (``piece`` >= 0), exactly as the features do. The eye columns are the ones the
+    features used (``attrs["eye_columns"]`` of the signal; ``gaze_h``, ``gaze_v`` for
+    signals written before ``headpose`` v6, when that was the default); ``eye_in_head`` in
+    the result names the setting (None when not recorded).
     """
     t = headpose_frames
+    eye_h, eye_v = t.attrs.get("eye_columns") or ("gaze_h", "gaze_v")
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("pupil_h", "head_h", "pupil_v", "head_v")}
     piece = t["piece"].to_numpy()
     for i in np.unique(piece[piece >= 0]):
         sel = piece == i
-        out["pupil_h"].append(np.diff(t["gaze_h"].to_numpy(float)[sel]))
-        out["pupil_v"].append(np.diff(t["gaze_v"].to_numpy(float)[sel]))
+        out["pupil_h"].append(np.diff(t[eye_h].to_numpy(float)[sel]))
+        out["pupil_v"].append(np.diff(t[eye_v].to_numpy(float)[sel]))
         out["head_h"].append(np.diff(t["yaw_s"].to_numpy(float)[sel]))
         out["head_v"].append(np.diff(t["pitch_s"].to_numpy(float)[sel]))
-    return {k: (np.concatenate(v) if v else np.array([])) for k, v in out.items()}
+    res: dict = {k: (np.concatenate(v) if v else np.array([])) for k, v in out.items()}
+    res["eye_in_head"] = t.attrs.get("eye_in_head")
+    return res
 
 
 @dataclass
