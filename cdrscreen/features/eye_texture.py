@@ -57,6 +57,7 @@ keeps off the brows and off the lid margins by the window clearance only.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,8 @@ class _EyePoints:
         cv2.fillPoly(mask, [np.round((poly - [ox, oy]) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
         self.opening = (int(ox), int(oy), int(ex - ox), int(ey - oy))
         self.mask = mask.astype(np.float32)
+        self._ys, self._xs = np.mgrid[0:ey - oy, 0:ex - ox]  # pixel grid of the opening (mean shift)
+        self._inner = cv2.erode(self.mask, np.ones((3, 3), np.uint8)) > 0  # rows of the circle fit
         ring = IRIS_RINGS[contour is EYE_CONTOURS[1]]
         self.radius = float(np.mean(np.linalg.norm(mesh[list(ring[1:]), :2] - mesh[ring[0], :2], axis=1)))
         vals = gray[oy:ey, ox:ex][mask > 0].astype(np.float32)
@@ -262,7 +265,7 @@ class _EyePoints:
         a[:, 2] -= [ox, oy]
         patch = cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         wgt = np.clip(self.dark - patch.astype(np.float32), 0, None) * self.mask
-        ys, xs = np.mgrid[0:bh, 0:bw]
+        ys, xs = self._ys, self._xs
         c = np.asarray(start, float) - [ox, oy]
         for _ in range(self.p.shift_steps):
             near = wgt * (((xs - c[0]) ** 2 + (ys - c[1]) ** 2) <= self.radius ** 2)
@@ -297,13 +300,14 @@ class _EyePoints:
         patch = cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
-        inner = cv2.erode(self.mask, np.ones((3, 3), np.uint8)) > 0
+        inner = self._inner
         if not inner.any():
             return None
         c = np.asarray(start, float) - [ox, oy]
         r = self.radius
         g_min = 0.25 * float(np.abs(gx[inner]).max())
-        pts = []
+        px: list[np.ndarray] = []
+        py: list[np.ndarray] = []
         for sign, lo, hi in ((-1, c[0] - 1.6 * r, c[0] - 0.3 * r), (1, c[0] + 0.3 * r, c[0] + 1.6 * r)):
             x0, x1 = max(1, int(np.floor(lo))), min(bw - 2, int(np.ceil(hi)))
             if x1 <= x0:
@@ -318,19 +322,27 @@ class _EyePoints:
             den = lv - 2 * best + rv
             with np.errstate(invalid="ignore", divide="ignore"):
                 off = np.where(den < 0, 0.5 * (lv - rv) / np.where(den < 0, den, -1.0), 0.0)
-            pts += [(float(xx + np.clip(o, -0.5, 0.5)), float(y))
-                    for y, xx, o in zip(rows[keep], x[keep], off[keep], strict=True)]
-        if len(pts) < 4:
+            px.append(x[keep] + np.clip(off[keep], -0.5, 0.5))
+            py.append(rows[keep].astype(float))
+        qx, qy = np.concatenate(px) if px else np.empty(0), np.concatenate(py) if py else np.empty(0)
+        if qx.size < 4:
             return None
-        q = np.array(pts)
-        for _ in range(10):  # Gauss-Newton for the centre, radius fixed
-            d = q - c
-            n = np.maximum(np.linalg.norm(d, axis=1), 1e-9)
-            upd = np.linalg.lstsq(-d / n[:, None], -(n - r), rcond=None)[0]
-            c = c + upd
-            if np.hypot(*upd) < 1e-3:
+        cx, cy = float(c[0]), float(c[1])
+        for _ in range(10):  # Gauss-Newton for the centre, radius fixed (2x2 normal equations)
+            dx, dy = qx - cx, qy - cy
+            n = np.maximum(np.sqrt(dx * dx + dy * dy), 1e-9)
+            jx, jy, res = -dx / n, -dy / n, n - r  # Jacobian of the residuals n - r in (cx, cy)
+            a11, a12, a22 = float(jx @ jx), float(jx @ jy), float(jy @ jy)
+            b1, b2 = -float(jx @ res), -float(jy @ res)
+            det = a11 * a22 - a12 * a12
+            if not abs(det) > 1e-12 * max(a11 * a22, 1e-300):
+                ux, uy = np.linalg.lstsq(np.c_[jx, jy], -res, rcond=None)[0]  # degenerate: minimum norm
+            else:
+                ux, uy = (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
+            cx, cy = cx + float(ux), cy + float(uy)
+            if math.hypot(ux, uy) < 1e-3:
                 break
-        return c + [ox, oy]
+        return np.array([cx + ox, cy + oy])
 
 
 def _backproject(mesh: np.ndarray, xy: np.ndarray, z: np.ndarray, cam: np.ndarray) -> np.ndarray:
