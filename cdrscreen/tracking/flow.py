@@ -144,6 +144,14 @@ class FlowParams:
     fb_every: int = 1
     roi_grow: float = 0.1
     roi_wins: float = 2.0
+    fb_levels: int | None = None
+    fb_iters: int = 30
+    lm_iters: int = 20
+    lm_eps: float = 1.1920928955078125e-07
+    max_err: float | None = None
+    retry_levels: int | None = None
+    retry_fraction: float = 0.0
+    mesh_guess: bool = False
 
 
 def seed_points(mesh: np.ndarray, params: FlowParams) -> np.ndarray:
@@ -193,6 +201,10 @@ class SkinFlow:
         self.cam = camera_matrix(width, height)
         self._lk = dict(winSize=(self.params.win, self.params.win), maxLevel=self.params.levels,
                         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+        p = self.params
+        self._lk_back = dict(winSize=(p.win, p.win), maxLevel=p.levels if p.fb_levels is None else p.fb_levels,
+                             criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, p.fb_iters, 0.01))
+        self._lm_crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, p.lm_iters, p.lm_eps)
         self.reset()
 
     def reset(self) -> None:
@@ -234,7 +246,8 @@ class SkinFlow:
     def _solve(self, model: np.ndarray, img: np.ndarray) -> bool:
         import cv2
 
-        rvec, tvec = cv2.solvePnPRefineLM(model, img, self.cam, None, self.rvec.copy(), self.tvec.copy())
+        rvec, tvec = cv2.solvePnPRefineLM(model, img, self.cam, None, self.rvec.copy(), self.tvec.copy(),
+                                          criteria=self._lm_crit)
         if not (np.all(np.isfinite(rvec)) and np.all(np.isfinite(tvec))):
             return False
         self.rvec, self.tvec = rvec, tvec
@@ -316,6 +329,8 @@ class SkinFlow:
         self.pts = pts
         self.n_seeds = n_seeds + 1
         self.n_seeded = len(lm)
+        self._lm = np.array(lm)
+        self._prev_mesh = mesh[self._lm, :2]
         return self._row(len(lm), 0.0, mesh)
 
     def _grey(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -376,14 +391,31 @@ class SkinFlow:
         if threads != 1:
             cv2.setNumThreads(1)  # ~40 points: OpenCV's worker threads cost more than they save
         try:
-            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(key_img, cur, key, guess,
+            fwd, st1, err1 = cv2.calcOpticalFlowPyrLK(key_img, cur, key, guess,
                                                    flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
             good = st1.ravel() == 1
+            if self.params.max_err is not None:
+                good &= err1.ravel() <= self.params.max_err
             if check:
                 back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, key_img, fwd, key.copy(),
-                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk_back)
                 fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
                 good &= (st2.ravel() == 1) & (fb <= self.params.fb_max)
+            p = self.params
+            if p.retry_levels is not None and (good.size - np.count_nonzero(good)) > p.retry_fraction * good.size:
+                redo = ~good
+                lk = dict(self._lk, maxLevel=p.retry_levels)
+                k2 = key[redo].copy()
+                f2, s1, _ = cv2.calcOpticalFlowPyrLK(key_img, cur, k2, guess[redo].copy(),
+                                                     flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
+                ok2 = s1.ravel() == 1
+                if check:
+                    b2, s2, _ = cv2.calcOpticalFlowPyrLK(cur, key_img, f2, k2.copy(),
+                                                         flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
+                    ok2 &= (s2.ravel() == 1) & (np.linalg.norm((b2 - k2).reshape(-1, 2), axis=1) <= p.fb_max)
+                fwd[redo] = f2
+                good[redo] = ok2
+                self.n_retries = getattr(self, "n_retries", 0) + 1
         finally:
             if threads != 1:
                 cv2.setNumThreads(threads)
@@ -414,6 +446,10 @@ class SkinFlow:
         p = self.params
         self._since_check += 1
         check = p.fb_every <= 1 or self._since_check >= p.fb_every
+        if p.mesh_guess:
+            now = mesh[self._lm, :2]
+            self.pts = self.pts + (now - self._prev_mesh)
+            self._prev_mesh = now
         pts, good = self._track(image, check)
         if check:
             self._since_check = 0
@@ -440,6 +476,8 @@ class SkinFlow:
             if n_good >= max(p.min_points, p.reseed_fraction * self.n_seeded):
                 # new key frame: the surviving points where they are now, same 3-D points
                 self.model, self.pts = model[good], self.pts[good]
+                self._lm = self._lm[good]
+                self._prev_mesh = self._prev_mesh[good]
                 self._set_key(image, self.pts)
                 self.n_rekeys += 1
             else:  # too few left (large turn): fresh points, every output continues
