@@ -156,7 +156,7 @@ class TrackConfig:
     blink_ratio: float = 0.8
     verify_every: int = 10
     flow_win: int = 15
-    flow_levels: int = 1
+    flow_levels: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form including the track format version."""

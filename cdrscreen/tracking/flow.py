@@ -134,7 +134,7 @@ class FlowParams:
     """
 
     win: int = 15
-    levels: int = 1
+    levels: int = 0
     margin: float = 2.0
     fb_max: float = 1.0
     resid_px: float = 1.0
@@ -151,12 +151,14 @@ class FlowParams:
     max_err: float | None = None
     retry_levels: int | None = None
     retry_fraction: float = 0.0
-    mesh_guess: bool = False
+    mesh_guess: bool = True
+    max_points: int | None = None
+    half_iod: float | None = None
 
 
-def seed_points(mesh: np.ndarray, params: FlowParams) -> np.ndarray:
+def seed_points(mesh: np.ndarray, params: FlowParams, scale: int = 1) -> np.ndarray:
     """Return the indices (into :data:`SKIN_LANDMARKS`) of candidates whose window clears both eyes."""
-    half = params.win / 2 + params.margin
+    half = params.win * scale / 2 + params.margin
     p = np.asarray(mesh, float)[list(SKIN_LANDMARKS), :2]
     keep = np.ones(len(SKIN_LANDMARKS), bool)
     for contour in EYE_CONTOURS:
@@ -221,6 +223,7 @@ class SkinFlow:
         self.rvec: np.ndarray | None = None
         self.tvec: np.ndarray | None = None
         self.ref: np.ndarray | None = None  # (3,) mm, reference point (head_x/y, tx/ty/tz)
+        self._k = 1  # the flow runs on images shrunk by this factor
         self.n_seeds = 0
         self.n_rekeys = 0
         self._since_check = 0
@@ -301,9 +304,21 @@ class SkinFlow:
 
         n_seeds = self.n_seeds
         self.reset()
-        idx = seed_points(mesh, self.params)
+        p = self.params
+        iod = float(np.hypot(*(mesh[263, :2] - mesh[33, :2])))
+        self._k = 2 if p.half_iod is not None and iod >= p.half_iod else 1
+        idx = seed_points(mesh, self.params, self._k)
         if idx.size < self.params.min_points:
             return _NAN_VALUES
+        if p.max_points is not None and idx.size > p.max_points:
+            xy = mesh[[SKIN_LANDMARKS[i] for i in idx], :2]
+            chosen = [int(np.argmin(np.sum((xy - xy.mean(axis=0)) ** 2, axis=1)))]
+            d = np.sum((xy - xy[chosen[0]]) ** 2, axis=1)
+            while len(chosen) < p.max_points:  # farthest-point sampling: well spread
+                j = int(np.argmax(d))
+                chosen.append(j)
+                d = np.minimum(d, np.sum((xy - xy[j]) ** 2, axis=1))
+            idx = idx[np.sort(chosen)]
         lm = [SKIN_LANDMARKS[i] for i in idx]
         model = self.backproject(mesh, lm)
         if not np.all(np.isfinite(model)):
@@ -338,17 +353,23 @@ class SkinFlow:
         import cv2
 
         x0, y0, x1, y1 = box
+        k = self._k
+        if k > 1:
+            x1, y1 = x0 + k * ((x1 - x0) // k), y0 + k * ((y1 - y0) // k)
         crop = image[y0:y1, x0:x1]
         if crop.ndim == 3:
             crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        if k > 1:
+            return cv2.resize(crop, ((x1 - x0) // k, (y1 - y0) // k), interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(crop)
 
     def _set_key(self, image: np.ndarray, pts: np.ndarray) -> None:
         """Make ``image`` the key frame, kept in grey in the points' box grown by half its size and two windows."""
         h, w = image.shape[:2]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        grow = 0.5 * (hi - lo) + 2 * self.params.win
+        grow = 0.5 * (hi - lo) + 2 * self.params.win * self._k
         x0, y0 = np.maximum(np.floor(lo - grow), 0).astype(int)
+        x0, y0 = x0 - x0 % 2, y0 - y0 % 2
         x1, y1 = np.minimum(np.ceil(hi + grow), [w, h]).astype(int)
         self.roi = (int(x0), int(y0), int(x1), int(y1))
         self.key_pyr = self._grey(image, self.roi)
@@ -367,8 +388,8 @@ class SkinFlow:
         kx0, ky0, kx1, ky1 = self._key_box
         lox, loy, hix, hiy = min(kx0, px0), min(ky0, py0), max(kx1, px1), max(ky1, py1)
         p = self.params
-        gx = p.roi_grow * (hix - lox) + p.roi_wins * p.win
-        gy = p.roi_grow * (hiy - loy) + p.roi_wins * p.win
+        gx = p.roi_grow * (hix - lox) + p.roi_wins * p.win * self._k
+        gy = p.roi_grow * (hiy - loy) + p.roi_wins * p.win * self._k
         rx0, ry0, rx1, ry1 = self.roi
         x0, y0 = max(math.floor(lox - gx), rx0), max(math.floor(loy - gy), ry0)
         x1, y1 = min(math.ceil(hix + gx), rx1), min(math.ceil(hiy + gy), ry1)
@@ -381,12 +402,13 @@ class SkinFlow:
         import cv2
 
         box = self._box()
-        off = np.array(box[:2], np.float32)
+        k = self._k
+        off = np.array(box[:2], np.float32) + 0.5 * (k - 1)  # scaled: x_small = (x - off) / k
         cur = self._grey(image, box)
-        kx, ky = box[0] - self.roi[0], box[1] - self.roi[1]
+        kx, ky = (box[0] - self.roi[0]) // k, (box[1] - self.roi[1]) // k
         key_img = self.key_pyr[ky:ky + cur.shape[0], kx:kx + cur.shape[1]]  # a view: OpenCV takes row strides
-        guess = (self.pts.astype(np.float32) - off).reshape(-1, 1, 2)
-        key = (self.key_pts - off).reshape(-1, 1, 2)
+        guess = ((self.pts.astype(np.float32) - off) / k).reshape(-1, 1, 2)
+        key = ((self.key_pts - off) / k).reshape(-1, 1, 2)
         threads = cv2.getNumThreads()
         if threads != 1:
             cv2.setNumThreads(1)  # ~40 points: OpenCV's worker threads cost more than they save
@@ -399,7 +421,7 @@ class SkinFlow:
             if check:
                 back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, key_img, fwd, key.copy(),
                                                         flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk_back)
-                fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
+                fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1) * k
                 good &= (st2.ravel() == 1) & (fb <= self.params.fb_max)
             p = self.params
             if p.retry_levels is not None and (good.size - np.count_nonzero(good)) > p.retry_fraction * good.size:
@@ -419,7 +441,7 @@ class SkinFlow:
         finally:
             if threads != 1:
                 cv2.setNumThreads(threads)
-        return fwd.reshape(-1, 2).astype(np.float64) + off, good
+        return fwd.reshape(-1, 2).astype(np.float64) * k + off, good
 
     def update(self, gray: np.ndarray, mesh: np.ndarray | None) -> dict[str, float]:
         """Pose of one frame (columns :data:`FLOW_COLUMNS`); NaN where none.
