@@ -154,7 +154,7 @@ class TrackConfig:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.9
     blink_ratio: float = 0.8
-    verify_every: int = 10
+    verify_every: int = 30
     flow_win: int = 15
     flow_levels: int = 0
 
