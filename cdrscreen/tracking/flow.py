@@ -3,7 +3,7 @@
 MediaPipe's face mesh moves with the iris: with the head still and only the iris moving,
 the eye corners follow the iris (r about 0.95), nose landmarks move the other way, and a
 rigid fit to the mesh (:func:`cdrscreen.tracking.pose.solve_pose`) reads about 1 degree of
-false yaw or pitch. Pyramidal Lucas-Kanade optical flow (``cv2.calcOpticalFlowPyrLK``) of
+false yaw or pitch. Lucas-Kanade optical flow (``cv2.calcOpticalFlowPyrLK``) of
 skin texture away from the eyes does not see the iris, so :class:`SkinFlow` uses the mesh
 only to *place* points on forehead, nose and cheekbones and to give them 3-D coordinates;
 from then on the points follow the skin texture and the pose is solved from them.
