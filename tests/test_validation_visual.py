@@ -89,8 +89,8 @@ _V_OPEN = {  # (face, eye_in_head) -> measured largest |r|, |rho| of ind_rot_v (
     ("grace_hopper", "head"): 0.54, ("lfw:0", "head"): 0.44,
 }  # ("astronaut", "head") read 0.21 before TRACK_VERSION 7 (full-resolution flow from mesh-predicted starts)
 _H_OPEN = {  # the same for ind_rot_h
-    ("grace_hopper", "corners"): 0.29,
-    ("astronaut", "head"): 0.21, ("grace_hopper", "head"): 0.33, ("lfw:0", "head"): 0.29,
+    ("grace_hopper", "corners"): 0.26,
+    ("astronaut", "head"): 0.22, ("grace_hopper", "head"): 0.32, ("lfw:0", "head"): 0.29,
 }
 
 
