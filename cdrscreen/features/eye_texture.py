@@ -65,7 +65,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.features.gaze import _GATHER_ROWS, EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _release, _rotations
+from cdrscreen.features.gaze import _GATHER_ROWS, EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _release
+from cdrscreen.tracking.flow import angles_to_rotation
 
 #: Iris centre and its four edge landmarks (subject's right, left).
 IRIS_RINGS: tuple[tuple[int, ...], tuple[int, ...]] = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))
@@ -430,7 +431,17 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     gains: list[float] = []
     n_seeds = 0
     posed = np.isfinite(table[["yaw", "pitch", "roll", "tx", "ty", "tz"]].to_numpy(float)).all(axis=1)
-    rot = _rotations(table[["yaw", "pitch", "roll"]].fillna(0.0))
+    # one head rotation per frame, made when needed (not an (n, 3, 3) array for the whole video)
+    angles = np.nan_to_num(table[["yaw", "pitch", "roll"]].to_numpy(np.float64))
+    rot_cache: dict[int, np.ndarray] = {}
+
+    def rot(i: int) -> np.ndarray:
+        if i not in rot_cache:
+            rot_cache.clear()
+            rot_cache[i] = angles_to_rotation(*angles[i].tolist())
+        return rot_cache[i]
+
+    rot_seed = np.eye(3)
     ref = table[["tx", "ty", "tz"]].to_numpy(float)
     surface = np.setdiff1d(np.arange(468), [*IRIS_CENTRES])
     # a memory-mapped landmark file: its pages are released every _GATHER_ROWS frames, so
@@ -457,6 +468,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 eyes = [_EyePoints(gray, mesh, c, p) for c in EYE_CONTOURS]
                 seed_scale = OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2]))
                 seed = i
+                rot_seed = rot(i)
                 n_seeds += 1
                 eyes_axes[n_seeds] = [(e.u, e.v) if e.key is not None else None for e in eyes]
                 for e, c, contour in zip(eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
@@ -486,7 +498,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                     q = m @ np.r_[mesh[c, :2], 1.0]
                 raw[i, k] = q
                 if p.parallax:  # where a head-fixed iris would read against the same points
-                    x = (e.model - ref[seed]) @ rot[seed] @ rot[i].T + ref[i]
+                    x = (e.model - ref[seed]) @ rot_seed @ rot(i).T + ref[i]
                     x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
                     f = e.fit
                     a = _affine(x[:-1][f], e.seed_xy[f])
