@@ -8,7 +8,10 @@ Tracking an hour of video takes about 20 CPU minutes, and its memory was measure
 memory-mapped, as a tracked video's are). For each length a fresh process runs the default
 groups (``pupil``, ``headpose``) through the study runner's :func:`run_one` (compute, the
 signals written to Parquet and kept in a fresh feature cache) and reports its peak resident
-memory (``ru_maxrss``) after each step and its CPU seconds.
+memory (``ru_maxrss``) after each step and its CPU seconds. ``headpose`` runs with
+``eye_in_head="corners"``: the default eye signal (``texture``) decodes the video again,
+and a tiled track has no video of its length; ``bench_memory_visual.py`` measures the
+default on real looped videos.
 
 Usage: ``python benchmarks/bench_memory_visual_tiled.py [--minutes 1,10,60] [--key NAME] [--code TEXT]``
 (writes the ``tiled`` entry, or ``--key``, of ``benchmarks/results/bench_memory_visual.json``).
@@ -99,7 +102,7 @@ def child(tmp: Path, clip: Path, tp: Path, lp: Path) -> dict:
     tracemalloc.start()
     py_peaks = {}
     for name in ("pupil", "headpose"):
-        ext = get_extractor(name, cache_dir=None)
+        ext = get_extractor(name, cache_dir=None, **({"eye_in_head": "corners"} if name == "headpose" else {}))
         ext.track = lambda path, _t=track: _t  # the tiled track instead of tracking the clip
         tracemalloc.reset_peak()
         run_one(ext, rec, cache, signals_dir=tmp / f"signals_{tp.stem}")
