@@ -65,7 +65,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cdrscreen.features.gaze import _GATHER_ROWS, EYE_CONTOURS, EYE_IN_HEAD_COLUMNS, IRIS_CENTRES, _release
+from cdrscreen.features.gaze import (
+    _GATHER_ROWS,
+    EYE_CONTOURS,
+    EYE_IN_HEAD_COLUMNS,
+    IRIS_CENTRES,
+    _release,
+)
 from cdrscreen.tracking.flow import angles_to_rotation
 
 #: Iris centre and its four edge landmarks (subject's right, left).
@@ -417,32 +423,57 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     n = len(table)
     out = np.full((n, 2), np.nan)
-    ok = table["success"].to_numpy(bool) & np.isfinite(
-        table[["iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"]].to_numpy(float)).all(axis=1)
-    disp = np.full((n, 2, 2), np.nan)  # per frame, per eye: (along, across) px of the seed frame
-    scale = np.full(n, np.nan)  # mm per px of the seed frame
-    eyes: list[_EyePoints] | None = None
-    seed_scale = np.nan
-    segment = np.zeros(n, int)  # seed number of each frame (0: none)
-    raw = np.full((n, 2, 2), np.nan)  # iris in seed-frame px, per eye
-    corr = np.zeros((n, 2, 2))  # parallax of a head-fixed iris against the points (model), px
-    agree, power = np.zeros(n + 2), np.zeros(n + 2)  # per seed: sums for the parallax gain
-    eyes_axes: dict[int, list] = {}
-    gains: list[float] = []
-    n_seeds = 0
-    posed = np.isfinite(table[["yaw", "pitch", "roll", "tx", "ty", "tz"]].to_numpy(float)).all(axis=1)
-    # one head rotation per frame, made when needed (not an (n, 3, 3) array for the whole video)
-    angles = np.nan_to_num(table[["yaw", "pitch", "roll"]].to_numpy(np.float64))
+    # column by column (views of the track's float32 columns): no float64 copy of the table
+    ok = table["success"].to_numpy(bool).copy()
+    for col in ("iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"):
+        ok &= np.isfinite(table[col].to_numpy())
+    posed = np.ones(n, bool)
+    for col in ("yaw", "pitch", "roll", "tx", "ty", "tz"):
+        posed &= np.isfinite(table[col].to_numpy())
+    yaw, pitch, roll, tx, ty, tz = (table[c].to_numpy() for c in ("yaw", "pitch", "roll", "tx", "ty", "tz"))
     rot_cache: dict[int, np.ndarray] = {}
 
     def rot(i: int) -> np.ndarray:
+        """Head rotation of frame ``i`` (NaN angles as 0), made when needed."""
         if i not in rot_cache:
             rot_cache.clear()
-            rot_cache[i] = angles_to_rotation(*angles[i].tolist())
+            rot_cache[i] = angles_to_rotation(*np.nan_to_num(np.array([yaw[i], pitch[i], roll[i]], np.float64)).tolist())
         return rot_cache[i]
 
+    def ref(i: int) -> np.ndarray:
+        return np.array([tx[i], ty[i], tz[i]], np.float64)
+
+    eyes: list[_EyePoints] | None = None
+    gains: list[float] = []
+    # the current seed's frames, finished (offsets, angles) when the next seed starts: only
+    # one seed's per-frame values are held, never arrays the length of the video
+    seg: dict = {}
+
+    def finish_seed() -> None:
+        if not seg or not seg["frames"]:
+            return
+        at = np.asarray(seg["frames"])
+        raw, corr = np.asarray(seg["raw"]), np.asarray(seg["corr"])  # per frame, per eye: px
+        # the model's parallax, scaled by how well it predicts the points' own departures
+        # (least squares, pulled toward 1 by prior_px2 when the head hardly turned; kept in
+        # [0, 2]: it never reverses the correction or more than doubles it)
+        gain = float(np.clip((seg["agree"] + p.prior_px2) / (seg["power"] + p.prior_px2), 0, 2)) \
+            if p.calibrate else 1.0
+        q = raw - gain * corr
+        disp = np.full((len(at), 2, 2), np.nan)  # per frame, per eye: (along, across) px of the seed frame
+        for e in range(2):
+            eye = seg["axes"][e]
+            disp[:, e] = q[:, e] @ np.c_[eye[0], eye[1]] if eye is not None else np.nan
+        if not np.isfinite(disp).any():
+            return
+        with warnings.catch_warnings():  # an eye without any reading in this seed: NaN, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d = disp - np.nanmedian(disp, axis=0)
+            mm = np.nanmean(d, axis=1) * seg["scale"]  # mean of both eyes (one where only one)
+        out[at] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
+        gains.append(gain)
+
     rot_seed = np.eye(3)
-    ref = table[["tx", "ty", "tz"]].to_numpy(float)
     surface = np.setdiff1d(np.arange(468), [*IRIS_CENTRES])
     # a memory-mapped landmark file: its pages are released every _GATHER_ROWS frames, so
     # an hour of landmarks (0.5 GB at 25 fps) is never resident in this process at once
@@ -464,13 +495,13 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
             gray = cv2.cvtColor(fr.rgb, cv2.COLOR_RGB2GRAY)
             mesh = np.asarray(landmarks[i], float)
             if eyes is None:
+                finish_seed()
                 cam = camera_matrix(gray.shape[1], gray.shape[0])
                 eyes = [_EyePoints(gray, mesh, c, p) for c in EYE_CONTOURS]
-                seed_scale = OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2]))
-                seed = i
-                rot_seed = rot(i)
-                n_seeds += 1
-                eyes_axes[n_seeds] = [(e.u, e.v) if e.key is not None else None for e in eyes]
+                rot_seed, ref_seed = rot(i), ref(i)
+                seg = {"frames": [], "raw": [], "corr": [], "agree": 0.0, "power": 0.0,
+                       "scale": OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2])),
+                       "axes": [(e.u, e.v) if e.key is not None else None for e in eyes]}
                 for e, c, contour in zip(eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
                     if e.key is None:
                         continue
@@ -481,6 +512,8 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                     e.model = _backproject(mesh, np.vstack([e.seed_xy, iris_xy]),
                                            np.r_[_surface_z(mesh, e.seed_xy, surface),
                                                  _surface_z(mesh, iris_xy, np.array(contour))], cam)
+            raw_i = np.full((2, 2), np.nan)  # iris in seed-frame px, per eye
+            corr_i = np.zeros((2, 2))  # parallax of a head-fixed iris against the points (model), px
             for k, (e, c) in enumerate(zip(eyes, IRIS_CENTRES, strict=True)):
                 if e.key is None:
                     continue
@@ -496,42 +529,26 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                         continue
                 else:
                     q = m @ np.r_[mesh[c, :2], 1.0]
-                raw[i, k] = q
+                raw_i[k] = q
                 if p.parallax:  # where a head-fixed iris would read against the same points
-                    x = (e.model - ref[seed]) @ rot_seed @ rot(i).T + ref[i]
+                    x = (e.model - ref_seed) @ rot_seed @ rot(i).T + ref(i)
                     x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
                     f = e.fit
                     a = _affine(x[:-1][f], e.seed_xy[f])
-                    corr[i, k] = a @ np.r_[x[-1], 1.0] - e.iris0
+                    corr_i[k] = a @ np.r_[x[-1], 1.0] - e.iris0
                     # what the model and the texture say of the points' own departure from the affine map
                     res_mod = x[:-1][f] @ a[:, :2].T + a[:, 2] - e.seed_xy[f]
                     res_obs = e.cur[f] @ m[:, :2].T + m[:, 2] - e.seed_xy[f]
-                    agree[n_seeds] += float(np.sum(res_mod * res_obs))
-                    power[n_seeds] += float(np.sum(res_mod * res_mod))
-            scale[i] = seed_scale
-            segment[i] = n_seeds
+                    seg["agree"] += float(np.sum(res_mod * res_obs))
+                    seg["power"] += float(np.sum(res_mod * res_mod))
+            seg["frames"].append(i)
+            seg["raw"].append(raw_i)
+            seg["corr"].append(corr_i)
             if lost:
                 eyes = None
+        finish_seed()
     finally:
         cv2.setNumThreads(threads)
-    for k in range(1, n_seeds + 1):  # offsets from the median of each seed's frames
-        at = segment == k
-        # the model's parallax, scaled by how well it predicts the points' own departures
-        # (least squares, pulled toward 1 by prior_px2 when the head hardly turned; kept in
-        # [0, 2]: it never reverses the correction or more than doubles it)
-        gain = float(np.clip((agree[k] + p.prior_px2) / (power[k] + p.prior_px2), 0, 2)) if p.calibrate else 1.0
-        q = raw[at] - gain * corr[at]
-        for e in range(2):
-            eye = eyes_axes[k][e] if k in eyes_axes else None
-            disp[at, e] = q[:, e] @ np.c_[eye[0], eye[1]] if eye is not None else np.nan
-        if not np.isfinite(disp[at]).any():
-            continue
-        with warnings.catch_warnings():  # an eye without any reading in this seed: NaN, quietly
-            warnings.simplefilter("ignore", RuntimeWarning)
-            d = disp[at] - np.nanmedian(disp[at], axis=0)
-            mm = np.nanmean(d, axis=1) * scale[at, None]  # mean of both eyes (one where only one)
-        out[at] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
-        gains.append(gain)
     res = pd.DataFrame(index=table.index)
     res.attrs["parallax_gain"] = gains
     res[EYE_IN_HEAD_COLUMNS[0]] = out[:, 0]
