@@ -445,22 +445,24 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
 
     eyes: list[_EyePoints] | None = None
     gains: list[float] = []
-    # the current seed's frames, finished (offsets, angles) when the next seed starts: only
-    # one seed's per-frame values are held, never arrays the length of the video
+    raw = np.full((n, 2, 2), np.nan)  # iris in seed-frame px, per frame and eye
+    corr = np.zeros((n, 2, 2))  # parallax of a head-fixed iris against the points (model), px
+    # a seed's frames are contiguous; each seed is finished (offsets, angles) when the next
+    # starts, so only its own temporaries exist besides the two arrays above
     seg: dict = {}
 
     def finish_seed() -> None:
-        if not seg or not seg["frames"]:
+        if not seg or seg["stop"] <= seg["start"]:
             return
-        at = np.asarray(seg["frames"])
-        raw, corr = np.asarray(seg["raw"]), np.asarray(seg["corr"])  # per frame, per eye: px
+        at = slice(seg["start"], seg["stop"])
+        n_at = seg["stop"] - seg["start"]
         # the model's parallax, scaled by how well it predicts the points' own departures
         # (least squares, pulled toward 1 by prior_px2 when the head hardly turned; kept in
         # [0, 2]: it never reverses the correction or more than doubles it)
         gain = float(np.clip((seg["agree"] + p.prior_px2) / (seg["power"] + p.prior_px2), 0, 2)) \
             if p.calibrate else 1.0
-        q = raw - gain * corr
-        disp = np.full((len(at), 2, 2), np.nan)  # per frame, per eye: (along, across) px of the seed frame
+        q = raw[at] - gain * corr[at]
+        disp = np.full((n_at, 2, 2), np.nan)  # per frame, per eye: (along, across) px of the seed frame
         for e in range(2):
             eye = seg["axes"][e]
             disp[:, e] = q[:, e] @ np.c_[eye[0], eye[1]] if eye is not None else np.nan
@@ -499,7 +501,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 cam = camera_matrix(gray.shape[1], gray.shape[0])
                 eyes = [_EyePoints(gray, mesh, c, p) for c in EYE_CONTOURS]
                 rot_seed, ref_seed = rot(i), ref(i)
-                seg = {"frames": [], "raw": [], "corr": [], "agree": 0.0, "power": 0.0,
+                seg = {"start": i, "stop": i, "agree": 0.0, "power": 0.0,
                        "scale": OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2])),
                        "axes": [(e.u, e.v) if e.key is not None else None for e in eyes]}
                 for e, c, contour in zip(eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
@@ -512,8 +514,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                     e.model = _backproject(mesh, np.vstack([e.seed_xy, iris_xy]),
                                            np.r_[_surface_z(mesh, e.seed_xy, surface),
                                                  _surface_z(mesh, iris_xy, np.array(contour))], cam)
-            raw_i = np.full((2, 2), np.nan)  # iris in seed-frame px, per eye
-            corr_i = np.zeros((2, 2))  # parallax of a head-fixed iris against the points (model), px
+            raw_i, corr_i = raw[i], corr[i]  # views: this frame's rows
             for k, (e, c) in enumerate(zip(eyes, IRIS_CENTRES, strict=True)):
                 if e.key is None:
                     continue
@@ -541,9 +542,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                     res_obs = e.cur[f] @ m[:, :2].T + m[:, 2] - e.seed_xy[f]
                     seg["agree"] += float(np.sum(res_mod * res_obs))
                     seg["power"] += float(np.sum(res_mod * res_mod))
-            seg["frames"].append(i)
-            seg["raw"].append(raw_i)
-            seg["corr"].append(corr_i)
+            seg["stop"] = i + 1
             if lost:
                 eyes = None
         finish_seed()
