@@ -70,6 +70,7 @@ from cdrscreen.features.gaze import (
     EYE_CONTOURS,
     EYE_IN_HEAD_COLUMNS,
     IRIS_CENTRES,
+    _posed,
     _release,
 )
 from cdrscreen.tracking.flow import angles_to_rotation
@@ -423,13 +424,14 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     n = len(table)
     out = np.full((n, 2), np.nan)
-    # column by column (views of the track's float32 columns): no float64 copy of the table
-    ok = table["success"].to_numpy(bool).copy()
-    for col in ("iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"):
-        ok &= np.isfinite(table[col].to_numpy())
-    posed = np.ones(n, bool)
-    for col in ("yaw", "pitch", "roll", "tx", "ty", "tz"):
-        posed &= np.isfinite(table[col].to_numpy())
+    # frames to read: a face with both irises, and a pose when the parallax is corrected
+    # (column by column, views of the track's float32 columns: no float64 copy of the table)
+    if p.parallax:
+        usable = _posed(table)
+    else:
+        usable = table["success"].to_numpy(bool).copy()
+        for col in ("iris_r_x", "iris_r_y", "iris_l_x", "iris_l_y"):
+            usable &= np.isfinite(table[col].to_numpy())
     yaw, pitch, roll, tx, ty, tz = (table[c].to_numpy() for c in ("yaw", "pitch", "roll", "tx", "ty", "tz"))
     rot_cache: dict[int, np.ndarray] = {}
 
@@ -490,7 +492,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 break
             if mapped is not None and i and i % _GATHER_ROWS == 0:
                 _release(landmarks, mapped, i - _GATHER_ROWS, i)
-            if not ok[i] or (p.parallax and not posed[i]):
+            if not usable[i]:
                 eyes = None
                 continue
             lost = False
