@@ -14,11 +14,20 @@ video's frames, decoded again (nothing is added to tracking):
    clearance, and not higher than ``brow`` eye widths above the opening. The most
    textured points (smaller eigenvalue of the structure tensor) of each of 8 sectors
    around the eye are kept, ``points`` in all.
-2. **Follow.** The points are tracked by pyramidal Lucas-Kanade optical flow from the
-   seed frame to each frame (from their previous positions; a forward-backward check
-   drops points for the frame), like the skin points of the head pose
-   (:mod:`cdrscreen.tracking.flow`), in a crop that moves with them. When fewer than
-   ``min_points`` are followed, the next frame seeds again.
+2. **Follow.** Each frame is warped into the seed frame with a guess of its map (the
+   last map found, moved with the mesh's landmarks on the same skin since then), and the
+   points are tracked by pyramidal Lucas-Kanade optical flow from the seed frame into
+   that warp (a forward-backward check drops points for the frame): the key image is
+   always compared with a view in the seed's pose, so the points hold over large head
+   motion, and after a blink or a lost frame they are found again where they were. An
+   eye whose points are not found (fewer than ``min_points``) reads NaN for the frame;
+   after ``patience_s`` of usable frames without them, the next frame seeds again.
+   **Handover.** When an eye follows fewer than ``renew`` of its points (the head has
+   turned far from the seed's pose, an expression moved the skin), a new seed is laid
+   (never on a blink) while the old one still reads; after ``overlap_s`` the new one
+   takes over, and its reference level is tied to the old one's by the median
+   difference of their readings on the shared frames. Seeds linked this way form a
+   *chain* with one reference level (step 6).
 3. **Local frame.** An affine map from the frame to the seed frame is fitted to the
    followed points (least median of squares, then least squares on the inliers): the
    head's rotation, translation and scale *at the eye*, measured on the texture.
@@ -26,7 +35,9 @@ video's frames, decoded again (nothing is added to tracking):
    lids stand still there) and the iris is found in it: a mean shift on the pixels darker
    than halfway between the opening's dark and bright ends gives a start, and a circle of
    the iris radius (MediaPipe's iris landmarks of the seed frame) is fitted to the iris's
-   left and right edges on the rows of the opening (:meth:`_EyePoints.iris_circle`).
+   left and right edges on the rows of the opening (:meth:`_EyePoints.iris_circle`;
+   started above and below the dark centre, the better fit kept: the rows of a clipped
+   iris fix its centre's height only up to a reflection about them).
    ``iris_from="mesh"`` takes MediaPipe's iris landmark mapped into the seed frame.
 5. **Parallax.** The iris lies on the eye opening's surface, the reference points on the
    skin around it, at other depths: a head turn moves one against the other. The seed
@@ -34,16 +45,18 @@ video's frames, decoded again (nothing is added to tracking):
    eye-contour surface) become head-fixed 3-D points, moved with the skin-flow pose and
    projected; the affine map fitted to the projected reference points says where a
    head-fixed iris would read, and that reading is subtracted. The correction is scaled,
-   per seed, by how well the same model predicts the reference points' *own* departures
-   from their affine map (least squares, pulled toward 1 by ``prior_px2`` when the head
-   hardly turns): this calibrates the pose's rotation gain and the mesh's depth scale on
-   head-fixed texture only, never on the iris, so true eye-head co-movement is kept.
-6. **Angles.** Each eye's offset from its median over the seed's frames, in the seed
-   frame's eye axes (along and across the line through the eye corners), is turned into
-   mm with the seed frame's scale (outer canthal distance
-   :data:`cdrscreen.tracking.pose.OUTER_CANTHAL_MM`) and into degrees with a 12 mm
-   eyeball radius, averaged over both eyes: ``eye_yaw`` > 0 toward image right,
-   ``eye_pitch`` > 0 up (the signs of ``yaw`` and ``pitch``).
+   per chain of seeds (step 2), by how well the same model predicts the reference
+   points' *own* departures from their affine map (least squares, pulled toward 1 by
+   ``prior_px2`` when the head hardly turns): this calibrates the pose's rotation gain
+   and the mesh's depth scale on head-fixed texture only, never on the iris, so true
+   eye-head co-movement is kept.
+6. **Angles.** Each eye's offset, in its seed frame's eye axes (along and across the line
+   through the eye corners) and in mm (the seed frame's scale, outer canthal distance
+   :data:`cdrscreen.tracking.pose.OUTER_CANTHAL_MM`), is shifted to its chain's level
+   (step 2), taken from its median over the chain's frames, turned into degrees with a
+   12 mm eyeball radius and averaged over both eyes: ``eye_yaw`` > 0 toward image right,
+   ``eye_pitch`` > 0 up (the signs of ``yaw`` and ``pitch``). A chain ends only when the
+   points stay lost for ``patience_s``; a new chain has its own median.
 
 What it assumes: the iris is read against the skin next to the opening, corrected to the
 opening's surface by the mesh's depth difference. The validation renderer paints the iris
@@ -98,8 +111,8 @@ class EyeTextureParams:
     points : int
         Points kept per eye (the most textured).
     min_points : int
-        Fewest followed points for a frame's affine map (fewer: NaN for the frame, and
-        the next frame seeds again).
+        Fewest followed points for a frame's affine map (fewer: NaN for the eye in that
+        frame).
     fb_max : float
         Largest forward-backward error (px) of a kept point.
     parallax : bool
@@ -119,6 +132,18 @@ class EyeTextureParams:
     prior_px2 : float
         Weight (px squared) pulling that scale toward 1 when the head hardly turns (the
         scale is kept in [0, 2]).
+    patience_s : float
+        How long (seconds of usable frames) an eye's points may go unfound (a blink, a
+        fast turn) before they are laid again as a new chain; until then each usable frame
+        looks for them again from the mesh's motion, so the seed and its level are kept.
+    renew : float
+        Below this fraction of an eye's points followed (or after 3 frames without its
+        map), the next seed is laid alongside (the handover of step 2).
+    overlap_s : float
+        Length of a handover: the frames on which both seeds read, to tie their levels.
+    blink_margin_s : float
+        Frames this close to a detected blink (the track's ``blink``) are not read: lids
+        partly closed over the iris (the start and end of a blink) bend the circle fit.
     """
 
     win: int = 9
@@ -134,6 +159,10 @@ class EyeTextureParams:
     prior_px2: float = 1.0
     iris_from: str = "circle"
     shift_steps: int = 10
+    patience_s: float = 1.0
+    renew: float = 0.6
+    overlap_s: float = 0.3
+    blink_margin_s: float = 0.08
 
 
 def _polygon_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -199,8 +228,16 @@ class _EyePoints:
         self.key_pts = (cand[keep] - [x0, y0]).astype(np.float32)
         self.seed_xy = cand[keep]
         self.good = np.ones(len(keep), bool)
-        self.pts = self.key_pts.copy()
         self.u, self.v = u, v
+        # mesh landmarks on the skin of the key box (clear of the opening like the points):
+        # their motion predicts the map of a frame that follows a lost one
+        lm = mesh[:468, :2]
+        inbox = np.flatnonzero(np.all((lm >= [x0, y0]) & (lm <= [x1, y1]), axis=1))
+        guide = inbox[_polygon_distance(poly, lm[inbox]) > clear]
+        self.guide = guide if len(guide) >= 3 else inbox
+        self.guide_prev = lm[self.guide].copy()  # at the last frame with a map
+        self.m_prev = np.array([[1.0, 0, 0], [0, 1.0, 0]])  # that frame's map (the seed: identity)
+        self.misses = 0  # frames in a row without a map
         # the eye opening of the seed frame, for finding the iris in seed-frame pixels
         ox, oy = np.floor(poly.min(axis=0) - 2).astype(int).clip(0)
         ex, ey = np.ceil(poly.max(axis=0) + 2).astype(int)
@@ -219,44 +256,64 @@ class _EyePoints:
         self.lk = dict(winSize=(params.win, params.win), maxLevel=2,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 
-    def to_seed(self, gray: np.ndarray) -> np.ndarray | None:
-        """Affine map (2x3) from this frame's pixels to the seed frame's, or None."""
+    def to_seed(self, gray: np.ndarray, mesh: np.ndarray) -> np.ndarray | None:
+        """Affine map (2x3) from this frame's pixels to the seed frame's, or None.
+
+        The frame is warped into the key box with a guess of the map (the last frame's
+        map, moved with the mesh's landmarks on the box's skin since then), and the
+        points are tracked from the key image into that warp: only the guess's error is
+        left to Lucas-Kanade, and the key image is compared with a frame that has the
+        seed frame's rotation and scale, so the points hold over large head motion and
+        are found again after a frame without a map (a blink, a lost face).
+        """
         import cv2
 
-        # the key frame's box, moved with the points (whole pixels), in this frame
         x0, y0, x1, y1 = self.box
-        sx, sy = np.round(np.median(self.pts - self.key_pts, axis=0)).astype(int)
-        if x0 + sx < 0 or y0 + sy < 0 or x1 + sx > gray.shape[1] or y1 + sy > gray.shape[0]:
-            return None
-        cur = np.ascontiguousarray(gray[y0 + sy:y1 + sy, x0 + sx:x1 + sx])
-        shift = np.array([sx, sy], np.float32)
+        lm = mesh[self.guide, :2]
+        try:  # the mesh's motion since the last frame with a map, composed with that map
+            step = _affine(lm, self.guide_prev)
+            guess = np.c_[self.m_prev[:, :2] @ step[:, :2], self.m_prev[:, :2] @ step[:, 2] + self.m_prev[:, 2]]
+        except np.linalg.LinAlgError:
+            return self._miss()
+        if not np.all(np.isfinite(guess)):
+            return self._miss()
+        a = guess.copy()
+        a[:, 2] -= [x0, y0]
+        cur = cv2.warpAffine(gray, a, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
         key = self.key_pts.reshape(-1, 1, 2)
-        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key, cur, key, (self.pts - shift).reshape(-1, 1, 2),
+        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(self.key, cur, key, key.copy(),
                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
         back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, self.key, fwd, key.copy(),
                                                 flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
         fb = np.linalg.norm((back - key).reshape(-1, 2), axis=1)
         good = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb <= self.p.fb_max)
-        fwd = fwd.reshape(-1, 2) + shift
         if good.sum() < self.p.min_points:
-            return None
-        src, dst = fwd[good] + [x0, y0], self.key_pts[good] + [x0, y0]
-        m, inl = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
+            return self._miss()
+        # the followed points in this frame's pixels: the warp undone
+        g = np.vstack([guess, [0.0, 0.0, 1.0]])
+        back_map = np.linalg.inv(g)[:2]
+        q = fwd.reshape(-1, 2).astype(float) + [x0, y0]
+        src = q @ back_map[:, :2].T + back_map[:, 2]
+        dst = self.key_pts.astype(float) + [x0, y0]
+        m, inl = cv2.estimateAffine2D(src[good], dst[good], method=cv2.LMEDS)
         if m is None:
-            return None
+            return self._miss()
         inl = inl.ravel().astype(bool)
         if inl.sum() >= self.p.min_points:  # least squares on the inliers
-            a = np.c_[src[inl], np.ones(inl.sum())]
-            m = np.linalg.lstsq(a, dst[inl], rcond=None)[0].T
+            m = _affine(src[good][inl], dst[good][inl])
         idx = np.flatnonzero(good)
-        self.pts[idx] = fwd[good]
         self.good = good
         self.fit = good.copy()  # the points of the fit: inliers of the robust one
         if inl.sum() >= self.p.min_points:
             self.fit[idx[~inl]] = False
-        self.cur = fwd + [x0, y0]  # this frame's positions (px)
+        self.cur = src  # this frame's positions (px)
+        self.m_prev, self.guide_prev, self.misses = m, lm.copy(), 0
         return m
 
+    def _miss(self) -> None:
+        self.misses += 1
+        return None
 
     def iris(self, gray: np.ndarray, m: np.ndarray, start: np.ndarray) -> np.ndarray | None:
         """Iris centre (px of the seed frame): the centre of darkness in the seed frame's eye opening.
@@ -335,22 +392,32 @@ class _EyePoints:
         qx, qy = np.concatenate(px) if px else np.empty(0), np.concatenate(py) if py else np.empty(0)
         if qx.size < 4:
             return None
-        cx, cy = float(c[0]), float(c[1])
-        for _ in range(10):  # Gauss-Newton for the centre, radius fixed (2x2 normal equations)
-            dx, dy = qx - cx, qy - cy
-            n = np.maximum(np.sqrt(dx * dx + dy * dy), 1e-9)
-            jx, jy, res = -dx / n, -dy / n, n - r  # Jacobian of the residuals n - r in (cx, cy)
-            a11, a12, a22 = float(jx @ jx), float(jx @ jy), float(jy @ jy)
-            b1, b2 = -float(jx @ res), -float(jy @ res)
-            det = a11 * a22 - a12 * a12
-            if not abs(det) > 1e-12 * max(a11 * a22, 1e-300):
-                ux, uy = np.linalg.lstsq(np.c_[jx, jy], -res, rcond=None)[0]  # degenerate: minimum norm
-            else:
-                ux, uy = (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
-            cx, cy = cx + float(ux), cy + float(uy)
-            if math.hypot(ux, uy) < 1e-3:
-                break
+        # the rows of an iris clipped by the lids fix the centre's height only up to a
+        # reflection about the rows (a chord has the same width above and below the
+        # centre): the fit starts on both sides and keeps the better one
+        fits = [_circle_centre(qx, qy, r, float(c[0]), float(c[1]) + side * r / 2) for side in (-1, 1)]
+        cx, cy, _ = min(fits, key=lambda f: f[2])
         return np.array([cx + ox, cy + oy])
+
+
+def _circle_centre(qx: np.ndarray, qy: np.ndarray, r: float, cx: float, cy: float) -> tuple[float, float, float]:
+    """Centre of the circle of radius ``r`` nearest the points (Gauss-Newton from ``cx, cy``) and its squared error."""
+    for _ in range(10):  # 2x2 normal equations
+        dx, dy = qx - cx, qy - cy
+        n = np.maximum(np.sqrt(dx * dx + dy * dy), 1e-9)
+        jx, jy, res = -dx / n, -dy / n, n - r  # Jacobian of the residuals n - r in (cx, cy)
+        a11, a12, a22 = float(jx @ jx), float(jx @ jy), float(jy @ jy)
+        b1, b2 = -float(jx @ res), -float(jy @ res)
+        det = a11 * a22 - a12 * a12
+        if not abs(det) > 1e-12 * max(a11 * a22, 1e-300):
+            ux, uy = np.linalg.lstsq(np.c_[jx, jy], -res, rcond=None)[0]  # degenerate: minimum norm
+        else:
+            ux, uy = (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
+        cx, cy = cx + float(ux), cy + float(uy)
+        if math.hypot(ux, uy) < 1e-3:
+            break
+    res = np.sqrt((qx - cx) ** 2 + (qy - cy) ** 2) - r
+    return cx, cy, float(res @ res)
 
 
 def _backproject(mesh: np.ndarray, xy: np.ndarray, z: np.ndarray, cam: np.ndarray) -> np.ndarray:
@@ -385,6 +452,131 @@ def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(np.c_[src, np.ones(len(src))], dst, rcond=None)[0].T
 
 
+class _Seed:
+    """Both eyes' reference points, laid on one frame, with their head-fixed 3-D model.
+
+    :meth:`step` writes each frame's iris (seed-frame px) and the parallax a head-fixed
+    iris would show into the rows of its slot, and accumulates the parallax calibration.
+    """
+
+    def __init__(self, i: int, gray: np.ndarray, mesh: np.ndarray, cam: np.ndarray, rot0: np.ndarray,
+                 ref0: np.ndarray, *, slot: int, surface: np.ndarray, params: EyeTextureParams) -> None:
+        from cdrscreen.tracking.pose import OUTER_CANTHAL_MM
+
+        self.start = self.stop = i
+        self.slot, self.p, self.cam = slot, params, cam
+        self.rot0, self.ref0 = rot0, ref0
+        self.eyes = [_EyePoints(gray, mesh, c, params) for c in EYE_CONTOURS]
+        self.scale = OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2]))  # mm per px
+        self.axes = [(e.u, e.v) if e.key is not None else None for e in self.eyes]
+        self.agree = self.power = 0.0
+        self.lost = False
+        self.linked = False  # its level tied to the previous seed's (set by _chain_angles)
+        for e, c, contour in zip(self.eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
+            if e.key is None:
+                continue
+            # head-fixed 3-D points of the seed frame: the reference points on the mesh
+            # surface, the iris on the surface of its eye opening (module notes)
+            iris_xy = mesh[[c], :2]
+            e.iris0 = iris_xy[0]
+            e.model = _backproject(mesh, np.vstack([e.seed_xy, iris_xy]),
+                                   np.r_[_surface_z(mesh, e.seed_xy, surface),
+                                         _surface_z(mesh, iris_xy, np.array(contour))], cam)
+
+    @property
+    def gain(self) -> float:
+        """The model's parallax scale: how well it predicts the points' own departures.
+
+        Least squares, pulled toward 1 by ``prior_px2`` when the head hardly turned; kept
+        in [0, 2]: it never reverses the correction or more than doubles it.
+        """
+        if not self.p.calibrate:
+            return 1.0
+        return float(np.clip((self.agree + self.p.prior_px2) / (self.power + self.p.prior_px2), 0, 2))
+
+    @staticmethod
+    def pooled_gain(seeds: list[_Seed]) -> float:
+        """Return the parallax scale of :attr:`gain` from the sums of several seeds."""
+        if not seeds or not seeds[0].p.calibrate:
+            return 1.0
+        agree, power, prior = sum(sd.agree for sd in seeds), sum(sd.power for sd in seeds), seeds[0].p.prior_px2
+        return float(np.clip((agree + prior) / (power + prior), 0, 2))
+
+    def worn(self, renew: float) -> bool:
+        """Whether an eye missed its map or follows fewer than ``renew`` of its points."""
+        return any(e.key is not None and (e.misses >= 3 or e.good.sum() < renew * len(e.good)) for e in self.eyes)
+
+    def step(self, i: int, gray: np.ndarray, mesh: np.ndarray, rot_i: np.ndarray, ref_i: np.ndarray,
+             raw: np.ndarray, corr: np.ndarray, patience: int) -> None:
+        """Read frame ``i`` into ``raw[i, slot]``, ``corr[i, slot]``; ``lost`` after ``patience`` misses."""
+        cam, p = self.cam, self.p
+        for k, (e, c) in enumerate(zip(self.eyes, IRIS_CENTRES, strict=True)):
+            if e.key is None:
+                continue
+            m = e.to_seed(gray, mesh)
+            if m is None:  # too few points followed: NaN here; given up after `patience` misses
+                self.lost = self.lost or e.misses > patience
+                continue
+            if p.iris_from == "circle":
+                q = e.iris(gray, m, m @ np.r_[mesh[c, :2], 1.0])
+                if q is not None:
+                    q = e.iris_circle(gray, m, q)
+                if q is None:
+                    continue
+            else:
+                q = m @ np.r_[mesh[c, :2], 1.0]
+            raw[i, self.slot, k] = q
+            if p.parallax:  # where a head-fixed iris would read against the same points
+                x = (e.model - self.ref0) @ self.rot0 @ rot_i.T + ref_i
+                x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
+                f = e.fit
+                a = _affine(x[:-1][f], e.seed_xy[f])
+                corr[i, self.slot, k] = a @ np.r_[x[-1], 1.0] - e.iris0
+                # what the model and the texture say of the points' own departure from the affine map
+                res_mod = x[:-1][f] @ a[:, :2].T + a[:, 2] - e.seed_xy[f]
+                res_obs = e.cur[f] @ m[:, :2].T + m[:, 2] - e.seed_xy[f]
+                self.agree += float(np.sum(res_mod * res_obs))
+                self.power += float(np.sum(res_mod * res_mod))
+        self.stop = i + 1
+
+
+def _chain_angles(chain: list[_Seed], raw: np.ndarray, corr: np.ndarray, out: np.ndarray, radius: float) -> None:
+    """Write the angles of a chain of seeds (each laid during the previous one's handover) into ``out``.
+
+    Each seed's iris, parallax-corrected with its gain, is turned into mm along and across
+    each eye of its seed frame. A seed after the first is shifted by the median difference
+    from the previous seed's values over the frames both read (per eye and axis; where an
+    eye has no such frame, by the difference of their medians), so the chain shares one
+    reference level; each eye's offset from its median over the chain becomes an angle, and
+    the two eyes are averaged (one where only one reads).
+    """
+    lo, hi = chain[0].start, max(sd.stop for sd in chain)
+    gain = _Seed.pooled_gain(chain)
+    vals = np.full((hi - lo, 2, 2), np.nan)  # mm per frame, eye and (along, across)
+    with warnings.catch_warnings():  # an eye without any reading: NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for j, sd in enumerate(chain):
+            if sd.stop <= sd.start:
+                continue
+            q = raw[sd.start:sd.stop, sd.slot] - gain * corr[sd.start:sd.stop, sd.slot]
+            local = np.full(q.shape, np.nan)
+            for e, ax in enumerate(sd.axes):
+                if ax is not None:
+                    local[:, e] = q[:, e] @ np.c_[ax[0], ax[1]] * sd.scale
+            here = vals[sd.start - lo:sd.stop - lo]
+            if j:
+                sd.linked = True
+                both = here[:max(0, min(chain[j - 1].stop, sd.stop) - sd.start)]
+                off = np.nanmedian(both - local[:len(both)], axis=0) if len(both) else np.full((2, 2), np.nan)
+                free = np.nanmedian(vals[:sd.start - lo], axis=0) - np.nanmedian(local, axis=0)
+                off = np.where(np.isfinite(off), off, np.where(np.isfinite(free), free, 0.0))
+                local += off
+            np.copyto(here, local, where=np.isnan(here))  # the older seed's reading is kept on shared frames
+        d = vals - np.nanmedian(vals, axis=0)
+        mm = np.nanmean(d, axis=1)
+    out[lo:hi] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
+
+
 def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray, *, stride: int = 1,
                    eye_radius_mm: float | None = None,
                    params: EyeTextureParams | None = None) -> pd.DataFrame:
@@ -408,15 +600,18 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     -------
     DataFrame
         Columns ``eye_yaw``, ``eye_pitch`` (degrees, relative to the median over each
-        seed's frames; NaN where the face, its pose or the reference is missing), index of
-        ``table``; ``attrs["parallax_gain"]`` holds each seed's parallax scale (step 5 of
-        the module notes).
+        chain's frames; NaN where the face, its pose or the reference is missing), index
+        of ``table``; ``attrs["seeds"]`` lists each seed as ``(first row, end row, linked)``
+        (``linked``: its level tied to the previous seed's by a handover),
+        ``attrs["parallax_gain"]`` each seed's own parallax scale (step 5 of the module
+        notes; the correction uses the scale pooled over the seed's chain).
     """
     import cv2
+    from threadpoolctl import threadpool_limits
 
     from cdrscreen.media.video import iter_frames
     from cdrscreen.tracking.flow import EYE_RADIUS_MM
-    from cdrscreen.tracking.pose import OUTER_CANTHAL_MM, camera_matrix
+    from cdrscreen.tracking.pose import camera_matrix
 
     p = params or EyeTextureParams()
     if p.iris_from not in ("circle", "mesh"):
@@ -445,113 +640,82 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     def ref(i: int) -> np.ndarray:
         return np.array([tx[i], ty[i], tz[i]], np.float64)
 
-    eyes: list[_EyePoints] | None = None
-    gains: list[float] = []
-    raw = np.full((n, 2, 2), np.nan)  # iris in seed-frame px, per frame and eye
-    corr = np.zeros((n, 2, 2))  # parallax of a head-fixed iris against the points (model), px
-    # a seed's frames are contiguous; each seed is finished (offsets, angles) when the next
-    # starts, so only its own temporaries exist besides the two arrays above
-    seg: dict = {}
+    # usable frames in a row without a map before a seed is given up; frames of a handover
+    dt = np.diff(table["time"].to_numpy(float)) if "time" in table and n > 1 else np.array([])
+    dt = dt[np.isfinite(dt) & (dt > 0)]
+    frame_s = float(np.median(dt)) if dt.size else 0.0
+    patience = int(round(p.patience_s / frame_s)) if frame_s else 0
+    blink = table["blink"].to_numpy(bool) if "blink" in table else np.zeros(n, bool)
+    if p.blink_margin_s > 0 and blink.any() and frame_s:
+        # the frames next to a detected blink: lids partly closed over the iris are not read
+        k = int(round(p.blink_margin_s / frame_s))
+        near = np.convolve(blink.astype(float), np.ones(2 * k + 1), mode="same") > 0
+        usable = usable & ~near
+    # the iris in seed-frame px and the parallax of a head-fixed iris (model, px), per frame,
+    # seed slot and eye: consecutive seeds overlap during a handover and alternate slots
+    raw = np.full((n, 2, 2, 2), np.nan)
+    corr = np.zeros((n, 2, 2, 2))
+    chain: list[_Seed] = []  # seeds whose reference levels are linked, not yet turned into angles
+    done: list[_Seed] = []
+    handover = max(1, int(round(p.overlap_s / frame_s))) if frame_s else 1
 
-    def finish_seed() -> None:
-        if not seg or seg["stop"] <= seg["start"]:
-            return
-        at = slice(seg["start"], seg["stop"])
-        n_at = seg["stop"] - seg["start"]
-        # the model's parallax, scaled by how well it predicts the points' own departures
-        # (least squares, pulled toward 1 by prior_px2 when the head hardly turned; kept in
-        # [0, 2]: it never reverses the correction or more than doubles it)
-        gain = float(np.clip((seg["agree"] + p.prior_px2) / (seg["power"] + p.prior_px2), 0, 2)) \
-            if p.calibrate else 1.0
-        q = raw[at] - gain * corr[at]
-        disp = np.full((n_at, 2, 2), np.nan)  # per frame, per eye: (along, across) px of the seed frame
-        for e in range(2):
-            eye = seg["axes"][e]
-            disp[:, e] = q[:, e] @ np.c_[eye[0], eye[1]] if eye is not None else np.nan
-        if not np.isfinite(disp).any():
-            return
-        with warnings.catch_warnings():  # an eye without any reading in this seed: NaN, quietly
-            warnings.simplefilter("ignore", RuntimeWarning)
-            d = disp - np.nanmedian(disp, axis=0)
-            mm = np.nanmean(d, axis=1) * seg["scale"]  # mean of both eyes (one where only one)
-        out[at] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
-        gains.append(gain)
+    def finish_chain() -> None:
+        if chain:
+            _chain_angles(chain, raw, corr, out, radius)
+            done.extend(chain)
+            chain.clear()
 
-    rot_seed = np.eye(3)
     surface = np.setdiff1d(np.arange(468), [*IRIS_CENTRES])
     # a memory-mapped landmark file: its pages are released every _GATHER_ROWS frames, so
     # an hour of landmarks (0.5 GB at 25 fps) is never resident in this process at once
     mapped = getattr(landmarks, "_mmap", None) if isinstance(landmarks, np.memmap) else None
     if isinstance(landmarks, np.memmap):  # rows of a plain view: no memmap object per frame
         landmarks = landmarks.view(np.ndarray)
+    cur: _Seed | None = None
+    nxt: _Seed | None = None  # the next seed, laid while the current one still follows its points
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    blas = threadpool_limits(1, user_api="blas")  # tiny matrices: BLAS threads only spin (2x the CPU)
     try:
         for i, fr in enumerate(iter_frames(path, stride=stride)):
             if i >= n:
                 break
             if mapped is not None and i and i % _GATHER_ROWS == 0:
                 _release(landmarks, mapped, i - _GATHER_ROWS, i)
-            if not usable[i]:
-                eyes = None
+            if not usable[i]:  # the seeds are kept: their points are looked for again on the next usable frame
                 continue
-            lost = False
             gray = cv2.cvtColor(fr.rgb, cv2.COLOR_RGB2GRAY)
             mesh = np.asarray(landmarks[i], float)
-            if eyes is None:
-                finish_seed()
+            if cur is None:  # nothing to link to: a new chain (never laid on a blink)
+                if blink[i]:
+                    continue
+                finish_chain()
                 cam = camera_matrix(gray.shape[1], gray.shape[0])
-                eyes = [_EyePoints(gray, mesh, c, p) for c in EYE_CONTOURS]
-                rot_seed, ref_seed = rot(i), ref(i)
-                seg = {"start": i, "stop": i, "agree": 0.0, "power": 0.0,
-                       "scale": OUTER_CANTHAL_MM / float(np.linalg.norm(mesh[263, :2] - mesh[33, :2])),
-                       "axes": [(e.u, e.v) if e.key is not None else None for e in eyes]}
-                for e, c, contour in zip(eyes, IRIS_CENTRES, EYE_CONTOURS, strict=True):
-                    if e.key is None:
-                        continue
-                    # head-fixed 3-D points of the seed frame: the reference points on the mesh
-                    # surface, the iris on the surface of its eye opening (module notes)
-                    iris_xy = mesh[[c], :2]
-                    e.iris0 = iris_xy[0]
-                    e.model = _backproject(mesh, np.vstack([e.seed_xy, iris_xy]),
-                                           np.r_[_surface_z(mesh, e.seed_xy, surface),
-                                                 _surface_z(mesh, iris_xy, np.array(contour))], cam)
-            raw_i, corr_i = raw[i], corr[i]  # views: this frame's rows
-            for k, (e, c) in enumerate(zip(eyes, IRIS_CENTRES, strict=True)):
-                if e.key is None:
-                    continue
-                m = e.to_seed(gray)
-                if m is None:  # too few points followed: a fresh seed on the next frame
-                    lost = True
-                    continue
-                if p.iris_from == "circle":
-                    q = e.iris(gray, m, m @ np.r_[mesh[c, :2], 1.0])
-                    if q is not None:
-                        q = e.iris_circle(gray, m, q)
-                    if q is None:
-                        continue
-                else:
-                    q = m @ np.r_[mesh[c, :2], 1.0]
-                raw_i[k] = q
-                if p.parallax:  # where a head-fixed iris would read against the same points
-                    x = (e.model - ref_seed) @ rot_seed @ rot(i).T + ref(i)
-                    x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
-                    f = e.fit
-                    a = _affine(x[:-1][f], e.seed_xy[f])
-                    corr_i[k] = a @ np.r_[x[-1], 1.0] - e.iris0
-                    # what the model and the texture say of the points' own departure from the affine map
-                    res_mod = x[:-1][f] @ a[:, :2].T + a[:, 2] - e.seed_xy[f]
-                    res_obs = e.cur[f] @ m[:, :2].T + m[:, 2] - e.seed_xy[f]
-                    seg["agree"] += float(np.sum(res_mod * res_obs))
-                    seg["power"] += float(np.sum(res_mod * res_mod))
-            seg["stop"] = i + 1
-            if lost:
-                eyes = None
-        finish_seed()
+                cur = _Seed(i, gray, mesh, cam, rot(i), ref(i), slot=0, surface=surface, params=p)
+                chain.append(cur)
+            cur.step(i, gray, mesh, rot(i), ref(i), raw, corr, patience)
+            if nxt is not None:
+                nxt.step(i, gray, mesh, rot(i), ref(i), raw, corr, patience)
+                if nxt.lost:  # given up before its handover: not part of the chain
+                    chain.remove(nxt)
+                    nxt = None
+            if cur.lost or (nxt is not None and i - nxt.start + 1 >= handover):
+                cur = nxt  # None when it was lost: a new chain on the next usable frame
+                nxt = None
+            elif nxt is None and cur.worn(p.renew) and not blink[i] and i + 1 < n:
+                # few of its points still followed: the next seed is laid now, and its
+                # level is tied to this one's over the frames both read (the handover)
+                nxt = _Seed(i, gray, mesh, camera_matrix(gray.shape[1], gray.shape[0]), rot(i), ref(i),
+                            slot=1 - cur.slot, surface=surface, params=p)
+                nxt.step(i, gray, mesh, rot(i), ref(i), raw, corr, patience)
+                chain.append(nxt)
+        finish_chain()
     finally:
         cv2.setNumThreads(threads)
+        blas.restore_original_limits()
     res = pd.DataFrame(index=table.index)
-    res.attrs["parallax_gain"] = gains
+    res.attrs["parallax_gain"] = [sd.gain for sd in done]
+    res.attrs["seeds"] = [(sd.start, sd.stop, sd.linked) for sd in done]
     res[EYE_IN_HEAD_COLUMNS[0]] = out[:, 0]
     res[EYE_IN_HEAD_COLUMNS[1]] = -out[:, 1]
     return res

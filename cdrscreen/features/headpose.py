@@ -169,7 +169,9 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 5: eye_in_head option (iris in head coordinates, features/gaze.py); eye_yaw,
     #:    eye_pitch in the frames signal (with eye_in_head="texture": that signal's values).
     #: 6: eye_in_head defaults to "texture" (was "corners").
-    version: ClassVar[int] = 6
+    #: 7: texture signal: seeds kept through blinks and handed over with a linked level
+    #:    (one reference level per chain, not per seed), two-sided circle fit.
+    version: ClassVar[int] = 7
     Params = HeadPoseParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
     key_features: ClassVar[tuple[tuple[str, str], ...]] = (
