@@ -502,6 +502,10 @@ class _Seed:
         agree, power, prior = sum(sd.agree for sd in seeds), sum(sd.power for sd in seeds), seeds[0].p.prior_px2
         return float(np.clip((agree + prior) / (power + prior), 0, 2))
 
+    def retire(self) -> None:
+        """Drop the points and images once the seed reads no more (a chain of an hour holds thousands)."""
+        self.eyes = []
+
     def worn(self, renew: float) -> bool:
         """Whether an eye missed its map or follows fewer than ``renew`` of its points."""
         return any(e.key is not None and (e.misses >= 3 or e.good.sum() < renew * len(e.good)) for e in self.eyes)
@@ -558,7 +562,7 @@ def _chain_angles(chain: list[_Seed], raw: np.ndarray, corr: np.ndarray, out: np
         for j, sd in enumerate(chain):
             if sd.stop <= sd.start:
                 continue
-            q = raw[sd.start:sd.stop, sd.slot] - gain * corr[sd.start:sd.stop, sd.slot]
+            q = raw[sd.start:sd.stop, sd.slot].astype(float) - gain * corr[sd.start:sd.stop, sd.slot]
             local = np.full(q.shape, np.nan)
             for e, ax in enumerate(sd.axes):
                 if ax is not None:
@@ -653,8 +657,9 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
         usable = usable & ~near
     # the iris in seed-frame px and the parallax of a head-fixed iris (model, px), per frame,
     # seed slot and eye: consecutive seeds overlap during a handover and alternate slots
-    raw = np.full((n, 2, 2, 2), np.nan)
-    corr = np.zeros((n, 2, 2, 2))
+    # (float32: 64 bytes a frame for both, 5.8 MB for an hour at 25 fps)
+    raw = np.full((n, 2, 2, 2), np.nan, np.float32)
+    corr = np.zeros((n, 2, 2, 2), np.float32)
     chain: list[_Seed] = []  # seeds whose reference levels are linked, not yet turned into angles
     done: list[_Seed] = []
     handover = max(1, int(round(p.overlap_s / frame_s))) if frame_s else 1
@@ -698,8 +703,10 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
                 nxt.step(i, gray, mesh, rot(i), ref(i), raw, corr, patience)
                 if nxt.lost:  # given up before its handover: not part of the chain
                     chain.remove(nxt)
+                    nxt.retire()
                     nxt = None
             if cur.lost or (nxt is not None and i - nxt.start + 1 >= handover):
+                cur.retire()
                 cur = nxt  # None when it was lost: a new chain on the next usable frame
                 nxt = None
             elif nxt is None and cur.worn(p.renew) and not blink[i] and i + 1 < n:
