@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from cdrscreen.features.eye_texture import (
     EyeTextureParams,
@@ -103,3 +104,21 @@ def test_patience_ends_a_chain(face_video) -> None:  # noqa: ANN001
                          params=EyeTextureParams(patience_s=0.0, fb_max=0.02, min_points=20))
     kept = eye_in_texture(face_video, tr.table, tr.landmarks)
     assert sum(not linked for *_, linked in res.attrs["seeds"]) > sum(not linked for *_, linked in kept.attrs["seeds"])
+
+
+def test_texture_settings_come_from_the_extraction_spec_and_are_recorded() -> None:
+    from cdrscreen.core.config import ConfigError
+    from cdrscreen.extract_spec import load_spec, make_extractors
+    from cdrscreen.features.headpose import HeadPoseExtractor
+
+    spec = load_spec(None, ["groups.headpose.eye_texture.patience_s=2.5", "groups.headpose.eye_texture.renew=0.4"],
+                     features=["headpose"])
+    (hp,) = make_extractors(spec)
+    cfg = hp.describe()["config"]["eye_texture"]
+    assert cfg["patience_s"] == 2.5 and cfg["renew"] == 0.4
+    assert cfg["overlap_s"] == EyeTextureParams().overlap_s  # the rest completed with the defaults
+    assert hp.describe()["config_sha"] != HeadPoseExtractor().describe()["config_sha"]  # part of the cache key
+    with pytest.raises(ConfigError, match="patience_s"):  # a misspelt key is named, with the valid one
+        load_spec(None, ["groups.headpose.eye_texture.patience=2"], features=["headpose"])
+    with pytest.raises(ValueError, match="renew"):
+        HeadPoseExtractor(eye_texture={"renew": 1.5})

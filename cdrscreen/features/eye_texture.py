@@ -72,11 +72,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from cdrscreen.features.gaze import (
     _GATHER_ROWS,
@@ -92,9 +93,8 @@ from cdrscreen.tracking.flow import angles_to_rotation
 IRIS_RINGS: tuple[tuple[int, ...], tuple[int, ...]] = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))
 
 
-@dataclass(frozen=True)
-class EyeTextureParams:
-    """Settings of :func:`eye_in_texture`.
+class EyeTextureParams(BaseModel):
+    """Settings of :func:`eye_in_texture` (``groups.headpose.eye_texture`` of an extraction spec).
 
     Parameters
     ----------
@@ -146,23 +146,25 @@ class EyeTextureParams:
         partly closed over the iris (the start and end of a blink) bend the circle fit.
     """
 
-    win: int = 9
-    margin: float = 1.0
-    reach: float = 0.6
-    brow: float = 0.35
-    band: float = 0.2
-    points: int = 24
-    min_points: int = 6
-    fb_max: float = 0.5
-    parallax: bool = True
-    calibrate: bool = True
-    prior_px2: float = 1.0
-    iris_from: str = "circle"
-    shift_steps: int = 10
-    patience_s: float = 1.0
-    renew: float = 0.6
-    overlap_s: float = 0.3
-    blink_margin_s: float = 0.08
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    win: int = Field(9, ge=3, description="Lucas-Kanade window side, pixels.")
+    margin: float = Field(1.0, ge=0, description="Clearance between a point's window and the eye opening, px.")
+    reach: float = Field(0.6, gt=0, description="Half-size of the box where points are laid, eye widths.")
+    brow: float = Field(0.35, ge=0, description="Highest point above the opening's top edge, eye widths.")
+    band: float = Field(0.2, gt=0, description="Points lie at most this far beyond the clearance, eye widths.")
+    points: int = Field(24, ge=8, description="Points kept per eye (the most textured, balanced over 8 sectors).")
+    min_points: int = Field(6, ge=3, description="Fewest followed points for a frame's map.")
+    fb_max: float = Field(0.5, gt=0, description="Largest forward-backward error of a kept point, px.")
+    parallax: bool = Field(True, description="Correct the parallax between the iris and the reference points.")
+    calibrate: bool = Field(True, description="Scale the parallax correction on the points' own departures.")
+    prior_px2: float = Field(1.0, ge=0, description="Weight pulling that scale toward 1, px squared.")
+    iris_from: Literal["circle", "mesh"] = Field("circle", description="Iris centre: circle fit or MediaPipe's.")
+    shift_steps: int = Field(10, ge=1, description="Mean-shift steps of the circle fit's start.")
+    patience_s: float = Field(1.0, ge=0, description="Usable seconds without an eye's points before a new chain.")
+    renew: float = Field(0.6, ge=0, le=1, description="Fraction of followed points below which a handover starts.")
+    overlap_s: float = Field(0.3, ge=0, description="Length of a handover, seconds.")
+    blink_margin_s: float = Field(0.08, ge=0, description="Frames this close to a detected blink are not read, s.")
 
 
 def _polygon_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from cdrscreen.core.config import StrictModel
 from cdrscreen.features.base import TrackedExtractor
+from cdrscreen.features.eye_texture import EyeTextureParams
 from cdrscreen.features.recording_warnings import video_seconds, visual_quality
 
 
@@ -92,6 +93,10 @@ class HeadPoseParams(StrictModel):
                                "cdrscreen.features.eye_texture; decodes the video again), 'corners' (gaze_h/gaze_v, "
                                "pupil relative to the eye corners; no second decoding) or 'head' (iris in head "
                                "coordinates, cdrscreen.features.gaze).")
+    eye_texture: EyeTextureParams | None = Field(
+        None, description="Settings of the texture eye signal (eye_in_head: texture): "
+                          "cdrscreen.features.eye_texture.EyeTextureParams, e.g. patience_s, renew, overlap_s; "
+                          "keys not given keep their defaults.")
 
 
 class HeadPoseExtractor(TrackedExtractor):
@@ -123,6 +128,11 @@ class HeadPoseExtractor(TrackedExtractor):
         columns as texture, :func:`cdrscreen.features.gaze.eye_in_head`), which head
         rotation cannot move for an exact pose and iris depth but which takes every pose
         error with it.
+    eye_texture : EyeTextureParams or dict, optional
+        Settings of the texture eye signal
+        (:class:`cdrscreen.features.eye_texture.EyeTextureParams`; a dict of some of its
+        fields is completed with the defaults). Stored, and recorded with the table, as the
+        complete dict.
     max_faces : int, default 2
         Faces tracked at once.
     cache_dir : path, optional
@@ -169,7 +179,7 @@ class HeadPoseExtractor(TrackedExtractor):
     #: 5: eye_in_head option (iris in head coordinates, features/gaze.py); eye_yaw,
     #:    eye_pitch in the frames signal (with eye_in_head="texture": that signal's values).
     #: 6: eye_in_head defaults to "texture" (was "corners").
-    #: 7: texture signal: seeds kept through blinks and handed over with a linked level
+    #: 7: eye_texture settings; texture signal: seeds kept through blinks and handed over with a linked level
     #:    (one reference level per chain, not per seed), two-sided circle fit.
     version: ClassVar[int] = 7
     Params = HeadPoseParams
@@ -187,6 +197,7 @@ class HeadPoseExtractor(TrackedExtractor):
         min_rotation_deg: float = 0.1,
         min_translation_px: float = 0.2,
         eye_in_head: Literal["corners", "head", "texture"] = "texture",
+        eye_texture: EyeTextureParams | dict[str, Any] | None = None,
         max_faces: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -198,6 +209,9 @@ class HeadPoseExtractor(TrackedExtractor):
         if eye_in_head not in ("corners", "head", "texture"):
             raise ValueError(f"eye_in_head must be 'corners', 'head' or 'texture', not {eye_in_head!r}")
         self.eye_in_head = eye_in_head
+        if not isinstance(eye_texture, EyeTextureParams):
+            eye_texture = EyeTextureParams(**(eye_texture or {}))
+        self.eye_texture = eye_texture.model_dump()
         self.max_faces = max_faces
         self.cache_dir = cache_dir
 
@@ -211,7 +225,8 @@ class HeadPoseExtractor(TrackedExtractor):
         if self.eye_in_head == "texture":
             from cdrscreen.features.eye_texture import eye_in_texture
 
-            eih = eye_in_texture(track.path, track.table, track.landmarks, stride=track.config.stride)
+            eih = eye_in_texture(track.path, track.table, track.landmarks, stride=track.config.stride,
+                                 params=EyeTextureParams(**self.eye_texture))
         else:
             eih = eye_in_head(track.table, track.landmarks, track.width, track.height)
         used = ["time", "frame", "success", "blink", "yaw", "pitch", "roll", "tx", "ty", "tz", "head_x", "head_y",
