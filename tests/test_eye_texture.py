@@ -122,3 +122,30 @@ def test_texture_settings_come_from_the_extraction_spec_and_are_recorded() -> No
         load_spec(None, ["groups.headpose.eye_texture.patience=2"], features=["headpose"])
     with pytest.raises(ValueError, match="renew"):
         HeadPoseExtractor(eye_texture={"renew": 1.5})
+
+
+def test_a_brow_raise_on_the_upper_points_moves_an_affine_map_but_not_the_pose_linear_one() -> None:
+    import cv2
+
+    from cdrscreen.features.eye_texture import _robust_shift
+
+    rng = np.random.default_rng(0)
+    # 24 points in a ring around an eye centred at (100, 80); the head shifted by (3, -2) px
+    ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    seed = np.c_[100 + 18 * np.cos(ang), 80 + 9 * np.sin(ang)]
+    lin = np.array([[np.cos(0.02), -np.sin(0.02)], [np.sin(0.02), np.cos(0.02)]])  # a 1.1 degree roll
+    true_t = np.array([-3.0, 2.0])
+    cur = (seed - true_t) @ np.linalg.inv(lin).T + rng.normal(0, 0.05, seed.shape)
+    # a brow raise: the upper points (image y above the eye) move up, more the higher they are
+    up = seed[:, 1] < 80
+    cur[up, 1] -= 0.25 * (80 - seed[up, 1])
+    iris = np.array([101.0, 80.0])
+    t, inl = _robust_shift(cur, seed, lin)
+    pose_map = np.c_[lin, t]
+    assert not inl[up].all() and inl[~up].all()
+    # where the iris of this frame lands in the seed frame: within 0.05 px with the pose's
+    # linear part; the affine map absorbs the raise as a vertical stretch and shifts it
+    want = lin @ iris + true_t
+    assert np.linalg.norm(pose_map @ np.r_[iris, 1.0] - want) < 0.05
+    aff, _ = cv2.estimateAffine2D(cur, seed, method=cv2.LMEDS)
+    assert np.linalg.norm(aff @ np.r_[iris, 1.0] - want) > 0.3

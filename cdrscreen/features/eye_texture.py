@@ -28,9 +28,14 @@ video's frames, decoded again (nothing is added to tracking):
    takes over, and its reference level is tied to the old one's by the median
    difference of their readings on the shared frames. Seeds linked this way form a
    *chain* with one reference level (step 6).
-3. **Local frame.** An affine map from the frame to the seed frame is fitted to the
-   followed points (least median of squares, then least squares on the inliers): the
-   head's rotation, translation and scale *at the eye*, measured on the texture.
+3. **Local frame.** The map from the frame to the seed frame: its linear part
+   (rotation, scale, shear) is where the skin-flow pose moves the seed's head-fixed
+   reference points (step 5's model: an affine fit to their projections), its shift the
+   followed points' own (their median shift, then the mean of those within 3 robust SDs
+   of it), so skin moved by an expression (a brow raise, a smile) on up to half of the
+   points can neither tilt, stretch nor shift the map. ``linear="texture"`` fits the
+   whole affine map to the points instead (least median of squares, then least squares
+   on the inliers).
 4. **Iris.** The frame is warped into the seed frame with that map (the opening and the
    lids stand still there) and the iris is found in it: a mean shift on the pixels darker
    than halfway between the opening's dark and bright ends gives a start, and a circle of
@@ -144,6 +149,14 @@ class EyeTextureParams(BaseModel):
     blink_margin_s : float
         Frames this close to a detected blink (the track's ``blink``) are not read: lids
         partly closed over the iris (the start and end of a blink) bend the circle fit.
+    linear : {"pose", "texture"}
+        The linear part (rotation, scale, shear) of the map from a frame to the seed frame:
+        ``"pose"`` takes it from the seed's head-fixed reference points moved with the
+        skin-flow pose and projected, and the texture gives only the shift (the points'
+        median shift, then the mean of those within 3 robust SDs): skin that an
+        expression moves on up to half the points cannot tilt or stretch the map.
+        ``"texture"`` fits the whole affine map to the points (least median of squares,
+        then least squares on the inliers); it is also used when ``parallax`` is off.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -165,6 +178,8 @@ class EyeTextureParams(BaseModel):
     renew: float = Field(0.6, ge=0, le=1, description="Fraction of followed points below which a handover starts.")
     overlap_s: float = Field(0.3, ge=0, description="Length of a handover, seconds.")
     blink_margin_s: float = Field(0.08, ge=0, description="Frames this close to a detected blink are not read, s.")
+    linear: Literal["pose", "texture"] = Field(
+        "pose", description="The map's rotation and scale: from the pose (the texture gives the shift) or an affine fit.")
 
 
 def _polygon_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -258,7 +273,7 @@ class _EyePoints:
         self.lk = dict(winSize=(params.win, params.win), maxLevel=2,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 
-    def to_seed(self, gray: np.ndarray, mesh: np.ndarray) -> np.ndarray | None:
+    def to_seed(self, gray: np.ndarray, mesh: np.ndarray, lin: np.ndarray | None = None) -> np.ndarray | None:
         """Affine map (2x3) from this frame's pixels to the seed frame's, or None.
 
         The frame is warped into the key box with a guess of the map (the last frame's
@@ -298,12 +313,18 @@ class _EyePoints:
         q = fwd.reshape(-1, 2).astype(float) + [x0, y0]
         src = q @ back_map[:, :2].T + back_map[:, 2]
         dst = self.key_pts.astype(float) + [x0, y0]
-        m, inl = cv2.estimateAffine2D(src[good], dst[good], method=cv2.LMEDS)
-        if m is None:
-            return self._miss()
-        inl = inl.ravel().astype(bool)
-        if inl.sum() >= self.p.min_points:  # least squares on the inliers
-            m = _affine(src[good][inl], dst[good][inl])
+        if lin is not None:  # the pose's linear part; the shift from the texture, robustly
+            shift, inl = _robust_shift(src[good], dst[good], lin)
+            if inl.sum() < self.p.min_points:
+                return self._miss()
+            m = np.c_[lin, shift]
+        else:
+            m, inl = cv2.estimateAffine2D(src[good], dst[good], method=cv2.LMEDS)
+            if m is None:
+                return self._miss()
+            inl = inl.ravel().astype(bool)
+            if inl.sum() >= self.p.min_points:  # least squares on the inliers
+                m = _affine(src[good][inl], dst[good][inl])
         idx = np.flatnonzero(good)
         self.good = good
         self.fit = good.copy()  # the points of the fit: inliers of the robust one
@@ -449,6 +470,19 @@ def _surface_z(mesh: np.ndarray, xy: np.ndarray, index: np.ndarray, k: int = 4) 
     return np.sum(w * lm[near, 2], axis=1) / w.sum(axis=1)
 
 
+def _robust_shift(src: np.ndarray, dst: np.ndarray, lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift ``t`` of the map ``x -> lin @ x + t`` taking ``src`` to ``dst``, and its inliers.
+
+    The points' median shift, then the mean over those within 3 robust SDs of it (at
+    least 0.3 px): points moved by something else (an expression) on up to half of them
+    are left out.
+    """
+    res = dst - src @ lin.T
+    dev = np.linalg.norm(res - np.median(res, axis=0), axis=1)
+    inl = dev <= max(3 * 1.4826 * float(np.median(dev)), 0.3)
+    return res[inl].mean(axis=0), inl
+
+
 def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares affine map (2x3) taking ``src`` to ``dst``."""
     return np.linalg.lstsq(np.c_[src, np.ones(len(src))], dst, rcond=None)[0].T
@@ -519,7 +553,11 @@ class _Seed:
         for k, (e, c) in enumerate(zip(self.eyes, IRIS_CENTRES, strict=True)):
             if e.key is None:
                 continue
-            m = e.to_seed(gray, mesh)
+            if p.parallax:  # the seed's head-fixed points, moved with the pose and projected
+                x = (e.model - self.ref0) @ self.rot0 @ rot_i.T + ref_i
+                x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
+            lin = _affine(x[:-1], e.seed_xy)[:, :2] if p.parallax and p.linear == "pose" else None
+            m = e.to_seed(gray, mesh, lin)
             if m is None:  # too few points followed: NaN here; given up after `patience` misses
                 self.lost = self.lost or e.misses > patience
                 continue
@@ -533,8 +571,6 @@ class _Seed:
                 q = m @ np.r_[mesh[c, :2], 1.0]
             raw[i, self.slot, k] = q
             if p.parallax:  # where a head-fixed iris would read against the same points
-                x = (e.model - self.ref0) @ self.rot0 @ rot_i.T + ref_i
-                x = cam[0, 0] * x[:, :2] / x[:, 2:] + cam[:2, 2]
                 f = e.fit
                 a = _affine(x[:-1][f], e.seed_xy[f])
                 corr[i, self.slot, k] = a @ np.r_[x[-1], 1.0] - e.iris0

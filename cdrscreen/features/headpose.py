@@ -180,7 +180,8 @@ class HeadPoseExtractor(TrackedExtractor):
     #:    eye_pitch in the frames signal (with eye_in_head="texture": that signal's values).
     #: 6: eye_in_head defaults to "texture" (was "corners").
     #: 7: eye_texture settings; texture signal: seeds kept through blinks and handed over with a linked level
-    #:    (one reference level per chain, not per seed), two-sided circle fit.
+    #:    (one reference level per chain, not per seed), two-sided circle fit, the map's
+    #:    linear part from the pose (linear="pose").
     version: ClassVar[int] = 7
     Params = HeadPoseParams
     signal_names: ClassVar[tuple[str, ...]] = ("frames",)
