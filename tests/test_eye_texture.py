@@ -7,12 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cdrscreen.features.eye_texture import (
-    EyeTextureParams,
-    _chain_angles,
-    _circle_centre,
-    eye_in_texture,
-)
+from cdrscreen.features.eye_points import _circle_centre, _robust_shift
+from cdrscreen.features.eye_texture import EyeTextureParams, _chain_angles, eye_in_texture
 
 
 def _clipped_circle(cx: float, cy: float, r: float, rows: np.ndarray, noise: float = 0.0,
@@ -126,8 +122,6 @@ def test_texture_settings_come_from_the_extraction_spec_and_are_recorded() -> No
 
 def test_a_brow_raise_on_the_upper_points_moves_an_affine_map_but_not_the_pose_linear_one() -> None:
     import cv2
-
-    from cdrscreen.features.eye_texture import _robust_shift
 
     rng = np.random.default_rng(0)
     # 24 points in a ring around an eye centred at (100, 80); the head shifted by (3, -2) px
