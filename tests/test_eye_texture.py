@@ -60,8 +60,8 @@ def test_a_handover_ties_the_new_seed_to_the_old_level() -> None:
     out = np.full((n, 2), np.nan)
     chain = [_seed(0, 30, 0), _seed(24, 60, 1)]
     _chain_angles(chain, raw, corr, out, radius)
-    np.testing.assert_allclose(out[:, 1], want, atol=1e-9)
-    np.testing.assert_allclose(out[:, 0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(out[:, 1], want, atol=1e-4)  # float32 storage: 1e-5 degrees
+    np.testing.assert_allclose(out[:, 0], 0.0, atol=1e-4)
     assert chain[1].linked and not chain[0].linked
     # the same seeds as two chains (no handover): each has its own median, the level jumps
     apart = np.full((n, 2), np.nan)

@@ -312,7 +312,7 @@ def _chain_angles(chain: list[_Seed], raw: np.ndarray, corr: np.ndarray, out: np
     """
     lo, hi = chain[0].start, max(sd.stop for sd in chain)
     gain = _Seed.pooled_gain(chain)
-    vals = np.full((hi - lo, 2, 2), np.nan)  # mm per frame, eye and (along, across)
+    vals = np.full((hi - lo, 2, 2), np.nan, np.float32)  # mm per frame, eye and (along, across)
     with warnings.catch_warnings():  # an eye without any reading: NaN, quietly
         warnings.simplefilter("ignore", RuntimeWarning)
         for j, sd in enumerate(chain):
@@ -328,12 +328,13 @@ def _chain_angles(chain: list[_Seed], raw: np.ndarray, corr: np.ndarray, out: np
                 sd.linked = True
                 both = here[:max(0, min(chain[j - 1].stop, sd.stop) - sd.start)]
                 off = np.nanmedian(both - local[:len(both)], axis=0) if len(both) else np.full((2, 2), np.nan)
-                free = np.nanmedian(vals[:sd.start - lo], axis=0) - np.nanmedian(local, axis=0)
-                off = np.where(np.isfinite(off), off, np.where(np.isfinite(free), free, 0.0))
+                if not np.isfinite(off).all():  # no shared reading for an eye: the medians' difference
+                    free = np.nanmedian(vals[:sd.start - lo], axis=0) - np.nanmedian(local, axis=0)
+                    off = np.where(np.isfinite(off), off, np.where(np.isfinite(free), free, 0.0))
                 local += off
             np.copyto(here, local, where=np.isnan(here))  # the older seed's reading is kept on shared frames
-        d = vals - np.nanmedian(vals, axis=0)
-        mm = np.nanmean(d, axis=1)
+        vals -= np.nanmedian(vals, axis=0)  # in place: a chain can span an hour
+        mm = np.nanmean(vals, axis=1, dtype=float)
     out[lo:hi] = np.degrees(np.arcsin(np.clip(mm / radius, -1, 1)))
 
 
