@@ -181,21 +181,28 @@ class _EyePoints:
         self.misses += 1
         return None
 
-    def iris(self, gray: np.ndarray, m: np.ndarray, start: np.ndarray) -> np.ndarray | None:
-        """Iris centre (px of the seed frame): the centre of darkness in the seed frame's eye opening.
+    def opening_patch(self, gray: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Return the frame warped into the seed frame's eye opening with ``m`` (this frame to the seed frame), float32.
 
-        The frame is warped into the seed frame with ``m`` (this frame to the seed frame),
-        so the opening's mask is the seed frame's; each pixel weighs how much darker than
-        :attr:`dark` it is. From ``start`` (seed-frame px), the centroid of the weights within
-        one iris radius is taken until it moves less than 0.01 px (mean shift).
+        Both iris finders read it: the opening's mask and rows are the seed frame's.
         """
         import cv2
 
         ox, oy, bw, bh = self.opening
         a = m.copy()
         a[:, 2] -= [ox, oy]
-        patch = cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        wgt = np.clip(self.dark - patch.astype(np.float32), 0, None) * self.mask
+        return cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+    def iris(self, patch: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+        """Iris centre (px of the seed frame): the centre of darkness in the seed frame's eye opening.
+
+        ``patch`` is :meth:`opening_patch`; each pixel weighs how much darker than
+        :attr:`dark` it is. From ``start`` (seed-frame px), the centroid of the weights within
+        one iris radius is taken until it moves less than 0.01 px (mean shift).
+        """
+        ox, oy = self.opening[:2]
+        wgt = np.clip(self.dark - patch, 0, None) * self.mask
         ys, xs = self._ys, self._xs
         c = np.asarray(start, float) - [ox, oy]
         for _ in range(self.p.shift_steps):
@@ -211,10 +218,10 @@ class _EyePoints:
         return c + [ox, oy]
 
 
-    def iris_circle(self, gray: np.ndarray, m: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+    def iris_circle(self, patch: np.ndarray, start: np.ndarray) -> np.ndarray | None:
         """Iris centre (px of the seed frame) from a circle fitted to the iris's side edges.
 
-        The frame is warped into the seed frame with ``m``. On each row of the seed
+        ``patch`` is :meth:`opening_patch`. On each row of the seed
         frame's eye opening (one pixel in from its border, so not on the lids), the iris's
         left edge (the most negative horizontal gradient, bright to dark) and right edge
         (the most positive) are found near ``start`` (the dark-centre estimate), to
@@ -226,10 +233,6 @@ class _EyePoints:
         import cv2
 
         ox, oy, bw, bh = self.opening
-        a = m.copy()
-        a[:, 2] -= [ox, oy]
-        patch = cv2.warpAffine(gray, a, (bw, bh), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
         inner = self._inner
         if not inner.any():

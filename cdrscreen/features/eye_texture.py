@@ -81,8 +81,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from cdrscreen.core.config import StrictModel
 from cdrscreen.features.eye_points import _affine, _EyePoints
 from cdrscreen.features.gaze import (
     _GATHER_ROWS,
@@ -95,7 +96,7 @@ from cdrscreen.features.gaze import (
 from cdrscreen.tracking.flow import angles_to_rotation
 
 
-class EyeTextureParams(BaseModel):
+class EyeTextureParams(StrictModel):
     """Settings of :func:`eye_in_texture` (``groups.headpose.eye_texture`` of an extraction spec).
 
     Parameters
@@ -156,7 +157,7 @@ class EyeTextureParams(BaseModel):
         then least squares on the inliers); it is also used when ``parallax`` is off.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)  # StrictModel: unknown keys refused
 
     win: int = Field(9, ge=3, description="Lucas-Kanade window side, pixels.")
     margin: float = Field(1.0, ge=0, description="Clearance between a point's window and the eye opening, px.")
@@ -280,9 +281,10 @@ class _Seed:
                 self.lost = self.lost or e.misses > patience
                 continue
             if p.iris_from == "circle":
-                q = e.iris(gray, m, m @ np.r_[mesh[c, :2], 1.0])
+                patch = e.opening_patch(gray, m)
+                q = e.iris(patch, m @ np.r_[mesh[c, :2], 1.0])
                 if q is not None:
-                    q = e.iris_circle(gray, m, q)
+                    q = e.iris_circle(patch, q)
                 if q is None:
                     continue
             else:
@@ -375,8 +377,6 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
     from cdrscreen.tracking.pose import camera_matrix
 
     p = params or EyeTextureParams()
-    if p.iris_from not in ("circle", "mesh"):
-        raise ValueError(f"iris_from must be 'circle' or 'mesh', not {p.iris_from!r}")
     radius = EYE_RADIUS_MM if eye_radius_mm is None else float(eye_radius_mm)
     n = len(table)
     out = np.full((n, 2), np.nan)
@@ -469,7 +469,7 @@ def eye_in_texture(path: str | Path, table: pd.DataFrame, landmarks: np.ndarray,
             elif nxt is None and cur.worn(p.renew) and not blink[i] and i + 1 < n:
                 # few of its points still followed: the next seed is laid now, and its
                 # level is tied to this one's over the frames both read (the handover)
-                nxt = _Seed(i, gray, mesh, camera_matrix(gray.shape[1], gray.shape[0]), rot(i), ref(i),
+                nxt = _Seed(i, gray, mesh, cam, rot(i), ref(i),
                             slot=1 - cur.slot, surface=surface, params=p)
                 nxt.step(i, gray, mesh, rot(i), ref(i), raw, corr, patience)
                 chain.append(nxt)
