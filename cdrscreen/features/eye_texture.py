@@ -245,9 +245,7 @@ class _Seed:
         Least squares, pulled toward 1 by ``prior_px2`` when the head hardly turned; kept
         in [0, 2]: it never reverses the correction or more than doubles it.
         """
-        if not self.p.calibrate:
-            return 1.0
-        return float(np.clip((self.agree + self.p.prior_px2) / (self.power + self.p.prior_px2), 0, 2))
+        return _Seed.pooled_gain([self])
 
     @staticmethod
     def pooled_gain(seeds: list[_Seed]) -> float:
